@@ -1,0 +1,83 @@
+//! The library's one error type.
+//!
+//! Every error names what was wrong and what was expected, so that a user can fix the input
+//! without reading the source: shape errors carry the op, the argument, the expected and the
+//! given value; limit errors carry the tensor, the bytes it needs and the adapter's limit.
+//! wgpu validation errors never abort the process: the context captures them (see
+//! [`crate::gpu::Gpu`]) and they come back as [`Error::Wgpu`].
+
+use std::fmt;
+
+/// `Result` with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter at all: no GPU driver and no software device.
+    #[error("no GPU adapter found. {hint}")]
+    NoAdapter { hint: String },
+
+    /// `NFNET_ADAPTER` (or the library option) matched none of the adapters.
+    #[error("no adapter matches {selector:?}; the adapters are:\n{available}")]
+    AdapterNotFound { selector: String, available: String },
+
+    /// The adapter refused to open a device with the limits the engine needs.
+    #[error("could not open a device on {adapter}: {message}")]
+    RequestDevice { adapter: String, message: String },
+
+    /// A tensor or parameter has the wrong shape, or shapes do not fit together.
+    #[error("{op}: {what}: expected {expected}, got {got}")]
+    Shape {
+        op: String,
+        what: String,
+        expected: String,
+        got: String,
+    },
+
+    /// A size exceeds what the adapter allows (and cannot be split further).
+    #[error("{op}: {what} needs {need} bytes, but the adapter's {limit} is {have} bytes")]
+    Limit {
+        op: String,
+        what: String,
+        need: u64,
+        have: u64,
+        limit: &'static str,
+    },
+
+    /// An argument that is not a shape: an unknown option, a negative rate, a bad label.
+    #[error("{op}: {message}")]
+    Invalid { op: String, message: String },
+
+    /// A wgpu validation or out-of-memory error captured at run time.
+    #[error("wgpu error during {context}: {message}")]
+    Wgpu { context: String, message: String },
+
+    /// Reading a buffer back from the GPU failed.
+    #[error("reading {label} back from the GPU failed: {message}")]
+    Readback { label: String, message: String },
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl Error {
+    /// A shape error; `expected` and `got` are formatted with `Display`.
+    pub fn shape(op: &str, what: &str, expected: impl fmt::Display, got: impl fmt::Display) -> Self {
+        Error::Shape {
+            op: op.into(),
+            what: what.into(),
+            expected: expected.to_string(),
+            got: got.to_string(),
+        }
+    }
+
+    /// An invalid-argument error.
+    pub fn invalid(op: &str, message: impl fmt::Display) -> Self {
+        Error::Invalid {
+            op: op.into(),
+            message: message.to_string(),
+        }
+    }
+}

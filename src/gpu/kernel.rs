@@ -1,0 +1,84 @@
+//! The closed set of compute kernels: one variant per shader file.
+//!
+//! Shader file = entry point = pipeline label = `Kernel::name()`. Each source is the shared
+//! prelude (`shaders/common/*.wgsl`, joined at compile time: WGSL has no `#include`) followed by
+//! the kernel's own file. `bindings()` is the contract with the shader's `@binding`s: binding 0
+//! is always the uniform `Params`, then the inputs (read-only), then the outputs (read-write).
+//! The naga test validates every source in `Kernel::ALL` without a GPU.
+
+/// How a shader accesses one binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<uniform>`: the kernel's `Params`.
+    Uniform,
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+macro_rules! kernels {
+    ($($variant:ident => $name:literal, [$($prelude:literal),*], ($($access:ident),*);)*) => {
+        /// One WGSL compute kernel.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kernel {
+            $($variant,)*
+        }
+
+        impl Kernel {
+            /// Every kernel, for sweeping tests.
+            pub const ALL: &'static [Kernel] = &[$(Kernel::$variant,)*];
+
+            /// The entry point, the shader file stem and the pipeline label.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Kernel::$variant => $name,)*
+                }
+            }
+
+            /// The complete WGSL source: prelude files, then the kernel's own file.
+            pub fn source(self) -> &'static str {
+                match self {
+                    $(Kernel::$variant => concat!(
+                        $(include_str!(concat!("../../shaders/common/", $prelude, ".wgsl")),)*
+                        include_str!(concat!("../../shaders/", $name, ".wgsl"))
+                    ),)*
+                }
+            }
+
+            /// The access of each binding, in binding order.
+            pub fn bindings(self) -> &'static [Access] {
+                match self {
+                    $(Kernel::$variant => &[Access::Uniform, $(Access::$access,)*],)*
+                }
+            }
+        }
+    };
+}
+
+kernels! {
+    GroupedConvForward => "grouped_conv_forward", ["index"], (Read, Read, Read, ReadWrite);
+    GroupedConvBackwardInput => "grouped_conv_backward_input", ["index"], (Read, Read, ReadWrite);
+    GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index"], (Read, Read, ReadWrite);
+    GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index"], (Read, ReadWrite);
+    SumPartials => "sum_partials", ["index"], (Read, ReadWrite);
+    WeightStdForward => "weight_std_forward", ["index", "reduce"], (Read, Read, ReadWrite, ReadWrite);
+    WeightStdBackward => "weight_std_backward", ["index", "reduce"], (Read, Read, Read, Read, ReadWrite, ReadWrite);
+    ScaledActForward => "scaled_act_forward", ["index", "activation"], (Read, ReadWrite);
+    ScaledActBackward => "scaled_act_backward", ["index", "activation"], (Read, Read, ReadWrite);
+    AvgPoolForward => "avg_pool_forward", ["index"], (Read, ReadWrite);
+    AvgPoolBackward => "avg_pool_backward", ["index"], (Read, ReadWrite);
+    GlobalPoolForward => "global_pool_forward", ["index"], (Read, ReadWrite);
+    GlobalPoolBackward => "global_pool_backward", ["index"], (Read, ReadWrite);
+    SeGateForward => "se_gate_forward", ["index"], (Read, Read, ReadWrite);
+    SeGateBackward => "se_gate_backward", ["index"], (Read, Read, Read, ReadWrite, ReadWrite);
+    ResidualForward => "residual_forward", ["index"], (Read, Read, Read, ReadWrite);
+    ResidualBackward => "residual_backward", ["index", "reduce"], (Read, Read, Read, ReadWrite, ReadWrite);
+    LinearForward => "linear_forward", ["index"], (Read, Read, Read, ReadWrite);
+    LinearBackwardInput => "linear_backward_input", ["index"], (Read, Read, ReadWrite);
+    LinearBackwardWeight => "linear_backward_weight", ["index"], (Read, Read, ReadWrite, ReadWrite);
+    SoftmaxXentFused => "softmax_xent_fused", ["index"], (Read, Read, ReadWrite, ReadWrite);
+    DropoutApply => "dropout_apply", ["index", "philox"], (Read, ReadWrite);
+    AgcClip => "agc_clip", ["index", "reduce"], (Read, ReadWrite);
+    SgdUpdate => "sgd_update", ["index"], (Read, ReadWrite, ReadWrite);
+}

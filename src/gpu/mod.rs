@@ -1,0 +1,356 @@
+//! The GPU context: one adapter, one device, one queue, the pipeline cache, and the error sink.
+//!
+//! Adapter choice, in order:
+//! 1. `GpuOptions::adapter` (a library option), else the `NFNET_ADAPTER` environment variable:
+//!    a number picks the adapter at that index of [`list_adapters`] (the order `nfnet devices`
+//!    prints), anything else picks the first adapter whose name contains it (case-insensitive).
+//! 2. Otherwise the most capable adapter: discrete GPU, integrated, virtual, other, CPU; native
+//!    APIs (Vulkan, Metal, DX12) before GL at the same rank.
+//!
+//! wgpu's own `WGPU_BACKEND` variable (`vulkan`, `metal`, `dx12`, `gl`) limits the backends that
+//! are searched at all.
+//!
+//! The device is opened with the adapter's own limits (largest storage binding, largest buffer,
+//! workgroup storage), so the engine never works below what the hardware allows. Validation
+//! errors do not abort: an uncaptured-error handler records them, and [`Gpu::checked`] and
+//! [`Gpu::run`] turn them into [`Error::Wgpu`].
+
+mod kernel;
+mod pipeline;
+pub mod step;
+mod tensor;
+
+pub use kernel::{Access, Kernel};
+pub use pipeline::PipelineCache;
+pub use step::{batch_chunks, grid, Arg, Launch, Step};
+pub use tensor::{DType, GpuTensor};
+
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// The smallest limits the kernels are written for. Every adapter with WebGPU's defaults has them.
+const NEED_STORAGE_BUFFERS: u32 = 7;
+const NEED_INVOCATIONS: u32 = 256;
+
+/// How to choose the adapter.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// An index into [`list_adapters`] or a case-insensitive name substring. `None` falls back to
+    /// the `NFNET_ADAPTER` environment variable, then to the most capable adapter.
+    pub adapter: Option<String>,
+    /// Caps the largest storage binding below the adapter's (to exercise or emulate the split
+    /// of large tensors, e.g. lavapipe's 128 MiB on a GPU that allows more).
+    pub max_storage_binding: Option<u64>,
+}
+
+/// What `nfnet devices` prints about one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: wgpu::Backend,
+    pub device_type: wgpu::DeviceType,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_binding: u64,
+    pub max_buffer: u64,
+    pub workgroup_storage: u32,
+    pub invocations_per_workgroup: u32,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamps: bool,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        write!(
+            f,
+            "[{}] {} ({:?}, {:?})\n    driver: {} {}\n    max storage binding: {:.0} MiB, max buffer: {:.0} MiB, \
+             workgroup storage: {} KiB, invocations/workgroup: {}\n    f16: {}, subgroups: {}, timestamps: {}",
+            self.index,
+            self.name,
+            self.backend,
+            self.device_type,
+            self.driver,
+            self.driver_info,
+            mib(self.max_storage_binding),
+            mib(self.max_buffer),
+            self.workgroup_storage / 1024,
+            self.invocations_per_workgroup,
+            yes_no(self.shader_f16),
+            yes_no(self.subgroups),
+            yes_no(self.timestamps),
+        )
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// An instance over `backends`, or over `WGPU_BACKEND`'s choice (default: all) when `None`.
+fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if let Some(b) = backends {
+        desc.backends = b;
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// Rank for "high-performance first": lower is better.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::BrowserWebGpu => 1,
+        _ => 2,
+    };
+    (device, backend)
+}
+
+fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| rank(&a.get_info()));
+    adapters
+}
+
+fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let features = adapter.features();
+    AdapterSummary {
+        index,
+        name: info.name,
+        backend: info.backend,
+        device_type: info.device_type,
+        driver: info.driver,
+        driver_info: info.driver_info,
+        max_storage_binding: limits.max_storage_buffer_binding_size,
+        max_buffer: limits.max_buffer_size,
+        workgroup_storage: limits.max_compute_workgroup_storage_size,
+        invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+    }
+}
+
+/// Every adapter wgpu finds, most capable first (the order `NFNET_ADAPTER=<index>` refers to).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    sorted_adapters(&instance(None))
+        .iter()
+        .enumerate()
+        .map(|(i, a)| summary(i, a))
+        .collect()
+}
+
+fn no_adapter_hint() -> String {
+    if cfg!(target_os = "linux") {
+        "Install a Vulkan driver; on Linux without a GPU the software device lavapipe works: \
+         `apt-get install mesa-vulkan-drivers`."
+            .into()
+    } else {
+        "Install or update the GPU driver (Vulkan, Metal or DX12).".into()
+    }
+}
+
+/// The engine's handle on one GPU. Cheap to share by reference; everything is built once.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pipelines: PipelineCache,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `NFNET_ADAPTER`, or the most capable one.
+    pub fn new() -> Result<Gpu> {
+        Gpu::with_options(&GpuOptions::default())
+    }
+
+    /// Opens the adapter that `options` (or `NFNET_ADAPTER`) picks.
+    pub fn with_options(options: &GpuOptions) -> Result<Gpu> {
+        let selector = options
+            .adapter
+            .clone()
+            .or_else(|| std::env::var("NFNET_ADAPTER").ok().filter(|s| !s.is_empty()));
+        // Without a selector or WGPU_BACKEND, look at the native APIs first: GL is a fallback
+        // (and initialising it prints platform noise on headless Linux).
+        let mut adapters = Vec::new();
+        if selector.is_none() && std::env::var_os("WGPU_BACKEND").is_none() {
+            adapters = sorted_adapters(&instance(Some(wgpu::Backends::PRIMARY)));
+        }
+        if adapters.is_empty() {
+            adapters = sorted_adapters(&instance(None));
+        }
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter { hint: no_adapter_hint() });
+        }
+        let adapter = match selector {
+            None => &adapters[0],
+            Some(sel) => {
+                let found = match sel.trim().parse::<usize>() {
+                    Ok(i) => adapters.get(i),
+                    Err(_) => {
+                        let needle = sel.to_lowercase();
+                        adapters.iter().find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                    }
+                };
+                found.ok_or_else(|| Error::AdapterNotFound {
+                    selector: sel.clone(),
+                    available: adapters
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| {
+                            let info = a.get_info();
+                            format!("  [{i}] {} ({:?})", info.name, info.backend)
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                })?
+            }
+        };
+        Gpu::open(adapter, options)
+    }
+
+    fn open(adapter: &wgpu::Adapter, options: &GpuOptions) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let mut limits = adapter.limits();
+        if let Some(cap) = options.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
+        let describe = || format!("{} ({:?})", info.name, info.backend);
+        if limits.max_storage_buffers_per_shader_stage < NEED_STORAGE_BUFFERS
+            || limits.max_compute_invocations_per_workgroup < NEED_INVOCATIONS
+        {
+            return Err(Error::RequestDevice {
+                adapter: describe(),
+                message: format!(
+                    "the kernels need {NEED_STORAGE_BUFFERS} storage buffers per shader stage and {NEED_INVOCATIONS} \
+                     invocations per workgroup; the adapter offers {} and {}",
+                    limits.max_storage_buffers_per_shader_stage, limits.max_compute_invocations_per_workgroup
+                ),
+            });
+        }
+        // Timestamps let benchmarks split GPU time per kernel; nothing else depends on them.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("nfnet"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: describe(),
+            message: e.to_string(),
+        })?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("device lost ({reason:?}): {message}"));
+        });
+        Ok(Gpu {
+            pipelines: PipelineCache::new(),
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            errors,
+        })
+    }
+
+    /// One line naming the adapter, for logs and test output.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
+        )
+    }
+
+    /// The pipeline cache: one compiled pipeline per kernel, built on first use.
+    pub fn pipelines(&self) -> &PipelineCache {
+        &self.pipelines
+    }
+
+    /// Runs `f` (which creates wgpu objects) and returns any validation or out-of-memory error it
+    /// caused as [`Error::Wgpu`] naming `context`, instead of letting wgpu abort.
+    pub fn checked<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let out = f();
+        let oom = pollster::block_on(memory.pop());
+        let invalid = pollster::block_on(validation.pop());
+        match oom.or(invalid) {
+            Some(e) => Err(Error::Wgpu {
+                context: context.into(),
+                message: e.to_string(),
+            }),
+            None => self.take_errors(context).map(|_| out),
+        }
+    }
+
+    /// Returns the errors recorded by the uncaptured-error handler since the last call.
+    pub fn take_errors(&self, context: &str) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.drain(..).collect::<Vec<_>>().join("; ");
+        Err(Error::Wgpu {
+            context: context.into(),
+            message,
+        })
+    }
+
+    /// Encodes `launches` into one command buffer with one compute pass, submits it once, and
+    /// waits for the GPU to finish.
+    pub fn run(&self, launches: &[&Launch]) -> Result<()> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nfnet run") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("nfnet run"),
+                timestamp_writes: None,
+            });
+            for launch in launches {
+                launch.encode(&mut pass);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        self.wait()?;
+        self.take_errors("run")
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Wgpu {
+                context: "waiting for the GPU".into(),
+                message: e.to_string(),
+            })
+    }
+}

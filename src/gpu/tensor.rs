@@ -1,0 +1,186 @@
+//! GPU tensors: a labelled storage buffer and a shape.
+//!
+//! Activations are NCHW, conv weights OIHW (K, C/G, R, S), linear weights (O, I), all row-major
+//! and contiguous. The label travels into wgpu, so a validation error names the tensor.
+
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// Element type of a tensor. Everything numeric is f32; labels are u32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// A contiguous tensor in one GPU buffer.
+#[derive(Debug)]
+pub struct GpuTensor {
+    buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+    dtype: DType,
+    label: String,
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    format!("{shape:?}")
+}
+
+impl GpuTensor {
+    /// A zero-filled tensor (wgpu zero-initialises new buffers).
+    pub fn zeros(gpu: &Gpu, label: &str, shape: &[usize]) -> Result<GpuTensor> {
+        GpuTensor::empty(gpu, label, shape, DType::F32)
+    }
+
+    /// A tensor with every element set to `value` (NaN poisons outputs in tests).
+    pub fn filled(gpu: &Gpu, label: &str, shape: &[usize], value: f32) -> Result<GpuTensor> {
+        let t = GpuTensor::empty(gpu, label, shape, DType::F32)?;
+        if value.to_bits() != 0 {
+            t.write_f32(gpu, &vec![value; t.numel()])?;
+        }
+        Ok(t)
+    }
+
+    /// An f32 tensor holding `data`.
+    pub fn from_f32(gpu: &Gpu, label: &str, shape: &[usize], data: &[f32]) -> Result<GpuTensor> {
+        let t = GpuTensor::empty(gpu, label, shape, DType::F32)?;
+        t.write_f32(gpu, data)?;
+        Ok(t)
+    }
+
+    /// A u32 tensor holding `data` (class labels).
+    pub fn from_u32(gpu: &Gpu, label: &str, shape: &[usize], data: &[u32]) -> Result<GpuTensor> {
+        let t = GpuTensor::empty(gpu, label, shape, DType::U32)?;
+        t.write_bytes(gpu, bytemuck::cast_slice(data), data.len())?;
+        Ok(t)
+    }
+
+    /// A tensor of the given type whose contents are zero.
+    pub fn empty(gpu: &Gpu, label: &str, shape: &[usize], dtype: DType) -> Result<GpuTensor> {
+        if shape.contains(&0) {
+            return Err(Error::shape("tensor", label, "every dimension > 0", shape_str(shape)));
+        }
+        let numel = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        let bytes = numel.and_then(|n| n.checked_mul(4)).unwrap_or(u64::MAX);
+        if bytes > gpu.limits.max_buffer_size {
+            return Err(Error::Limit {
+                op: "tensor".into(),
+                what: format!("{label} {}", shape_str(shape)),
+                need: bytes,
+                have: gpu.limits.max_buffer_size,
+                limit: "max_buffer_size",
+            });
+        }
+        let buffer = gpu.checked(&format!("allocating {label}"), || {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(GpuTensor {
+            buffer,
+            shape: shape.to_vec(),
+            dtype,
+            label: label.into(),
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+
+    /// Overwrites the whole tensor with `data`.
+    pub fn write_f32(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
+        self.expect_dtype(DType::F32, "write")?;
+        self.write_bytes(gpu, bytemuck::cast_slice(data), data.len())
+    }
+
+    fn write_bytes(&self, gpu: &Gpu, bytes: &[u8], len: usize) -> Result<()> {
+        if len != self.numel() {
+            return Err(Error::shape(
+                "write",
+                &self.label,
+                format!("{} elements", self.numel()),
+                format!("{len} elements"),
+            ));
+        }
+        gpu.checked(&format!("writing {}", self.label), || {
+            gpu.queue.write_buffer(&self.buffer, 0, bytes)
+        })
+    }
+
+    fn expect_dtype(&self, dtype: DType, op: &str) -> Result<()> {
+        if self.dtype != dtype {
+            return Err(Error::shape(op, &self.label, format!("{dtype:?}"), format!("{:?}", self.dtype)));
+        }
+        Ok(())
+    }
+
+    /// Copies the tensor back to the host.
+    pub fn read_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        self.expect_dtype(DType::F32, "read")?;
+        Ok(bytemuck::cast_slice(&self.read_bytes(gpu)?).to_vec())
+    }
+
+    /// Copies a u32 tensor back to the host.
+    pub fn read_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        self.expect_dtype(DType::U32, "read")?;
+        Ok(bytemuck::cast_slice(&self.read_bytes(gpu)?).to_vec())
+    }
+
+    fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
+        let readback = |message: String| Error::Readback {
+            label: self.label.clone(),
+            message,
+        };
+        let staging = gpu.checked(&format!("reading {}", self.label), || {
+            let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: self.bytes(),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+            encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, self.bytes());
+            gpu.queue.submit([encoder.finish()]);
+            staging
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.wait()?;
+        rx.recv()
+            .map_err(|e| readback(e.to_string()))?
+            .map_err(|e| readback(e.to_string()))?;
+        let bytes = staging.get_mapped_range(..).map_err(|e| readback(e.to_string()))?.to_vec();
+        staging.unmap();
+        gpu.take_errors(&format!("reading {}", self.label))?;
+        Ok(bytes)
+    }
+}

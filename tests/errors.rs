@@ -1,0 +1,141 @@
+//! Each kind of bad input gets a typed error that names the op, what was expected and what was
+//! given, before any GPU work, never a panic or a wgpu validation abort.
+
+use nfnet::gpu::{Gpu, GpuTensor};
+use nfnet::ops::dropout::{self, Dropout, Granularity};
+use nfnet::ops::grouped_conv::{self, Conv2d, Padding};
+use nfnet::ops::softmax_xent::{self, check_labels, SoftmaxXent};
+use nfnet::ops::weight_std::{self, WeightStd, WsForm};
+use nfnet::testing::gpu_or_skip;
+use nfnet::Error;
+
+fn conv(c: usize, k: usize, groups: usize) -> Conv2d {
+    Conv2d {
+        n: 1,
+        c,
+        h: 4,
+        w: 4,
+        k,
+        r: 3,
+        s: 3,
+        groups,
+        stride: (1, 1),
+        pad: Padding::symmetric(3, 3, (1, 1)),
+        bias: false,
+    }
+}
+
+fn tensors(gpu: &Gpu, spec: &Conv2d) -> (GpuTensor, GpuTensor, GpuTensor) {
+    let z = |label: &str, shape: &[usize]| GpuTensor::zeros(gpu, label, shape).unwrap();
+    let w_shape = [spec.k, (spec.c / spec.groups).max(1), spec.r, spec.s];
+    (z("x", &spec.x_shape()), z("w", &w_shape), z("y", &spec.y_shape()))
+}
+
+/// The error's message, after checking it is a shape error.
+fn shape_error<T>(r: nfnet::Result<T>) -> String {
+    match r {
+        Err(e @ Error::Shape { .. }) => e.to_string(),
+        Err(e) => panic!("expected a shape error, got {e:?}"),
+        Ok(_) => panic!("expected a shape error, got Ok"),
+    }
+}
+
+#[test]
+fn channels_not_divisible_by_groups() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let spec = conv(12, 8, 5);
+    let (x, w, y) = tensors(gpu, &spec);
+    let msg = shape_error(grouped_conv::forward(gpu, &spec, &x, &w, None, &y));
+    assert!(
+        msg.contains("grouped_conv_forward") && msg.contains("divisible by groups = 5") && msg.contains("C = 12"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn zero_sized_dimensions() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let msg = shape_error(GpuTensor::zeros(gpu, "activations", &[2, 0, 5, 5]));
+    assert!(msg.contains("activations") && msg.contains("[2, 0, 5, 5]"), "{msg}");
+    let spec = Conv2d { n: 0, ..conv(4, 4, 1) };
+    let (_, w, y) = tensors(gpu, &conv(4, 4, 1));
+    let msg = shape_error(grouped_conv::backward_input(gpu, &spec, &y, &w, &y, false));
+    assert!(msg.contains("all > 0"), "{msg}");
+}
+
+#[test]
+fn mismatched_shapes_name_the_argument() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let spec = conv(4, 6, 2);
+    let (_, w, y) = tensors(gpu, &spec);
+    let wrong_x = GpuTensor::zeros(gpu, "image batch", &[1, 3, 4, 4]).unwrap();
+    let msg = shape_error(grouped_conv::forward(gpu, &spec, &wrong_x, &w, None, &y));
+    assert!(
+        msg.contains("x (image batch)") && msg.contains("[1, 4, 4, 4]") && msg.contains("[1, 3, 4, 4]"),
+        "{msg}"
+    );
+
+    let ws = WeightStd {
+        k: 6,
+        fan_in: 18,
+        eps: 1e-5,
+        form: WsForm::Timm,
+        multiplier: 1.0,
+    };
+    let short_gain = GpuTensor::zeros(gpu, "gain", &[5]).unwrap();
+    let stats = GpuTensor::zeros(gpu, "stats", &[6, 2]).unwrap();
+    let msg = shape_error(weight_std::forward(gpu, &ws, &w, &short_gain, &w, &stats));
+    assert!(msg.contains("weight_std_forward") && msg.contains("6 elements"), "{msg}");
+
+    // A bias given to a conv declared without one is an argument error, not a silent ignore.
+    let b = GpuTensor::zeros(gpu, "b", &[6]).unwrap();
+    let (x, _, _) = tensors(gpu, &spec);
+    assert!(matches!(
+        grouped_conv::forward(gpu, &spec, &x, &w, Some(&b), &y),
+        Err(Error::Invalid { .. })
+    ));
+}
+
+#[test]
+fn bad_arguments() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let x = GpuTensor::zeros(gpu, "x", &[10]).unwrap();
+    let drop = Dropout {
+        keep: 0.0,
+        rescale: true,
+        granularity: Granularity::Element,
+        seed: 1,
+        stream: 0,
+    };
+    match dropout::apply(gpu, &drop, &x, &x) {
+        Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains("keep probability"), "{e}"),
+        other => panic!("expected an invalid-argument error, got {:?}", other.err()),
+    }
+    match check_labels(&[1, 9, 10], 10) {
+        Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains("label 10 at index 2"), "{e}"),
+        other => panic!("expected an invalid-argument error, got {other:?}"),
+    }
+    let logits = GpuTensor::zeros(gpu, "logits", &[2, 3]).unwrap();
+    let float_labels = GpuTensor::zeros(gpu, "labels", &[2]).unwrap();
+    let loss = GpuTensor::zeros(gpu, "loss", &[1]).unwrap();
+    let spec = SoftmaxXent {
+        n: 2,
+        classes: 3,
+        smoothing: 0.0,
+    };
+    let msg = shape_error(softmax_xent::forward_backward(gpu, &spec, &logits, &float_labels, &loss, &logits));
+    assert!(msg.contains("u32"), "{msg}");
+}
+
+#[test]
+fn tensor_larger_than_any_buffer() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let elements = (gpu.limits.max_buffer_size / 4 + 1) as usize;
+    match GpuTensor::zeros(gpu, "huge activations", &[elements]) {
+        Err(e @ Error::Limit { .. }) => assert!(
+            e.to_string().contains("huge activations") && e.to_string().contains("max_buffer_size"),
+            "{e}"
+        ),
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+}

@@ -1,0 +1,564 @@
+//! GPU kernels against the f64 references. Inputs are fresh seeded random data each run (the
+//! seed is in every failure message; `NFNET_TEST_SEED` replays it); every output buffer starts
+//! as NaN, so an element a kernel fails to write cannot pass. Tolerance: relative L2 1e-5, or
+//! 1e-4 for results that sum more than 10^5 terms.
+
+use nfnet::gpu::GpuTensor;
+use nfnet::ops::agc::{self, Agc};
+use nfnet::ops::avg_pool::{self, AvgPool};
+use nfnet::ops::dropout::{self, Dropout, Granularity};
+use nfnet::ops::global_pool::{self, GlobalPool};
+use nfnet::ops::grouped_conv;
+use nfnet::ops::linear::{self, Linear};
+use nfnet::ops::residual::{self, Residual};
+use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
+use nfnet::ops::se_gate::{self, SeGate};
+use nfnet::ops::sgd::{self, Sgd};
+use nfnet::ops::softmax_xent::{self, SoftmaxXent};
+use nfnet::ops::weight_std::{self, WeightStd, WsForm};
+use nfnet::testing::{check, conv_cases, gpu_or_skip, poisoned, read, round_f32, tol_for_terms, upload, Rng};
+
+/// A seeded source and its seed, for the failure message.
+fn rng(test: &str) -> (Rng, String) {
+    let seed = Rng::fresh_seed();
+    let salt = test.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    (Rng::new(seed ^ salt), format!("NFNET_TEST_SEED={seed}"))
+}
+
+fn normal(rng: &mut Rng, n: usize, scale: f64) -> Vec<f64> {
+    round_f32(&rng.normal(n).iter().map(|v| v * scale).collect::<Vec<_>>())
+}
+
+#[test]
+fn grouped_conv_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("grouped_conv");
+    for case in conv_cases() {
+        let s = case.spec;
+        let fan = s.w_shape()[1..].iter().product::<usize>();
+        let x = normal(&mut rng, s.x_shape().iter().product(), 1.0);
+        let w = normal(&mut rng, s.w_shape().iter().product(), 1.0 / (fan as f64).sqrt());
+        let b = normal(&mut rng, s.k, 1.0);
+        let dy = normal(&mut rng, s.y_shape().iter().product(), 1.0);
+        let old_dx = normal(&mut rng, s.x_shape().iter().product(), 1.0);
+        let bias = s.bias.then_some(b.as_slice());
+        let name = format!("{} ({seed})", case.name);
+
+        let tx = upload(gpu, "x", &s.x_shape(), &x);
+        let tw = upload(gpu, "w", &s.w_shape(), &w);
+        let tb = s.bias.then(|| upload(gpu, "b", &[s.k], &b));
+        let tdy = upload(gpu, "dy", &s.y_shape(), &dy);
+        let ty = poisoned(gpu, "y", &s.y_shape());
+        let tdx = poisoned(gpu, "dx", &s.x_shape());
+        let tdx_acc = upload(gpu, "dx accumulated", &s.x_shape(), &old_dx);
+        let tdw = poisoned(gpu, "dw", &s.w_shape());
+        let tdb = s.bias.then(|| poisoned(gpu, "db", &[s.k]));
+
+        let fwd = grouped_conv::forward(gpu, &s, &tx, &tw, tb.as_ref(), &ty).unwrap();
+        let bwd_in = grouped_conv::backward_input(gpu, &s, &tdy, &tw, &tdx, false).unwrap();
+        let bwd_acc = grouped_conv::backward_input(gpu, &s, &tdy, &tw, &tdx_acc, true).unwrap();
+        let bwd_w = grouped_conv::backward_weight(gpu, &s, &tx, &tdy, &tdw, tdb.as_ref()).unwrap();
+        gpu.run(&[&fwd, &bwd_in, &bwd_acc, &bwd_w]).unwrap();
+
+        let (p, q) = s.out_hw();
+        check(
+            &format!("{name} forward"),
+            &read(gpu, &ty),
+            &grouped_conv::cpu::forward(&s, &x, &w, bias),
+            tol_for_terms(fan),
+        );
+        let want_dx = grouped_conv::cpu::backward_input(&s, &dy, &w);
+        check(
+            &format!("{name} backward_input"),
+            &read(gpu, &tdx),
+            &want_dx,
+            tol_for_terms(s.k / s.groups * s.r * s.s),
+        );
+        let want_acc: Vec<f64> = want_dx.iter().zip(&old_dx).map(|(a, b)| a + b).collect();
+        check(&format!("{name} backward_input accumulate"), &read(gpu, &tdx_acc), &want_acc, 1e-5);
+        let (want_dw, want_db) = grouped_conv::cpu::backward_weight(&s, &x, &dy);
+        check(
+            &format!("{name} backward_weight"),
+            &read(gpu, &tdw),
+            &want_dw,
+            tol_for_terms(s.n * p * q),
+        );
+        if let Some(tdb) = &tdb {
+            check(
+                &format!("{name} backward_bias"),
+                &read(gpu, tdb),
+                &want_db,
+                tol_for_terms(s.n * p * q),
+            );
+        }
+    }
+}
+
+#[test]
+fn weight_std_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("weight_std");
+    let cases = [
+        (WsForm::Timm, 5, 27, 1e-5, 1.0, 1.0),
+        (WsForm::Timm, 70, 1152, 1e-5, 1.0, 1.7015043),
+        (WsForm::DeepMind, 33, 128, 1e-4, 1.0, 1.0),
+        (WsForm::DeepMind, 6, 27, 1e-4, 1e-3, 1.0), // fan_in * var below the floor
+        (WsForm::Timm, 3, 1, 1e-5, 1.0, 1.0),       // one element per unit: var = 0
+    ];
+    for (form, k, fan, eps, scale, multiplier) in cases {
+        let spec = WeightStd {
+            k,
+            fan_in: fan,
+            eps,
+            form,
+            multiplier,
+        };
+        let name = format!("weight_std {form:?} {k}x{fan} x{scale} ({seed})");
+        let w = normal(&mut rng, k * fan, scale);
+        let gain = normal(&mut rng, k, 1.0);
+        let dwhat = normal(&mut rng, k * fan, 1.0);
+        let (tw, tgain, tdwhat) = (
+            upload(gpu, "w", &[k, fan], &w),
+            upload(gpu, "gain", &[k, 1, 1, 1], &gain),
+            upload(gpu, "dw_hat", &[k, fan], &dwhat),
+        );
+        let (twhat, tstats, tdw, tdgain) = (
+            poisoned(gpu, "w_hat", &[k, fan]),
+            poisoned(gpu, "stats", &[k, 2]),
+            poisoned(gpu, "dw", &[k, fan]),
+            poisoned(gpu, "dgain", &[k]),
+        );
+        let fwd = weight_std::forward(gpu, &spec, &tw, &tgain, &twhat, &tstats).unwrap();
+        let bwd = weight_std::backward(gpu, &spec, &tw, &tgain, &tstats, &tdwhat, &tdw, &tdgain).unwrap();
+        gpu.run(&[&fwd, &bwd]).unwrap();
+        check(
+            &format!("{name} forward"),
+            &read(gpu, &twhat),
+            &weight_std::cpu::forward(&spec, &w, &gain),
+            1e-5,
+        );
+        let (dw, dgain) = weight_std::cpu::backward(&spec, &w, &gain, &dwhat);
+        if fan > 1 {
+            check(&format!("{name} dw"), &read(gpu, &tdw), &dw, 1e-5);
+            check(&format!("{name} dgain"), &read(gpu, &tdgain), &dgain, 1e-5);
+        } else {
+            // A unit of one element standardizes to 0 whatever w and gain are: both gradients vanish.
+            assert!(
+                read(gpu, &tdw).iter().chain(&read(gpu, &tdgain)).all(|v| *v == 0.0),
+                "{name}: gradients of a constant"
+            );
+        }
+    }
+}
+
+#[test]
+fn scaled_act_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("scaled_act");
+    let n = 1000; // not a multiple of the workgroup size
+    for act in [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Silu,
+    ] {
+        let spec = ScaledAct {
+            act,
+            gamma: act.nfnet_gamma(),
+        };
+        let x = normal(&mut rng, n, 3.0);
+        let dy = normal(&mut rng, n, 1.0);
+        let old = normal(&mut rng, n, 1.0);
+        let (tx, tdy, tacc) = (
+            upload(gpu, "x", &[n], &x),
+            upload(gpu, "dy", &[n], &dy),
+            upload(gpu, "dx acc", &[n], &old),
+        );
+        let (ty, tdx) = (poisoned(gpu, "y", &[n]), poisoned(gpu, "dx", &[n]));
+        let launches = [
+            scaled_act::forward(gpu, &spec, &tx, &ty).unwrap(),
+            scaled_act::backward(gpu, &spec, &tx, &tdy, &tdx, false).unwrap(),
+            scaled_act::backward(gpu, &spec, &tx, &tdy, &tacc, true).unwrap(),
+        ];
+        gpu.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        let name = format!("scaled_act {act:?} ({seed})");
+        check(
+            &format!("{name} forward"),
+            &read(gpu, &ty),
+            &scaled_act::cpu::forward(&spec, &x),
+            1e-5,
+        );
+        let dx = scaled_act::cpu::backward(&spec, &x, &dy);
+        check(&format!("{name} backward"), &read(gpu, &tdx), &dx, 1e-5);
+        let acc: Vec<f64> = dx.iter().zip(&old).map(|(a, b)| a + b).collect();
+        check(&format!("{name} backward accumulate"), &read(gpu, &tacc), &acc, 1e-5);
+    }
+}
+
+#[test]
+fn pools_match_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("pools");
+    for spec in [
+        AvgPool { n: 2, c: 3, h: 7, w: 5 },
+        AvgPool { n: 1, c: 2, h: 1, w: 1 },
+        AvgPool { n: 3, c: 5, h: 6, w: 8 },
+    ] {
+        let (xs, ys) = (spec.x_shape(), spec.y_shape());
+        let x = normal(&mut rng, xs.iter().product(), 1.0);
+        let dy = normal(&mut rng, ys.iter().product(), 1.0);
+        let old = normal(&mut rng, xs.iter().product(), 1.0);
+        let (tx, tdy, tacc) = (
+            upload(gpu, "x", &xs, &x),
+            upload(gpu, "dy", &ys, &dy),
+            upload(gpu, "dx acc", &xs, &old),
+        );
+        let (ty, tdx) = (poisoned(gpu, "y", &ys), poisoned(gpu, "dx", &xs));
+        let l = [
+            avg_pool::forward(gpu, &spec, &tx, &ty).unwrap(),
+            avg_pool::backward(gpu, &spec, &tdy, &tdx, false).unwrap(),
+            avg_pool::backward(gpu, &spec, &tdy, &tacc, true).unwrap(),
+        ];
+        gpu.run(&l.iter().collect::<Vec<_>>()).unwrap();
+        let name = format!("avg_pool {xs:?} ({seed})");
+        check(
+            &format!("{name} forward"),
+            &read(gpu, &ty),
+            &avg_pool::cpu::forward(&spec, &x),
+            1e-5,
+        );
+        let dx = avg_pool::cpu::backward(&spec, &dy);
+        check(&format!("{name} backward"), &read(gpu, &tdx), &dx, 1e-5);
+        let acc: Vec<f64> = dx.iter().zip(&old).map(|(a, b)| a + b).collect();
+        check(&format!("{name} backward accumulate"), &read(gpu, &tacc), &acc, 1e-5);
+    }
+    for spec in [
+        GlobalPool { n: 2, c: 5, h: 3, w: 7 },
+        GlobalPool { n: 3, c: 70, h: 1, w: 1 },
+        GlobalPool { n: 1, c: 3, h: 17, w: 19 },
+    ] {
+        let xs = spec.x_shape();
+        let x = normal(&mut rng, xs.iter().product(), 1.0);
+        let dy = normal(&mut rng, spec.n * spec.c, 1.0);
+        let (tx, tdy) = (upload(gpu, "x", &xs, &x), upload(gpu, "dy", &[spec.n, spec.c], &dy));
+        let (ty, tdx) = (poisoned(gpu, "y", &[spec.n, spec.c]), poisoned(gpu, "dx", &xs));
+        let l = [
+            global_pool::forward(gpu, &spec, &tx, &ty).unwrap(),
+            global_pool::backward(gpu, &spec, &tdy, &tdx, false).unwrap(),
+        ];
+        gpu.run(&l.iter().collect::<Vec<_>>()).unwrap();
+        let name = format!("global_pool {xs:?} ({seed})");
+        check(
+            &format!("{name} forward"),
+            &read(gpu, &ty),
+            &global_pool::cpu::forward(&spec, &x),
+            1e-5,
+        );
+        check(
+            &format!("{name} backward"),
+            &read(gpu, &tdx),
+            &global_pool::cpu::backward(&spec, &dy),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn se_gate_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("se_gate");
+    for spec in [
+        SeGate {
+            n: 2,
+            c: 5,
+            h: 3,
+            w: 7,
+            gain: 2.0,
+        },
+        SeGate {
+            n: 3,
+            c: 70,
+            h: 1,
+            w: 1,
+            gain: 2.0,
+        },
+    ] {
+        let rs = spec.r_shape();
+        let len = rs.iter().product();
+        let s = normal(&mut rng, spec.n * spec.c, 2.0);
+        let r = normal(&mut rng, len, 1.0);
+        let dy = normal(&mut rng, len, 1.0);
+        let old = normal(&mut rng, len, 1.0);
+        let (ts, tr, tdy, tdr) = (
+            upload(gpu, "s", &[spec.n, spec.c], &s),
+            upload(gpu, "r", &rs, &r),
+            upload(gpu, "dy", &rs, &dy),
+            upload(gpu, "dr", &rs, &old),
+        );
+        let (ty, tds) = (poisoned(gpu, "y", &rs), poisoned(gpu, "ds", &[spec.n, spec.c]));
+        let l = [
+            se_gate::forward(gpu, &spec, &ts, &tr, &ty).unwrap(),
+            se_gate::backward(gpu, &spec, &ts, &tr, &tdy, &tdr, &tds, true).unwrap(),
+        ];
+        gpu.run(&l.iter().collect::<Vec<_>>()).unwrap();
+        let name = format!("se_gate {rs:?} ({seed})");
+        check(
+            &format!("{name} forward"),
+            &read(gpu, &ty),
+            &se_gate::cpu::forward(&spec, &s, &r),
+            1e-5,
+        );
+        let (dr, ds) = se_gate::cpu::backward(&spec, &s, &r, &dy);
+        let dr_acc: Vec<f64> = dr.iter().zip(&old).map(|(a, b)| a + b).collect();
+        check(&format!("{name} dr (accumulated)"), &read(gpu, &tdr), &dr_acc, 1e-5);
+        check(&format!("{name} ds"), &read(gpu, &tds), &ds, 1e-5);
+    }
+}
+
+#[test]
+fn residual_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("residual");
+    for (len, with_gain) in [(3001, true), (70, false), (1, true)] {
+        let spec = Residual { alpha: 0.2 };
+        let r = normal(&mut rng, len, 1.0);
+        let sc = normal(&mut rng, len, 1.0);
+        let dy = normal(&mut rng, len, 1.0);
+        let gain = round_f32(&[0.37])[0];
+        let (tr, tsc, tdy) = (
+            upload(gpu, "r", &[len], &r),
+            upload(gpu, "shortcut", &[len], &sc),
+            upload(gpu, "dy", &[len], &dy),
+        );
+        let tgain = upload(gpu, "skip gain", &[], &[gain]);
+        let (ty, tdr, tdgain) = (poisoned(gpu, "y", &[len]), poisoned(gpu, "dr", &[len]), poisoned(gpu, "dgain", &[]));
+        let g = with_gain.then_some(&tgain);
+        let l = [
+            residual::forward(gpu, &spec, &tr, &tsc, g, &ty).unwrap(),
+            residual::backward(gpu, &spec, &tdy, &tr, with_gain.then_some((&tgain, &tdgain)), &tdr).unwrap(),
+        ];
+        gpu.run(&l.iter().collect::<Vec<_>>()).unwrap();
+        let name = format!("residual len {len} gain {with_gain} ({seed})");
+        let gain = with_gain.then_some(gain);
+        check(
+            &format!("{name} forward"),
+            &read(gpu, &ty),
+            &residual::cpu::forward(&spec, &r, &sc, gain),
+            1e-5,
+        );
+        let (dr, _, dgain) = residual::cpu::backward(&spec, &dy, &r, gain);
+        check(&format!("{name} dr"), &read(gpu, &tdr), &dr, 1e-5);
+        if with_gain {
+            check(&format!("{name} dgain"), &read(gpu, &tdgain), &[dgain], 1e-5);
+        }
+    }
+}
+
+#[test]
+fn linear_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("linear");
+    let cases = [
+        Linear {
+            n: 5,
+            in_features: 70,
+            out_features: 33,
+            bias: true,
+        },
+        Linear {
+            n: 1,
+            in_features: 3,
+            out_features: 1000,
+            bias: true,
+        },
+        Linear {
+            n: 9,
+            in_features: 17,
+            out_features: 5,
+            bias: false,
+        },
+    ];
+    for spec in cases {
+        let (n, i, o) = (spec.n, spec.in_features, spec.out_features);
+        let x = normal(&mut rng, n * i, 1.0);
+        let w = normal(&mut rng, o * i, 1.0 / (i as f64).sqrt());
+        let b = normal(&mut rng, o, 1.0);
+        let dy = normal(&mut rng, n * o, 1.0);
+        let old = normal(&mut rng, n * i, 1.0);
+        let (tx, tw, tdy, tacc) = (
+            upload(gpu, "x", &[n, i], &x),
+            upload(gpu, "w", &[o, i], &w),
+            upload(gpu, "dy", &[n, o], &dy),
+            upload(gpu, "dx acc", &[n, i], &old),
+        );
+        let tb = spec.bias.then(|| upload(gpu, "b", &[o], &b));
+        let (ty, tdx, tdw) = (
+            poisoned(gpu, "y", &[n, o]),
+            poisoned(gpu, "dx", &[n, i]),
+            poisoned(gpu, "dw", &[o, i]),
+        );
+        let tdb = spec.bias.then(|| poisoned(gpu, "db", &[o]));
+        let l = [
+            linear::forward(gpu, &spec, &tx, &tw, tb.as_ref(), &ty).unwrap(),
+            linear::backward_input(gpu, &spec, &tdy, &tw, &tdx, false).unwrap(),
+            linear::backward_input(gpu, &spec, &tdy, &tw, &tacc, true).unwrap(),
+            linear::backward_weight(gpu, &spec, &tx, &tdy, &tdw, tdb.as_ref()).unwrap(),
+        ];
+        gpu.run(&l.iter().collect::<Vec<_>>()).unwrap();
+        let name = format!("linear {spec:?} ({seed})");
+        check(
+            &format!("{name} forward"),
+            &read(gpu, &ty),
+            &linear::cpu::forward(&spec, &x, &w, spec.bias.then_some(&b[..])),
+            1e-5,
+        );
+        let dx = linear::cpu::backward_input(&spec, &dy, &w);
+        check(&format!("{name} dx"), &read(gpu, &tdx), &dx, 1e-5);
+        let acc: Vec<f64> = dx.iter().zip(&old).map(|(a, b)| a + b).collect();
+        check(&format!("{name} dx accumulate"), &read(gpu, &tacc), &acc, 1e-5);
+        let (dw, db) = linear::cpu::backward_weight(&spec, &x, &dy);
+        check(&format!("{name} dw"), &read(gpu, &tdw), &dw, 1e-5);
+        if let Some(tdb) = &tdb {
+            check(&format!("{name} db"), &read(gpu, tdb), &db, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn softmax_xent_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("softmax_xent");
+    for (n, classes, smoothing) in [(5, 7, 0.0), (3, 1000, 0.1), (70, 10, 0.1)] {
+        let spec = SoftmaxXent { n, classes, smoothing };
+        let z = normal(&mut rng, n * classes, 3.0);
+        let labels = rng.below(n, classes as u32);
+        let tz = upload(gpu, "logits", &[n, classes], &z);
+        let tl = GpuTensor::from_u32(gpu, "labels", &[n], &labels).unwrap();
+        let (tloss, tdz) = (poisoned(gpu, "loss", &[1]), poisoned(gpu, "dlogits", &[n, classes]));
+        let l = softmax_xent::forward_backward(gpu, &spec, &tz, &tl, &tloss, &tdz).unwrap();
+        gpu.run(&[&l]).unwrap();
+        let (loss, dz) = softmax_xent::cpu::forward_backward(&spec, &z, &labels);
+        let name = format!("softmax_xent {n}x{classes} smoothing {smoothing} ({seed})");
+        check(&format!("{name} loss"), &read(gpu, &tloss), &[loss], 1e-5);
+        check(&format!("{name} dlogits"), &read(gpu, &tdz), &dz, 1e-5);
+    }
+}
+
+#[test]
+fn dropout_matches_reference_bit_for_bit() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("dropout");
+    let n = 100_003;
+    let cases = [
+        Dropout {
+            keep: 0.8,
+            rescale: true,
+            granularity: Granularity::Element,
+            seed: 7,
+            stream: 0,
+        },
+        Dropout {
+            keep: 0.5,
+            rescale: false,
+            granularity: Granularity::Element,
+            seed: u64::MAX - 3,
+            stream: 9,
+        },
+        Dropout {
+            keep: 0.75,
+            rescale: true,
+            granularity: Granularity::Sample { per_sample: 1 },
+            seed: 1 << 40,
+            stream: 1,
+        },
+    ];
+    for spec in cases {
+        let x = normal(&mut rng, n, 1.0);
+        let tx = upload(gpu, "x", &[n], &x);
+        let ty = poisoned(gpu, "y", &[n]);
+        gpu.run(&[&dropout::apply(gpu, &spec, &tx, &ty).unwrap()]).unwrap();
+        let got = read(gpu, &ty);
+        let want = dropout::cpu::apply(&spec, &x);
+        let name = format!("dropout {spec:?} ({seed})");
+        // The mask must match exactly: every zero where the reference has a zero.
+        let mismatched = got.iter().zip(&want).filter(|(g, w)| (**g == 0.0) != (**w == 0.0)).count();
+        assert_eq!(mismatched, 0, "{name}: masks differ in {mismatched} places");
+        check(&name, &got, &want, 1e-6);
+        // And the kept fraction is keep, within 5 standard deviations.
+        let kept = want.iter().filter(|v| **v != 0.0).count() as f64 / n as f64;
+        let sd = (spec.keep as f64 * (1.0 - spec.keep as f64) / n as f64).sqrt();
+        assert!(
+            (kept - spec.keep as f64).abs() < 5.0 * sd,
+            "{name}: kept {kept}, expected {}",
+            spec.keep
+        );
+    }
+    // Drop path: one mask per sample of 3*5*7 elements.
+    let spec = Dropout {
+        keep: 0.6,
+        rescale: false,
+        granularity: Granularity::Sample { per_sample: 105 },
+        seed: 3,
+        stream: 4,
+    };
+    let x = normal(&mut rng, 64 * 105, 1.0);
+    let (tx, ty) = (upload(gpu, "x", &[64, 3, 5, 7], &x), poisoned(gpu, "y", &[64, 3, 5, 7]));
+    gpu.run(&[&dropout::apply(gpu, &spec, &tx, &ty).unwrap()]).unwrap();
+    let got = read(gpu, &ty);
+    check(&format!("drop path ({seed})"), &got, &dropout::cpu::apply(&spec, &x), 1e-6);
+    for sample in got.chunks(105) {
+        let zeros = sample.iter().filter(|v| **v == 0.0).count();
+        assert!(zeros == 0 || zeros == 105, "drop path dropped part of a sample");
+    }
+}
+
+#[test]
+fn agc_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("agc");
+    let shapes: [&[usize]; 5] = [&[6, 4, 3, 3], &[70, 130], &[6, 1, 1, 1], &[300], &[]];
+    for shape in shapes {
+        let numel = shape.iter().product::<usize>();
+        let spec = Agc::for_shape(shape, 0.01, 1e-3);
+        let w = normal(&mut rng, numel, 1.0);
+        // Gradients spanning norms far below and far above the clipping threshold, so both
+        // branches run; a zero weight unit exercises the eps floor.
+        let mut g: Vec<f64> = Vec::with_capacity(numel);
+        for u in 0..spec.units {
+            let scale = [1e-4, 1e-2, 1.0][u % 3];
+            g.extend(normal(&mut rng, spec.unit_len, scale));
+        }
+        let mut w = w;
+        w[..spec.unit_len].iter_mut().for_each(|v| *v = 0.0);
+        let (tw, tg) = (upload(gpu, "w", shape, &w), upload(gpu, "g", shape, &g));
+        gpu.run(&[&agc::clip(gpu, &spec, &tw, &tg).unwrap()]).unwrap();
+        check(
+            &format!("agc {shape:?} ({seed})"),
+            &read(gpu, &tg),
+            &agc::cpu::clip(&spec, &w, &g),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn sgd_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("sgd");
+    let n = 1001;
+    for nesterov in [true, false] {
+        let spec = Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 2e-5,
+            nesterov,
+        };
+        let (g, w, b) = (normal(&mut rng, n, 1.0), normal(&mut rng, n, 1.0), normal(&mut rng, n, 1.0));
+        let (tg, tw, tb) = (upload(gpu, "g", &[n], &g), upload(gpu, "w", &[n], &w), upload(gpu, "buf", &[n], &b));
+        gpu.run(&[&sgd::update(gpu, &spec, &tg, &tw, &tb).unwrap()]).unwrap();
+        let (w2, b2) = sgd::cpu::update(&spec, &g, &w, &b);
+        check(&format!("sgd nesterov {nesterov} w ({seed})"), &read(gpu, &tw), &w2, 1e-6);
+        check(&format!("sgd nesterov {nesterov} buf ({seed})"), &read(gpu, &tb), &b2, 1e-6);
+    }
+}

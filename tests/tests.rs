@@ -1,0 +1,17 @@
+//! The one integration test binary (one link step, one lavapipe start). Each module says what
+//! it checks; GPU modules skip on a machine without an adapter, and fail under CI without one.
+
+/// The same inputs twice give bitwise the same outputs.
+mod determinism;
+/// Bad input gets a typed error naming the problem, never a panic or a wgpu abort.
+mod errors;
+/// Every CPU reference's backward pass against central finite differences (no GPU).
+mod gradcheck;
+/// Tensors larger than one storage binding: split dispatches agree with the reference, or a
+/// typed error before any work.
+mod limits;
+/// Every GPU kernel against its f64 CPU reference: seeded random inputs, odd shapes,
+/// NaN-poisoned outputs, forward and backward.
+mod ops;
+/// Every shader parses and validates under naga, and matches its declared bindings (no GPU).
+mod shaders;
