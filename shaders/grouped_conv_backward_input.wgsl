@@ -1,74 +1,109 @@
 // grouped_conv_backward_input: the gradient of grouped_conv_forward with respect to x.
-//   dy: [N, K, P, Q]   w: [K, C/G, R, S]   dx: [N, C, H, W]
+//   dy: [N, K, P, Q]   wp: [G, K/G, R, S, C_pad/4] (vec4; grouped_conv_pack_weight, mode 1)
+//   dx: [N, C, H, W]
 //   dx[n,c,iy,ix] (+)= sum_{k in group(c), r, s} dy[n,k,p,q] * w[k, c mod C/G, r, s]
-//   over the (p, q) with p*sh + r - pad_top = iy and q*sw + s - pad_left = ix.
-//   With accumulate = 0 the old dx is never read (it may hold NaN); with 1 the sum is added to it.
-// Dispatch: x = ceil(N*H*W / 64) workgroups of 64 input pixels; y = G * ceil((C/G) / 8) blocks of
-// 8 input channels within one group. Weights are broadcast as in the forward kernel.
-// Launcher: ops::grouped_conv::backward_input.
+//   over the (p, q) with p*SH + r - pad_top = iy and q*SW + s - pad_left = ix.
+//   With accumulate = 0 the old dx is never read (it may hold NaN); with 1 the sum is added.
+// Stride phases: pixels with (iy + pad_top) mod SH = R0 receive only the taps r = R0, R0 + SH,
+// ... (NR of them); likewise for columns and S0, NS. One dispatch covers one phase
+// (phase_y, phase_x), so every invocation takes exactly the taps that reach its pixels and
+// no multiply-add is wasted on the zeros a strided conv's gradient would interleave.
+// Register tile: TP pixels of one row of the phase (ix = phase_x + SW*(q0 + t)) for 4*TC4
+// input channels. Per (k, r) the dy values those pixels need, SPAN = TP + NS - 1, are loaded
+// once; tap i (s = S0 + i*SW) reads dy column q0 + t + NS - 1 - i.
+// Dispatch: x = ceil(N*rows*ceil(cols/TP) / 64), y = G * ceil((C/G) / (4*TC4)).
+// Launcher: ops::grouped_conv::backward_input, one dispatch per phase.
 
 struct Params {
-    n: u32, c: u32, h: u32, w: u32,            // input N, C, H, W (N of this batch chunk)
-    k: u32, p: u32, q: u32, groups: u32,       // output channels K, output P, Q; groups G
-    r: u32, s: u32, stride_h: u32, stride_w: u32,
+    n: u32, c: u32, h: u32, w: u32,          // input N (of this batch chunk), C, H, W
+    k: u32, p: u32, q: u32, groups: u32,     // output channels K, output P, Q; groups G
     pad_top: u32, pad_left: u32, has_bias: u32, accumulate: u32,
-    rows_per_split: u32, split_base: u32, _pad0: u32, _pad1: u32,
+    w_stride: u32,                           // packed weight row length (a multiple of 4)
+    blocks: u32,                             // pixel blocks per row (ceil(Q / TP)), or splits
+    phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
+    rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
+    rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
+    _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> wp: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-const TC: u32 = 8u;
+override R: u32 = 3u;
+override S: u32 = 3u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override R0: u32 = 0u;      // first row tap of this phase
+override NR: u32 = 3u;      // row taps of this phase
+override S0: u32 = 0u;      // first column tap of this phase
+override NS: u32 = 3u;      // column taps of this phase: 0 to 3
+override TP: u32 = 6u;      // pixels per invocation, at most 8
+override TC4: u32 = 4u;     // input channels per invocation / 4, at most 4
+override SPAN: u32 = 8u;    // TP + NS - 1, at most 10
 
 @compute @workgroup_size(64)
 fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let kg = prm.k / prm.groups;
     let cg = prm.c / prm.groups;
-    let blocks = (cg + TC - 1u) / TC;
-    let g = wid.y / blocks;
-    let c0 = (wid.y % blocks) * TC;   // first input channel of the block, within the group
-    let nc = min(TC, cg - c0);
-    let hw = prm.h * prm.w;
-    let pix = gid.x;
-    if (pix >= prm.n * hw) {
+    let cblocks = (cg + 4u * TC4 - 1u) / (4u * TC4);
+    let g = wid.y / cblocks;
+    let c0 = (wid.y % cblocks) * 4u * TC4;     // first input channel of the tile, within the group
+    let item = gid.x;
+    if (item >= prm.n * prm.rows * prm.blocks) {
         return;
     }
-    let n = pix / hw;
-    let iy = i32((pix % hw) / prm.w);
-    let ix = i32(pix % prm.w);
-    let rs = prm.r * prm.s;
-    let sh = i32(prm.stride_h);
-    let sw = i32(prm.stride_w);
+    let n = item / (prm.rows * prm.blocks);
+    let iy = prm.phase_y + SH * ((item / prm.blocks) % prm.rows);
+    let q0 = (item % prm.blocks) * TP;          // first pixel of the tile, in phase columns
 
-    var wcol: array<u32, 8>;
-    var acc: array<f32, 8>;
-    for (var t = 0u; t < TC; t++) {
-        wcol[t] = (c0 + min(t, nc - 1u)) * rs;
-        acc[t] = 0.0;
-    }
+    var acc: array<vec4<f32>, 32>;              // [t * 4 + j], zero-initialised
+    // dy column of tap NS-1 for the tile's first pixel; tap i reads qbase + t + NS - 1 - i.
+    let s_last = S0 + (max(NS, 1u) - 1u) * SW;
+    let qbase = (i32(prm.phase_x + prm.pad_left) - i32(s_last)) / i32(SW) + i32(q0);
+    let ws = prm.w_stride / 4u;
     for (var kk = 0u; kk < kg; kk++) {
-        let k = g * kg + kk;
-        let plane = (n * prm.k + k) * prm.p * prm.q;
-        let wk = k * cg * rs;
-        for (var r = 0u; r < prm.r; r++) {
-            let py = iy + i32(prm.pad_top) - i32(r);
-            let p = py / sh;
-            let row_ok = py >= 0 && py % sh == 0 && p < i32(prm.p);
-            for (var s = 0u; s < prm.s; s++) {
-                let qx = ix + i32(prm.pad_left) - i32(s);
-                let q = qx / sw;
-                let ok = row_ok && qx >= 0 && qx % sw == 0 && q < i32(prm.q);
-                let g_out = select(0.0, dy[select(0u, plane + u32(p) * prm.q + u32(q), ok)], ok);
-                let wi = wk + r * prm.s + s;
-                for (var t = 0u; t < TC; t++) {
-                    acc[t] = fma(g_out, w[wi + wcol[t]], acc[t]);
+        let plane = (n * prm.k + g * kg + kk) * prm.p * prm.q;
+        let wk = (g * kg + kk) * R * S * ws + c0 / 4u;
+        for (var ir = 0u; ir < NR; ir++) {
+            let r = R0 + ir * SH;
+            let p = (i32(iy + prm.pad_top) - i32(r)) / i32(SH);
+            let row_ok = i32(iy + prm.pad_top) >= i32(r) && p < i32(prm.p);
+            let row = plane + u32(p) * prm.q;
+            var ds: array<f32, 10>;
+            for (var u = 0u; u < SPAN; u++) {
+                let q = qbase + i32(u);
+                let ok = row_ok && q >= 0 && q < i32(prm.q);
+                ds[u] = select(0.0, dy[select(0u, row + u32(q), ok)], ok);
+            }
+            let wrow = wk + (r * S + S0) * ws;
+            for (var j = 0u; j < TC4; j++) {
+                var w0 = vec4<f32>(0.0);
+                var w1 = vec4<f32>(0.0);
+                var w2 = vec4<f32>(0.0);
+                if (NS >= 1u) { w0 = wp[wrow + j]; }
+                if (NS >= 2u) { w1 = wp[wrow + SW * ws + j]; }
+                if (NS >= 3u) { w2 = wp[wrow + 2u * SW * ws + j]; }
+                for (var t = 0u; t < TP; t++) {
+                    var a = acc[t * 4u + j];
+                    if (NS >= 1u) { a = fma(vec4<f32>(ds[t + NS - 1u]), w0, a); }
+                    if (NS >= 2u) { a = fma(vec4<f32>(ds[t + NS - 2u]), w1, a); }
+                    if (NS >= 3u) { a = fma(vec4<f32>(ds[t]), w2, a); }
+                    acc[t * 4u + j] = a;
                 }
             }
         }
     }
-    for (var t = 0u; t < nc; t++) {
-        let i = (n * prm.c + g * cg + c0 + t) * hw + pix % hw;
-        dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + acc[t];
+    for (var t = 0u; t < TP; t++) {
+        let ix = prm.phase_x + SW * (q0 + t);
+        for (var j = 0u; j < TC4; j++) {
+            for (var e = 0u; e < 4u; e++) {
+                let c = c0 + 4u * j + e;
+                if (q0 + t < prm.cols && c < cg) {
+                    let i = ((n * prm.c + g * cg + c) * prm.h + iy) * prm.w + ix;
+                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + acc[t * 4u + j][e];
+                }
+            }
+        }
     }
 }

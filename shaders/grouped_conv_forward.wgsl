@@ -1,72 +1,115 @@
 // grouped_conv_forward: y = conv2d(x, w) + b, grouped, strided, zero padding given per side.
-//   x: [N, C, H, W]   w: [K, C/G, R, S]   b: [K] (unread unless has_bias)   y: [N, K, P, Q]
-//   y[n,k,p,q] = b[k] + sum_{c < C/G, r < R, s < S} x[n, g*C/G + c, p*sh + r - pad_top, q*sw + s - pad_left] * w[k,c,r,s]
+//   x: [N, C, H, W]   wp: [G, C/G, R, S, K_pad/4] (vec4; grouped_conv_pack_weight, mode 0)
+//   b: [K] (unread unless has_bias)   y: [N, K, P, Q]
+//   y[n,k,p,q] = b[k] + sum_{c < C/G, r < R, s < S} x[n, g*C/G + c, p*SH + r - pad_top, q*SW + s - pad_left] * w[k,c,r,s]
 //   where g = k / (K/G) and x outside the image reads as 0.
-// Dispatch: x = ceil(N*P*Q / 64) workgroups of 64 output pixels; y = G * ceil((K/G) / 8) blocks
-// of 8 output channels within one group. The weight index depends only on the workgroup and the
-// loop counters, so all lanes read the same weight (a broadcast), and every input value loaded
-// feeds 8 multiply-adds. Launcher: ops::grouped_conv::forward.
+// Register tile: each invocation computes TP consecutive outputs of one row (q0 .. q0+TP-1)
+// for 4*TK4 output channels of one group. Per (c, r) it loads the SPAN = (TP-1)*SW + S input
+// values the row needs once, then every weight vec4 feeds TP vec4 multiply-adds. Loop bounds
+// are override constants and the S taps are written out (S is 1 or 3) so that the compiler
+// unrolls the tile into registers (software rasterizers such as lavapipe spill arrays indexed
+// by loop variables to memory).
+// Dispatch: x = ceil(N*P*ceil(Q/TP) / 64), y = G * ceil((K/G) / (4*TK4)).
+// Launcher: ops::grouped_conv::forward.
 
 struct Params {
-    n: u32, c: u32, h: u32, w: u32,            // input N, C, H, W (N of this batch chunk)
-    k: u32, p: u32, q: u32, groups: u32,       // output channels K, output P, Q; groups G
-    r: u32, s: u32, stride_h: u32, stride_w: u32,
+    n: u32, c: u32, h: u32, w: u32,          // input N (of this batch chunk), C, H, W
+    k: u32, p: u32, q: u32, groups: u32,     // output channels K, output P, Q; groups G
     pad_top: u32, pad_left: u32, has_bias: u32, accumulate: u32,
-    rows_per_split: u32, split_base: u32, _pad0: u32, _pad1: u32,
+    w_stride: u32,                           // packed weight row length (a multiple of 4)
+    blocks: u32,                             // pixel blocks per row (ceil(Q / TP)), or splits
+    phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
+    rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
+    rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
+    _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> wp: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-const TK: u32 = 8u;
+override R: u32 = 3u;
+override S: u32 = 3u;       // 1 or 3
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override TP: u32 = 6u;      // outputs per invocation along q, at most 8
+override TK4: u32 = 4u;     // output channels per invocation / 4, at most 4
+override SPAN: u32 = 8u;    // (TP - 1) * SW + S, at most 17
 
 @compute @workgroup_size(64)
 fn grouped_conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let kg = prm.k / prm.groups;
     let cg = prm.c / prm.groups;
-    let blocks = (kg + TK - 1u) / TK;
-    let g = wid.y / blocks;
-    let k0 = g * kg + (wid.y % blocks) * TK;
-    let nk = min(TK, (g + 1u) * kg - k0);
-    let pq = prm.p * prm.q;
-    let pix = gid.x;
-    if (pix >= prm.n * pq) {
+    let kblocks = (kg + 4u * TK4 - 1u) / (4u * TK4);
+    let g = wid.y / kblocks;
+    let k0 = (wid.y % kblocks) * 4u * TK4;     // first output channel of the tile, within the group
+    let item = gid.x;
+    if (item >= prm.n * prm.p * prm.blocks) {
         return;
     }
-    let n = pix / pq;
-    let op = (pix % pq) / prm.q;
-    let oq = pix % prm.q;
-    let rs = prm.r * prm.s;
+    let n = item / (prm.p * prm.blocks);
+    let op = (item / prm.blocks) % prm.p;
+    let q0 = (item % prm.blocks) * TP;
 
-    // Rows of w for the block's channels; a partial last block repeats its last row.
-    var wrow: array<u32, 8>;
-    var acc: array<f32, 8>;
-    for (var t = 0u; t < TK; t++) {
-        let kt = k0 + min(t, nk - 1u);
-        wrow[t] = kt * cg * rs;
-        acc[t] = select(0.0, b[select(0u, kt, prm.has_bias != 0u)], prm.has_bias != 0u);
+    var acc: array<vec4<f32>, 32>;              // [t * 4 + j]: outputs q0 + t, channels k0 + 4j ..
+    for (var j = 0u; j < TK4; j++) {
+        var bv = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e++) {
+            let kk = k0 + 4u * j + e;
+            let ok = prm.has_bias != 0u && kk < kg;
+            bv[e] = select(0.0, b[select(0u, g * kg + kk, ok)], ok);
+        }
+        for (var t = 0u; t < TP; t++) {
+            acc[t * 4u + j] = bv;
+        }
     }
-    let iy0 = i32(op * prm.stride_h) - i32(prm.pad_top);
-    let ix0 = i32(oq * prm.stride_w) - i32(prm.pad_left);
+    let iy0 = i32(op * SH) - i32(prm.pad_top);
+    let ix0 = i32(q0 * SW) - i32(prm.pad_left);
+    let ws = prm.w_stride / 4u;                 // vec4s per packed (c, r, s) row
+    let wbase = g * cg * R * S * ws + k0 / 4u;
     for (var c = 0u; c < cg; c++) {
         let plane = (n * prm.c + g * cg + c) * prm.h * prm.w;
-        for (var r = 0u; r < prm.r; r++) {
+        for (var r = 0u; r < R; r++) {
             let iy = iy0 + i32(r);
             let row_ok = iy >= 0 && iy < i32(prm.h);
-            for (var s = 0u; s < prm.s; s++) {
-                let ix = ix0 + i32(s);
+            let row = plane + u32(iy) * prm.w;
+            var xs: array<f32, 17>;
+            for (var u = 0u; u < SPAN; u++) {
+                let ix = ix0 + i32(u);
                 let ok = row_ok && ix >= 0 && ix < i32(prm.w);
-                let xv = select(0.0, x[select(0u, plane + u32(iy) * prm.w + u32(ix), ok)], ok);
-                let wi = (c * prm.r + r) * prm.s + s;
-                for (var t = 0u; t < TK; t++) {
-                    acc[t] = fma(xv, w[wrow[t] + wi], acc[t]);
+                xs[u] = select(0.0, x[select(0u, row + u32(ix), ok)], ok);
+            }
+            let wrow = wbase + (c * R + r) * S * ws;
+            for (var j = 0u; j < TK4; j++) {
+                let w0 = wp[wrow + j];
+                var w1 = vec4<f32>(0.0);
+                var w2 = vec4<f32>(0.0);
+                if (S == 3u) {
+                    w1 = wp[wrow + ws + j];
+                    w2 = wp[wrow + 2u * ws + j];
+                }
+                for (var t = 0u; t < TP; t++) {
+                    var a = acc[t * 4u + j];
+                    a = fma(vec4<f32>(xs[t * SW]), w0, a);
+                    if (S == 3u) {
+                        a = fma(vec4<f32>(xs[t * SW + 1u]), w1, a);
+                        a = fma(vec4<f32>(xs[t * SW + 2u]), w2, a);
+                    }
+                    acc[t * 4u + j] = a;
                 }
             }
         }
     }
-    for (var t = 0u; t < nk; t++) {
-        y[((n * prm.k + k0 + t) * prm.p + op) * prm.q + oq] = acc[t];
+    for (var t = 0u; t < TP; t++) {
+        let q = q0 + t;
+        for (var j = 0u; j < TK4; j++) {
+            for (var e = 0u; e < 4u; e++) {
+                let kk = k0 + 4u * j + e;
+                if (q < prm.q && kk < kg) {
+                    y[((n * prm.k + g * kg + kk) * prm.p + op) * prm.q + q] = acc[t * 4u + j][e];
+                }
+            }
+        }
     }
 }

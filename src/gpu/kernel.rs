@@ -57,6 +57,7 @@ macro_rules! kernels {
 }
 
 kernels! {
+    GroupedConvPackWeight => "grouped_conv_pack_weight", ["index"], (Read, ReadWrite);
     GroupedConvForward => "grouped_conv_forward", ["index"], (Read, Read, Read, ReadWrite);
     GroupedConvBackwardInput => "grouped_conv_backward_input", ["index"], (Read, Read, ReadWrite);
     GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index"], (Read, Read, ReadWrite);

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Override constants of a pipeline (WGSL `override` declarations), by name.
-pub type Overrides = &'static [(&'static str, f64)];
+pub type Overrides<'a> = &'a [(&'static str, f64)];
 
 type Key = (Kernel, Vec<(&'static str, u64)>);
 
@@ -43,7 +43,7 @@ impl PipelineCache {
     }
 
     /// The pipeline for `kernel` specialised with `overrides`, compiled on first use.
-    pub fn get(&self, gpu: &Gpu, kernel: Kernel, overrides: Overrides) -> Result<Arc<CachedPipeline>> {
+    pub fn get(&self, gpu: &Gpu, kernel: Kernel, overrides: Overrides<'_>) -> Result<Arc<CachedPipeline>> {
         let key: Key = (kernel, overrides.iter().map(|&(n, v)| (n, v.to_bits())).collect());
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());

@@ -55,7 +55,7 @@ impl Step {
     pub fn new<P: bytemuck::Pod>(
         gpu: &Gpu,
         kernel: Kernel,
-        overrides: Overrides,
+        overrides: Overrides<'_>,
         params: &P,
         args: &[Arg],
         workgroups: [u32; 3],

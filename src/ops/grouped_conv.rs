@@ -20,7 +20,7 @@
 //! Batches whose tensors exceed one storage binding are split along N into several dispatches.
 
 use crate::error::{Error, Result};
-use crate::gpu::{batch_chunks, Arg, Gpu, GpuTensor, Kernel, Launch, Step};
+use crate::gpu::{batch_chunks, grid, Arg, Gpu, GpuTensor, Kernel, Launch, Step};
 use crate::ops::{check_shape, sum_partials::sum_partials};
 
 /// Zero padding on each side of the image.
@@ -144,7 +144,7 @@ impl Conv2d {
     }
 }
 
-/// The kernels' uniform parameters (mirrors `struct Params` of the four grouped_conv shaders).
+/// The kernels' uniform parameters (mirrors `struct Params` of the grouped_conv shaders).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -156,17 +156,19 @@ struct Params {
     p: u32,
     q: u32,
     groups: u32,
-    r: u32,
-    s: u32,
-    stride_h: u32,
-    stride_w: u32,
     pad_top: u32,
     pad_left: u32,
     has_bias: u32,
     accumulate: u32,
+    w_stride: u32,
+    blocks: u32,
+    phase_y: u32,
+    phase_x: u32,
+    rows: u32,
+    cols: u32,
     rows_per_split: u32,
     split_base: u32,
-    _pad: [u32; 2],
+    _pad: [u32; 4],
 }
 
 impl Params {
@@ -181,10 +183,6 @@ impl Params {
             p: p as u32,
             q: q as u32,
             groups: spec.groups as u32,
-            r: spec.r as u32,
-            s: spec.s as u32,
-            stride_h: spec.stride.0 as u32,
-            stride_w: spec.stride.1 as u32,
             pad_top: spec.pad.top as u32,
             pad_left: spec.pad.left as u32,
             has_bias: spec.bias as u32,
@@ -193,10 +191,90 @@ impl Params {
     }
 }
 
-/// Channels per invocation in the kernels' register blocks (`TK`/`TC` in the shaders).
-const BLOCK: usize = 8;
+/// `struct Params` of `grouped_conv_pack_weight`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    k: u32,
+    cg: u32,
+    groups: u32,
+    rs: u32,
+    b_pad: u32,
+    mode: u32,
+    len: u32,
+    _pad: u32,
+}
+
 /// Invocations per workgroup.
 const WG: usize = 64;
+
+/// The layouts `grouped_conv_pack_weight` writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Packing {
+    /// `[G, C/G, R, S, K/G padded]`: output channels innermost, for the forward.
+    OutputInner,
+    /// `[G, K/G, R, S, C/G padded]`: input channels innermost, for the input gradient.
+    InputInner,
+}
+
+/// The packing step and the packed weights it writes, with the padded row length: a multiple of
+/// the kernel's channel tile `tile`, so that every tile's vec4 reads stay inside its row.
+fn pack(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packing: Packing, tile: usize) -> Result<(Step, GpuTensor, usize)> {
+    let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
+    let (a, b) = match packing {
+        Packing::OutputInner => (cg, kg),
+        Packing::InputInner => (kg, cg),
+    };
+    let b_pad = b.div_ceil(tile) * tile;
+    let len = spec.groups * a * spec.r * spec.s * b_pad;
+    let packed = GpuTensor::zeros(gpu, &format!("{} packed", w.label()), &[len])?;
+    let params = PackParams {
+        k: spec.k as u32,
+        cg: cg as u32,
+        groups: spec.groups as u32,
+        rs: (spec.r * spec.s) as u32,
+        b_pad: b_pad as u32,
+        mode: (packing == Packing::InputInner) as u32,
+        len: len as u32,
+        _pad: 0,
+    };
+    let kernel = Kernel::GroupedConvPackWeight;
+    let step = Step::new(
+        gpu,
+        kernel,
+        &[],
+        &params,
+        &[w.into(), (&packed).into()],
+        grid(gpu, kernel.name(), len.div_ceil(256))?,
+    )?;
+    Ok((step, packed, b_pad))
+}
+
+/// The number of outputs per invocation along a row of `cols` pixels (at most `max`) that
+/// minimises the loads per row: `ceil(cols / tp)` tiles, each loading `span(tp)` inputs
+/// plus `per_tile` weights.
+fn row_tile(cols: usize, max: usize, span: impl Fn(usize) -> usize, per_tile: usize) -> usize {
+    (1..=max.min(cols.max(1)))
+        .min_by_key(|&tp| (cols.div_ceil(tp) * (span(tp) + per_tile), usize::MAX - tp))
+        .unwrap_or(1)
+}
+
+/// The tiled kernels are written out for 1x1 and 3x3 filters with strides 1 and 2: every conv
+/// of the NFNet family.
+fn check_kernel(op: &str, spec: &Conv2d) -> Result<()> {
+    if ![1, 3].contains(&spec.r) || ![1, 3].contains(&spec.s) {
+        return Err(Error::shape(
+            op,
+            "kernel size",
+            "1x1, 1x3, 3x1 or 3x3",
+            format!("{}x{}", spec.r, spec.s),
+        ));
+    }
+    if ![1, 2].contains(&spec.stride.0) || ![1, 2].contains(&spec.stride.1) {
+        return Err(Error::shape(op, "stride", "1 or 2 in each direction", format!("{:?}", spec.stride)));
+    }
+    Ok(())
+}
 
 fn chunks(gpu: &Gpu, op: &str, spec: &Conv2d, x: &str, y: &str) -> Result<Vec<(usize, usize)>> {
     let (p, q) = spec.out_hw();
@@ -212,21 +290,49 @@ fn chunks(gpu: &Gpu, op: &str, spec: &Conv2d, x: &str, y: &str) -> Result<Vec<(u
 pub fn forward(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>, y: &GpuTensor) -> Result<Launch> {
     let op = Kernel::GroupedConvForward.name();
     spec.validate(op)?;
+    check_kernel(op, spec)?;
     check_shape(op, "x", x, &spec.x_shape())?;
     check_shape(op, "w", w, &spec.w_shape())?;
     check_shape(op, "y", y, &spec.y_shape())?;
     let mut placeholder = None;
     let b = bias_arg(gpu, op, spec, b, &mut placeholder)?;
-    let mut launch = Launch::new();
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
-    let blocks = spec.groups * (spec.k / spec.groups).div_ceil(BLOCK);
+    let kg = spec.k / spec.groups;
+    let tk4 = kg.div_ceil(4).min(4);
+    let sw = spec.stride.1;
+    let span = |tp: usize| (tp - 1) * sw + spec.s;
+    let tp = row_tile(q, (17 - spec.s) / sw + 1, span, spec.s * 4 * tk4).min(8);
+    let overrides = [
+        ("R", spec.r as f64),
+        ("S", spec.s as f64),
+        ("SH", spec.stride.0 as f64),
+        ("SW", sw as f64),
+        ("TP", tp as f64),
+        ("TK4", tk4 as f64),
+        ("SPAN", span(tp) as f64),
+    ];
+    let (pack_step, packed, stride) = pack(gpu, spec, w, Packing::OutputInner, 4 * tk4)?;
+    let mut launch = Launch::new();
+    launch.push(pack_step);
+    let blocks = q.div_ceil(tp);
+    let kblocks = spec.groups * kg.div_ceil(4 * tk4);
     for (first, n) in chunks(gpu, op, spec, x.label(), y.label())? {
-        let params = Params::new(spec, n);
-        let args = [Arg::range(x, first * xs, n * xs), w.into(), b, Arg::range(y, first * ys, n * ys)];
-        let groups = [(n * p * q).div_ceil(WG) as u32, blocks as u32, 1];
-        launch.push(Step::new(gpu, Kernel::GroupedConvForward, &[], &params, &args, groups)?);
+        let params = Params {
+            w_stride: stride as u32,
+            blocks: blocks as u32,
+            ..Params::new(spec, n)
+        };
+        let args = [
+            Arg::range(x, first * xs, n * xs),
+            (&packed).into(),
+            b,
+            Arg::range(y, first * ys, n * ys),
+        ];
+        let groups = [(n * p * blocks).div_ceil(WG) as u32, kblocks as u32, 1];
+        launch.push(Step::new(gpu, Kernel::GroupedConvForward, &overrides, &params, &args, groups)?);
     }
+    launch.scratch.push(packed);
     launch.scratch.extend(placeholder);
     Ok(launch)
 }
@@ -247,27 +353,84 @@ fn bias_arg<'a>(gpu: &Gpu, op: &str, spec: &Conv2d, b: Option<&'a GpuTensor>, pl
     }
 }
 
+/// The taps `first, first + stride, ...` below `size` that reach pixels of phase `phase`
+/// (pixels `i` with `(i + pad) mod stride = phase`): `(first, count)`.
+fn phase_taps(phase: usize, pad: usize, stride: usize, size: usize) -> (usize, usize) {
+    let first = (phase + pad) % stride;
+    (first, size.saturating_sub(first).div_ceil(stride))
+}
+
 /// `dx (+)= d conv / dx`. With `accumulate` the gradient is added to `dx` (fan-out), else it
-/// overwrites it.
+/// overwrites it. One dispatch per stride phase (see the shader).
 pub fn backward_input(gpu: &Gpu, spec: &Conv2d, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, accumulate: bool) -> Result<Launch> {
     let op = Kernel::GroupedConvBackwardInput.name();
     spec.validate(op)?;
+    check_kernel(op, spec)?;
     check_shape(op, "dy", dy, &spec.y_shape())?;
     check_shape(op, "w", w, &spec.w_shape())?;
     check_shape(op, "dx", dx, &spec.x_shape())?;
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
-    let blocks = spec.groups * (spec.c / spec.groups).div_ceil(BLOCK);
+    let cg = spec.c / spec.groups;
+    let tc4 = cg.div_ceil(4).min(4);
+    let (sh, sw) = spec.stride;
+    let (pack_step, packed, stride) = pack(gpu, spec, w, Packing::InputInner, 4 * tc4)?;
     let mut launch = Launch::new();
-    for (first, n) in chunks(gpu, op, spec, dx.label(), dy.label())? {
-        let params = Params {
-            accumulate: accumulate as u32,
-            ..Params::new(spec, n)
-        };
-        let args = [Arg::range(dy, first * ys, n * ys), w.into(), Arg::range(dx, first * xs, n * xs)];
-        let groups = [(n * spec.h * spec.w).div_ceil(WG) as u32, blocks as u32, 1];
-        launch.push(Step::new(gpu, Kernel::GroupedConvBackwardInput, &[], &params, &args, groups)?);
+    launch.push(pack_step);
+    let chunks = chunks(gpu, op, spec, dx.label(), dy.label())?;
+    for a in 0..sh.min(spec.h) {
+        for b in 0..sw.min(spec.w) {
+            let (r0, nr) = phase_taps(a, spec.pad.top, sh, spec.r);
+            let (s0, ns) = phase_taps(b, spec.pad.left, sw, spec.s);
+            let (rows, cols) = ((spec.h - a).div_ceil(sh), (spec.w - b).div_ceil(sw));
+            let tp = row_tile(cols, 8, |tp| tp + ns.saturating_sub(1), ns * 4 * tc4);
+            let overrides = [
+                ("R", spec.r as f64),
+                ("S", spec.s as f64),
+                ("SH", sh as f64),
+                ("SW", sw as f64),
+                ("R0", r0 as f64),
+                ("NR", nr as f64),
+                ("S0", s0 as f64),
+                ("NS", ns as f64),
+                ("TP", tp as f64),
+                ("TC4", tc4 as f64),
+                ("SPAN", (tp + ns.saturating_sub(1)) as f64),
+            ];
+            let blocks = cols.div_ceil(tp);
+            for &(first, n) in &chunks {
+                let params = Params {
+                    accumulate: accumulate as u32,
+                    w_stride: stride as u32,
+                    blocks: blocks as u32,
+                    phase_y: a as u32,
+                    phase_x: b as u32,
+                    rows: rows as u32,
+                    cols: cols as u32,
+                    ..Params::new(spec, n)
+                };
+                let args = [
+                    Arg::range(dy, first * ys, n * ys),
+                    (&packed).into(),
+                    Arg::range(dx, first * xs, n * xs),
+                ];
+                let groups = [
+                    (n * rows * blocks).div_ceil(WG) as u32,
+                    (spec.groups * cg.div_ceil(4 * tc4)) as u32,
+                    1,
+                ];
+                launch.push(Step::new(
+                    gpu,
+                    Kernel::GroupedConvBackwardInput,
+                    &overrides,
+                    &params,
+                    &args,
+                    groups,
+                )?);
+            }
+        }
     }
+    launch.scratch.push(packed);
     Ok(launch)
 }
 
@@ -290,6 +453,7 @@ fn rows_per_split(gpu: &Gpu, rows: usize, workgroups: usize, partial_bytes: usiz
 pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, db: Option<&GpuTensor>) -> Result<Launch> {
     let op = Kernel::GroupedConvBackwardWeight.name();
     spec.validate(op)?;
+    check_kernel(op, spec)?;
     check_shape(op, "x", x, &spec.x_shape())?;
     check_shape(op, "dy", dy, &spec.y_shape())?;
     check_shape(op, "dw", dw, &spec.w_shape())?;
@@ -306,13 +470,24 @@ pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, 
     }
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
-    let cols = spec.c / spec.groups * spec.r * spec.s;
-    let wlen = spec.k * cols;
-    let blocks = spec.groups * (spec.k / spec.groups).div_ceil(BLOCK);
-    let xgroups = cols.div_ceil(WG);
+    let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
+    let wlen = spec.k * cg * spec.r * spec.s;
+    let tk4 = kg.div_ceil(4).min(2);
+    let cb = if spec.r * spec.s == 1 { cg.min(8) } else { 1 };
+    let overrides = [
+        ("R", spec.r as f64),
+        ("S", spec.s as f64),
+        ("SH", spec.stride.0 as f64),
+        ("SW", spec.stride.1 as f64),
+        ("CB", cb as f64),
+        ("TK4", tk4 as f64),
+        ("SPAN", (3 * spec.stride.1 + spec.s) as f64),
+    ];
+    let xgroups = cg.div_ceil(cb).div_ceil(WG);
+    let kblocks = spec.groups * kg.div_ceil(4 * tk4);
     let chunks = chunks(gpu, op, spec, x.label(), dy.label())?;
     let chunk_rows = chunks.iter().map(|&(_, n)| n * p).max().unwrap_or(1);
-    let per = rows_per_split(gpu, chunk_rows, xgroups * blocks, wlen * 4);
+    let per = rows_per_split(gpu, chunk_rows, xgroups * kblocks, wlen * 4);
     let splits = chunk_rows.div_ceil(per);
     let direct = chunks.len() == 1 && splits == 1;
     let partials = |t: &GpuTensor, len: usize| {
@@ -335,13 +510,14 @@ pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, 
         let zs = (n * p).div_ceil(per);
         let dy_chunk = Arg::range(dy, first * ys, n * ys);
         let args = [Arg::range(x, first * xs, n * xs), dy_chunk, wpart.as_ref().unwrap_or(dw).into()];
+        let groups = [xgroups as u32, kblocks as u32, zs as u32];
         launch.push(Step::new(
             gpu,
             Kernel::GroupedConvBackwardWeight,
-            &[],
+            &overrides,
             &params,
             &args,
-            [xgroups as u32, blocks as u32, zs as u32],
+            groups,
         )?);
         if let Some(db) = db {
             let args = [dy_chunk, bpart.as_ref().unwrap_or(db).into()];
