@@ -139,3 +139,34 @@ fn tensor_larger_than_any_buffer() {
         other => panic!("expected a limit error, got {other:?}"),
     }
 }
+
+#[test]
+fn adapter_selection() {
+    use nfnet::gpu::GpuOptions;
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    match Gpu::with_options(&GpuOptions {
+        adapter: Some("no-such-adapter-anywhere".into()),
+        ..Default::default()
+    }) {
+        Err(e @ Error::AdapterNotFound { .. }) => assert!(
+            e.to_string().contains("no-such-adapter-anywhere") && e.to_string().contains("[0]"),
+            "{e}"
+        ),
+        other => panic!("expected an adapter-not-found error, got {:?}", other.err()),
+    }
+    let first = &nfnet::gpu::list_adapters()[0];
+    let by_index = Gpu::with_options(&GpuOptions {
+        adapter: Some("0".into()),
+        ..Default::default()
+    })
+    .expect("adapter 0");
+    assert_eq!(by_index.info.name, first.name);
+    let by_name = Gpu::with_options(&GpuOptions {
+        adapter: Some(first.name.to_uppercase()),
+        ..Default::default()
+    })
+    .expect("adapter by name");
+    assert_eq!(by_name.info.name, first.name);
+}
