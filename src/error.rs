@@ -60,6 +60,29 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+
+    /// A file is not in the expected format (truncated, not safetensors, wrong dtype).
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+
+    /// A weights file does not fit the model: every problem, listed at once.
+    #[error("{}", weights_message(file, missing, unexpected, misshaped))]
+    Weights {
+        file: String,
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+        misshaped: Vec<String>,
+    },
+}
+
+fn weights_message(file: &str, missing: &[String], unexpected: &[String], misshaped: &[String]) -> String {
+    let mut m = format!("{file} does not fit the model:");
+    for (what, list) in [("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)] {
+        if !list.is_empty() {
+            m += &format!("\n  {} {what} tensor(s): {}", list.len(), list.join(", "));
+        }
+    }
+    m
 }
 
 impl Error {

@@ -11,6 +11,12 @@
 //!   CPU reference that defines it (`ops::<op>::cpu`), and launchers that check shapes and
 //!   return a [`gpu::Launch`]: pipelines and bind groups built once, replayed at every step.
 //!   A run is one command buffer with one compute pass ([`gpu::Gpu::run`]).
+//! * [`graph`] describes a computation as tensors and nodes. [`nfnet::build`] writes an NFNet's
+//!   forward graph from its [`nfnet::NfnetConfig`]; [`graph::autodiff`] appends the backward
+//!   nodes; [`graph::optim`] the AGC and SGD updates; [`graph::plan::Plan`] compiles it all once
+//!   (shapes checked, buffers shared by liveness, bind groups built) and replays it each step
+//!   with one submit.
+//! * [`nfnet::weights`] reads and writes timm's safetensors weights.
 //!
 //! ## Conventions
 //!
@@ -23,6 +29,8 @@
 
 pub mod error;
 pub mod gpu;
+pub mod graph;
+pub mod nfnet;
 pub mod ops;
 #[doc(hidden)]
 pub mod testing;

@@ -13,5 +13,7 @@ mod limits;
 /// Every GPU kernel against its f64 CPU reference: seeded random inputs, odd shapes,
 /// NaN-poisoned outputs, forward and backward.
 mod ops;
+/// The model on the adapter against timm's fixtures: logits, loss, gradients, two steps.
+mod parity;
 /// Every shader parses and validates under naga, and matches its declared bindings (no GPU).
 mod shaders;

@@ -21,11 +21,13 @@ pub mod step;
 mod tensor;
 
 pub use kernel::{Access, Kernel};
+pub use pipeline::Overrides;
 pub use pipeline::PipelineCache;
 pub use step::{batch_chunks, grid, Arg, Launch, Step};
 pub use tensor::{DType, GpuTensor};
 
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The smallest limits the kernels are written for. Every adapter with WebGPU's defaults has them.
@@ -174,6 +176,25 @@ pub struct Gpu {
     pub features: wgpu::Features,
     pipelines: PipelineCache,
     errors: Arc<Mutex<Vec<String>>>,
+    counters: Counters,
+}
+
+/// What the context has created and submitted so far: the tests check that a planned training
+/// step creates nothing and submits once.
+#[derive(Debug, Default)]
+struct Counters {
+    buffers: AtomicU64,
+    bind_groups: AtomicU64,
+    submits: AtomicU64,
+}
+
+/// A snapshot of [`Gpu::counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Buffers created (tensors, uniforms, staging).
+    pub buffers: u64,
+    pub bind_groups: u64,
+    pub submits: u64,
 }
 
 impl Gpu {
@@ -277,6 +298,7 @@ impl Gpu {
             limits,
             features,
             errors,
+            counters: Counters::default(),
         })
     }
 
@@ -323,6 +345,64 @@ impl Gpu {
         })
     }
 
+    /// Creation and submission counts so far.
+    pub fn counters(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            buffers: self.counters.buffers.load(Ordering::Relaxed),
+            bind_groups: self.counters.bind_groups.load(Ordering::Relaxed),
+            submits: self.counters.submits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A storage buffer (every tensor's memory), created under an error scope.
+    pub(crate) fn create_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        self.checked(&format!("allocating {label}"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// A buffer the host can map to read `bytes` back.
+    pub(crate) fn create_staging(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        self.checked("allocating a readback buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// A uniform buffer holding `bytes` (a step's `Params`).
+    pub(crate) fn create_uniform(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    /// Creates a bind group (counted).
+    pub(crate) fn create_bind_group(&self, desc: &wgpu::BindGroupDescriptor) -> wgpu::BindGroup {
+        self.counters.bind_groups.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(desc)
+    }
+
+    /// Submits one command buffer (counted).
+    pub fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        self.counters.submits.fetch_add(1, Ordering::Relaxed);
+        self.queue.submit([commands])
+    }
+
     /// Encodes `launches` into one command buffer with one compute pass, submits it once, and
     /// waits for the GPU to finish.
     pub fn run(&self, launches: &[&Launch]) -> Result<()> {
@@ -338,7 +418,7 @@ impl Gpu {
                 launch.encode(&mut pass);
             }
         }
-        self.queue.submit([encoder.finish()]);
+        self.submit(encoder.finish());
         self.wait()?;
         self.take_errors("run")
     }

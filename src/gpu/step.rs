@@ -13,7 +13,6 @@ use super::pipeline::{CachedPipeline, Overrides};
 use super::{Gpu, GpuTensor, Kernel};
 use crate::error::{Error, Result};
 use std::sync::Arc;
-use wgpu::util::DeviceExt;
 
 /// One binding of a step: a tensor, or a range of its elements.
 #[derive(Clone, Copy, Debug)]
@@ -96,11 +95,7 @@ impl Step {
         }
         let pipeline = gpu.pipelines().get(gpu, kernel, overrides)?;
         let bind_group = gpu.checked(&format!("binding {}", kernel.name()), || {
-            let uniform = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(kernel.name()),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let uniform = gpu.create_uniform(kernel.name(), bytemuck::bytes_of(params));
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: uniform.as_entire_binding(),
@@ -115,7 +110,7 @@ impl Step {
                     }),
                 });
             }
-            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            gpu.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(kernel.name()),
                 layout: &pipeline.layout,
                 entries: &entries,
@@ -176,8 +171,8 @@ impl Launch {
 
 /// Workgroup counts for a 1-D launch of `groups` workgroups, folded into x and y so that no
 /// dimension exceeds the adapter's limit. Shaders recover the flat index with `flat_group()`.
-pub fn grid(gpu: &Gpu, op: &str, groups: usize) -> Result<[u32; 3]> {
-    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+pub fn grid(limits: &wgpu::Limits, op: &str, groups: usize) -> Result<[u32; 3]> {
+    let max = limits.max_compute_workgroups_per_dimension as usize;
     let x = groups.clamp(1, max);
     let y = groups.div_ceil(x).max(1);
     if y > max {
@@ -206,9 +201,9 @@ fn gcd(a: u64, b: u64) -> u64 {
 ///
 /// Most calls return one chunk. An error names the tensor when even the smallest alignable
 /// chunk is too large for one binding.
-pub fn batch_chunks(gpu: &Gpu, op: &str, n: usize, per_sample: &[(&str, u64)]) -> Result<Vec<(usize, usize)>> {
-    let limit = gpu.limits.max_storage_buffer_binding_size;
-    let align = gpu.limits.min_storage_buffer_offset_alignment as u64;
+pub fn batch_chunks(limits: &wgpu::Limits, op: &str, n: usize, per_sample: &[(&str, u64)]) -> Result<Vec<(usize, usize)>> {
+    let limit = limits.max_storage_buffer_binding_size;
+    let align = limits.min_storage_buffer_offset_alignment as u64;
     let (mut max_count, mut step) = (n as u64, 1u64);
     for &(_, bytes) in per_sample.iter().filter(|(_, b)| *b > 0) {
         max_count = max_count.min(limit / bytes);

@@ -2,9 +2,13 @@
 //!
 //! Activations are NCHW, conv weights OIHW (K, C/G, R, S), linear weights (O, I), all row-major
 //! and contiguous. The label travels into wgpu, so a validation error names the tensor.
+//!
+//! A tensor may be a view of the first elements of a larger, shared buffer: the plan gives
+//! tensors whose lifetimes do not overlap the same memory. Cloning a tensor clones the handle.
 
 use super::Gpu;
 use crate::error::{Error, Result};
+use std::sync::Arc;
 
 /// Element type of a tensor. Everything numeric is f32; labels are u32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,10 +17,10 @@ pub enum DType {
     U32,
 }
 
-/// A contiguous tensor in one GPU buffer.
-#[derive(Debug)]
+/// A contiguous tensor at the start of a GPU buffer.
+#[derive(Clone, Debug)]
 pub struct GpuTensor {
-    buffer: wgpu::Buffer,
+    buffer: Arc<wgpu::Buffer>,
     shape: Vec<usize>,
     dtype: DType,
     label: String,
@@ -71,16 +75,28 @@ impl GpuTensor {
                 limit: "max_buffer_size",
             });
         }
-        let buffer = gpu.checked(&format!("allocating {label}"), || {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        let buffer = gpu.create_buffer(label, bytes)?;
         Ok(GpuTensor {
-            buffer,
+            buffer: Arc::new(buffer),
+            shape: shape.to_vec(),
+            dtype,
+            label: label.into(),
+        })
+    }
+
+    /// A tensor of `shape` over the first elements of this tensor's buffer (shared, not copied).
+    pub fn view(&self, label: &str, shape: &[usize], dtype: DType) -> Result<GpuTensor> {
+        let numel: usize = shape.iter().product();
+        if numel == 0 || numel as u64 * 4 > self.buffer.size() {
+            return Err(Error::shape(
+                "view",
+                label,
+                format!("1 to {} elements", self.buffer.size() / 4),
+                format!("{shape:?}"),
+            ));
+        }
+        Ok(GpuTensor {
+            buffer: self.buffer.clone(),
             shape: shape.to_vec(),
             dtype,
             label: label.into(),
@@ -115,6 +131,12 @@ impl GpuTensor {
     /// Overwrites the whole tensor with `data`.
     pub fn write_f32(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
         self.expect_dtype(DType::F32, "write")?;
+        self.write_bytes(gpu, bytemuck::cast_slice(data), data.len())
+    }
+
+    /// Overwrites a u32 tensor (labels) with `data`.
+    pub fn write_u32(&self, gpu: &Gpu, data: &[u32]) -> Result<()> {
+        self.expect_dtype(DType::U32, "write")?;
         self.write_bytes(gpu, bytemuck::cast_slice(data), data.len())
     }
 
@@ -156,19 +178,13 @@ impl GpuTensor {
             label: self.label.clone(),
             message,
         };
-        let staging = gpu.checked(&format!("reading {}", self.label), || {
-            let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size: self.bytes(),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
+        let staging = gpu.create_staging(self.bytes())?;
+        gpu.checked(&format!("reading {}", self.label), || {
             let mut encoder = gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
             encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, self.bytes());
-            gpu.queue.submit([encoder.finish()]);
-            staging
+            gpu.submit(encoder.finish());
         })?;
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {

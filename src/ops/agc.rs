@@ -86,7 +86,7 @@ pub fn clip(gpu: &Gpu, spec: &Agc, w: &GpuTensor, g: &GpuTensor) -> Result<Launc
         clip: spec.clip,
         eps: spec.eps,
     };
-    let step = Step::new(gpu, kernel, &[], &params, &[w.into(), g.into()], grid(gpu, op, spec.units)?)?;
+    let step = Step::new(gpu, kernel, &[], &params, &[w.into(), g.into()], grid(&gpu.limits, op, spec.units)?)?;
     Ok(Launch {
         steps: vec![step],
         scratch: vec![],

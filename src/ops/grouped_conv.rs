@@ -21,7 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{batch_chunks, grid, Arg, Gpu, GpuTensor, Kernel, Launch, Step};
-use crate::ops::{check_shape, sum_partials::sum_partials};
+use crate::ops::{check_numel, check_shape, sum_partials::sum_partials};
 
 /// Zero padding on each side of the image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -209,45 +209,79 @@ struct PackParams {
 const WG: usize = 64;
 
 /// The layouts `grouped_conv_pack_weight` writes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Packing {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
     /// `[G, C/G, R, S, K/G padded]`: output channels innermost, for the forward.
     OutputInner,
     /// `[G, K/G, R, S, C/G padded]`: input channels innermost, for the input gradient.
     InputInner,
 }
 
-/// The packing step and the packed weights it writes, with the padded row length: a multiple of
-/// the kernel's channel tile `tile`, so that every tile's vec4 reads stay inside its row.
-fn pack(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packing: Packing, tile: usize) -> Result<(Step, GpuTensor, usize)> {
-    let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
-    let (a, b) = match packing {
-        Packing::OutputInner => (cg, kg),
-        Packing::InputInner => (kg, cg),
-    };
-    let b_pad = b.div_ceil(tile) * tile;
-    let len = spec.groups * a * spec.r * spec.s * b_pad;
-    let packed = GpuTensor::zeros(gpu, &format!("{} packed", w.label()), &[len])?;
+impl Packing {
+    /// `(A, B)`: the outer channel count and the inner (padded) one, per group.
+    fn dims(self, spec: &Conv2d) -> (usize, usize) {
+        let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
+        match self {
+            Packing::OutputInner => (cg, kg),
+            Packing::InputInner => (kg, cg),
+        }
+    }
+
+    /// Channels per invocation / 4 of the kernel that reads this layout (TK4 or TC4).
+    fn tile4(self, spec: &Conv2d) -> usize {
+        self.dims(spec).1.div_ceil(4).min(4)
+    }
+
+    /// The padded inner length: a multiple of the channel tile, so that every tile's vec4 reads
+    /// stay inside its row.
+    fn row(self, spec: &Conv2d) -> usize {
+        let tile = 4 * self.tile4(spec);
+        self.dims(spec).1.div_ceil(tile) * tile
+    }
+}
+
+/// Elements of the packed weights of `spec` in `packing`.
+pub fn packed_len(spec: &Conv2d, packing: Packing) -> usize {
+    spec.groups * packing.dims(spec).0 * spec.r * spec.s * packing.row(spec)
+}
+
+/// Writes `w` (OIHW) into `packed` in the layout the conv kernels read.
+pub fn pack_weight(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packed: &GpuTensor, packing: Packing) -> Result<Launch> {
+    let kernel = Kernel::GroupedConvPackWeight;
+    let op = kernel.name();
+    spec.validate(op)?;
+    check_shape(op, "w", w, &spec.w_shape())?;
+    let len = packed_len(spec, packing);
+    check_numel(op, "packed", packed, len)?;
     let params = PackParams {
         k: spec.k as u32,
-        cg: cg as u32,
+        cg: (spec.c / spec.groups) as u32,
         groups: spec.groups as u32,
         rs: (spec.r * spec.s) as u32,
-        b_pad: b_pad as u32,
+        b_pad: packing.row(spec) as u32,
         mode: (packing == Packing::InputInner) as u32,
         len: len as u32,
         _pad: 0,
     };
-    let kernel = Kernel::GroupedConvPackWeight;
     let step = Step::new(
         gpu,
         kernel,
         &[],
         &params,
-        &[w.into(), (&packed).into()],
-        grid(gpu, kernel.name(), len.div_ceil(256))?,
+        &[w.into(), packed.into()],
+        grid(&gpu.limits, op, len.div_ceil(256))?,
     )?;
-    Ok((step, packed, b_pad))
+    Ok(Launch {
+        steps: vec![step],
+        scratch: vec![],
+    })
+}
+
+/// Packs `w` into a new scratch tensor: the convenience path of the one-call launchers.
+fn pack_scratch(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packing: Packing) -> Result<(Launch, GpuTensor)> {
+    check_shape(Kernel::GroupedConvPackWeight.name(), "w", w, &spec.w_shape())?;
+    let packed = GpuTensor::zeros(gpu, &format!("{} packed", w.label()), &[packed_len(spec, packing)])?;
+    Ok((pack_weight(gpu, spec, w, &packed, packing)?, packed))
 }
 
 /// The number of outputs per invocation along a row of `cols` pixels (at most `max`) that
@@ -276,30 +310,40 @@ fn check_kernel(op: &str, spec: &Conv2d) -> Result<()> {
     Ok(())
 }
 
-fn chunks(gpu: &Gpu, op: &str, spec: &Conv2d, x: &str, y: &str) -> Result<Vec<(usize, usize)>> {
+fn chunks(limits: &wgpu::Limits, op: &str, spec: &Conv2d, x: &str, y: &str) -> Result<Vec<(usize, usize)>> {
     let (p, q) = spec.out_hw();
     batch_chunks(
-        gpu,
+        limits,
         op,
         spec.n,
         &[(x, (spec.c * spec.h * spec.w * 4) as u64), (y, (spec.k * p * q * 4) as u64)],
     )
 }
 
-/// `y = conv(x, w) + b`. Shapes as in the module docs; `b` must be given iff `spec.bias`.
+/// `y = conv(x, w) + b`, packing `w` first. Shapes as in the module docs; `b` must be given iff
+/// `spec.bias`.
 pub fn forward(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>, y: &GpuTensor) -> Result<Launch> {
+    spec.validate(Kernel::GroupedConvForward.name())?;
+    let (mut launch, packed) = pack_scratch(gpu, spec, w, Packing::OutputInner)?;
+    launch.extend(forward_packed(gpu, spec, x, &packed, b, y)?);
+    launch.scratch.push(packed);
+    Ok(launch)
+}
+
+/// `y = conv(x, w) + b` with `w` already packed ([`pack_weight`], [`Packing::OutputInner`]).
+pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTensor, b: Option<&GpuTensor>, y: &GpuTensor) -> Result<Launch> {
     let op = Kernel::GroupedConvForward.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;
     check_shape(op, "x", x, &spec.x_shape())?;
-    check_shape(op, "w", w, &spec.w_shape())?;
+    check_numel(op, "packed weights", packed, packed_len(spec, Packing::OutputInner))?;
     check_shape(op, "y", y, &spec.y_shape())?;
     let mut placeholder = None;
     let b = bias_arg(gpu, op, spec, b, &mut placeholder)?;
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
     let kg = spec.k / spec.groups;
-    let tk4 = kg.div_ceil(4).min(4);
+    let tk4 = Packing::OutputInner.tile4(spec);
     let sw = spec.stride.1;
     let span = |tp: usize| (tp - 1) * sw + spec.s;
     let tp = row_tile(q, (17 - spec.s) / sw + 1, span, spec.s * 4 * tk4).min(8);
@@ -312,27 +356,24 @@ pub fn forward(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: Option
         ("TK4", tk4 as f64),
         ("SPAN", span(tp) as f64),
     ];
-    let (pack_step, packed, stride) = pack(gpu, spec, w, Packing::OutputInner, 4 * tk4)?;
-    let mut launch = Launch::new();
-    launch.push(pack_step);
     let blocks = q.div_ceil(tp);
     let kblocks = spec.groups * kg.div_ceil(4 * tk4);
-    for (first, n) in chunks(gpu, op, spec, x.label(), y.label())? {
+    let mut launch = Launch::new();
+    for (first, n) in chunks(&gpu.limits, op, spec, x.label(), y.label())? {
         let params = Params {
-            w_stride: stride as u32,
+            w_stride: Packing::OutputInner.row(spec) as u32,
             blocks: blocks as u32,
             ..Params::new(spec, n)
         };
         let args = [
             Arg::range(x, first * xs, n * xs),
-            (&packed).into(),
+            packed.into(),
             b,
             Arg::range(y, first * ys, n * ys),
         ];
         let groups = [(n * p * blocks).div_ceil(WG) as u32, kblocks as u32, 1];
         launch.push(Step::new(gpu, Kernel::GroupedConvForward, &overrides, &params, &args, groups)?);
     }
-    launch.scratch.push(packed);
     launch.scratch.extend(placeholder);
     Ok(launch)
 }
@@ -360,24 +401,39 @@ fn phase_taps(phase: usize, pad: usize, stride: usize, size: usize) -> (usize, u
     (first, size.saturating_sub(first).div_ceil(stride))
 }
 
-/// `dx (+)= d conv / dx`. With `accumulate` the gradient is added to `dx` (fan-out), else it
-/// overwrites it. One dispatch per stride phase (see the shader).
+/// `dx (+)= d conv / dx`, packing `w` first. With `accumulate` the gradient is added to `dx`
+/// (fan-out), else it overwrites it.
 pub fn backward_input(gpu: &Gpu, spec: &Conv2d, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, accumulate: bool) -> Result<Launch> {
+    spec.validate(Kernel::GroupedConvBackwardInput.name())?;
+    let (mut launch, packed) = pack_scratch(gpu, spec, w, Packing::InputInner)?;
+    launch.extend(backward_input_packed(gpu, spec, dy, &packed, dx, accumulate)?);
+    launch.scratch.push(packed);
+    Ok(launch)
+}
+
+/// `dx (+)= d conv / dx` with `w` already packed ([`Packing::InputInner`]). One dispatch per
+/// stride phase (see the shader).
+pub fn backward_input_packed(
+    gpu: &Gpu,
+    spec: &Conv2d,
+    dy: &GpuTensor,
+    packed: &GpuTensor,
+    dx: &GpuTensor,
+    accumulate: bool,
+) -> Result<Launch> {
     let op = Kernel::GroupedConvBackwardInput.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;
     check_shape(op, "dy", dy, &spec.y_shape())?;
-    check_shape(op, "w", w, &spec.w_shape())?;
+    check_numel(op, "packed weights", packed, packed_len(spec, Packing::InputInner))?;
     check_shape(op, "dx", dx, &spec.x_shape())?;
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
     let cg = spec.c / spec.groups;
-    let tc4 = cg.div_ceil(4).min(4);
+    let tc4 = Packing::InputInner.tile4(spec);
     let (sh, sw) = spec.stride;
-    let (pack_step, packed, stride) = pack(gpu, spec, w, Packing::InputInner, 4 * tc4)?;
     let mut launch = Launch::new();
-    launch.push(pack_step);
-    let chunks = chunks(gpu, op, spec, dx.label(), dy.label())?;
+    let chunks = chunks(&gpu.limits, op, spec, dx.label(), dy.label())?;
     for a in 0..sh.min(spec.h) {
         for b in 0..sw.min(spec.w) {
             let (r0, nr) = phase_taps(a, spec.pad.top, sh, spec.r);
@@ -401,7 +457,7 @@ pub fn backward_input(gpu: &Gpu, spec: &Conv2d, dy: &GpuTensor, w: &GpuTensor, d
             for &(first, n) in &chunks {
                 let params = Params {
                     accumulate: accumulate as u32,
-                    w_stride: stride as u32,
+                    w_stride: Packing::InputInner.row(spec) as u32,
                     blocks: blocks as u32,
                     phase_y: a as u32,
                     phase_x: b as u32,
@@ -411,7 +467,7 @@ pub fn backward_input(gpu: &Gpu, spec: &Conv2d, dy: &GpuTensor, w: &GpuTensor, d
                 };
                 let args = [
                     Arg::range(dy, first * ys, n * ys),
-                    (&packed).into(),
+                    packed.into(),
                     Arg::range(dx, first * xs, n * xs),
                 ];
                 let groups = [
@@ -430,27 +486,86 @@ pub fn backward_input(gpu: &Gpu, spec: &Conv2d, dy: &GpuTensor, w: &GpuTensor, d
             }
         }
     }
-    launch.scratch.push(packed);
     Ok(launch)
 }
 
-/// Rows (n, p) per split of the weight-gradient contraction of one batch chunk.
-///
-/// Enough splits to give the adapter a few hundred workgroups, never fewer than 4 rows in one,
-/// and no more partial sums than fit one storage binding. A function of the shape and the
-/// adapter's limits only, so the summation order (and so the result) is reproducible.
-fn rows_per_split(gpu: &Gpu, rows: usize, workgroups: usize, partial_bytes: usize) -> usize {
-    let wanted = 256usize.div_ceil(workgroups.max(1)).min(rows.div_ceil(4));
-    let fit = (gpu.limits.max_storage_buffer_binding_size / partial_bytes as u64) as usize;
-    rows.div_ceil(wanted.min(fit).max(1))
+/// How the weight gradient runs: its tile overrides, the rows per split of one batch chunk,
+/// and the number of splits.
+struct WeightGradPlan {
+    tk4: usize,
+    cb: usize,
+    xgroups: usize,
+    kblocks: usize,
+    rows_per_split: usize,
+    splits: usize,
+    chunks: Vec<(usize, usize)>,
 }
 
-/// `dw = d conv / dw` and, when the conv has a bias, `db = d conv / db` (both overwritten).
+impl WeightGradPlan {
+    /// Enough splits of the N*P rows to give the adapter a few hundred workgroups, never fewer
+    /// than 4 rows in one, and no more partial sums than fit one storage binding. A function of
+    /// the shape and the adapter's limits only, so the summation order is reproducible.
+    fn new(limits: &wgpu::Limits, spec: &Conv2d, x: &str, dy: &str) -> Result<WeightGradPlan> {
+        let (p, _) = spec.out_hw();
+        let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
+        let tk4 = kg.div_ceil(4).min(2);
+        let cb = if spec.r * spec.s == 1 { cg.min(8) } else { 1 };
+        let xgroups = cg.div_ceil(cb).div_ceil(WG);
+        let kblocks = spec.groups * kg.div_ceil(4 * tk4);
+        let chunks = chunks(limits, Kernel::GroupedConvBackwardWeight.name(), spec, x, dy)?;
+        let rows = chunks.iter().map(|&(_, n)| n * p).max().unwrap_or(1);
+        let wanted = 256usize.div_ceil(xgroups * kblocks).min(rows.div_ceil(4));
+        let fit = (limits.max_storage_buffer_binding_size / (spec.k * cg * spec.r * spec.s * 4) as u64) as usize;
+        let rows_per_split = rows.div_ceil(wanted.min(fit).max(1));
+        Ok(WeightGradPlan {
+            tk4,
+            cb,
+            xgroups,
+            kblocks,
+            rows_per_split,
+            splits: rows.div_ceil(rows_per_split),
+            chunks,
+        })
+    }
+
+    /// Whether the weight kernel writes dw directly: one chunk, one split.
+    fn direct(&self) -> bool {
+        self.chunks.len() == 1 && self.splits == 1
+    }
+}
+
+/// The shape of the partial-sum workspace [`backward_weight_into`] needs, or `None` when the
+/// kernel writes the gradient directly.
+pub fn partials_shape(limits: &wgpu::Limits, spec: &Conv2d) -> Option<Vec<usize>> {
+    let plan = WeightGradPlan::new(limits, spec, "x", "dy").ok()?;
+    (!plan.direct()).then(|| vec![plan.splits, spec.k * spec.c / spec.groups * spec.r * spec.s])
+}
+
+/// `dw = d conv / dw` and, when the conv has a bias, `db = d conv / db` (both overwritten), with
+/// a partial-sum workspace of its own.
+pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, db: Option<&GpuTensor>) -> Result<Launch> {
+    let partials = partials_shape(&gpu.limits, spec)
+        .map(|shape| GpuTensor::zeros(gpu, &format!("{} partials", dw.label()), &shape))
+        .transpose()?;
+    let mut launch = backward_weight_into(gpu, spec, x, dy, dw, db, partials.as_ref())?;
+    launch.scratch.extend(partials);
+    Ok(launch)
+}
+
+/// [`backward_weight`] with the workspace given (shaped by [`partials_shape`]).
 ///
 /// Per batch chunk: the weight (and bias) kernels write one partial sum per split of the rows,
 /// and `sum_partials` adds them into `dw` (`db`), overwriting for the first chunk and adding for
 /// the next, a fixed order. One chunk with one split writes `dw` directly.
-pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, db: Option<&GpuTensor>) -> Result<Launch> {
+pub fn backward_weight_into(
+    gpu: &Gpu,
+    spec: &Conv2d,
+    x: &GpuTensor,
+    dy: &GpuTensor,
+    dw: &GpuTensor,
+    db: Option<&GpuTensor>,
+    partials: Option<&GpuTensor>,
+) -> Result<Launch> {
     let op = Kernel::GroupedConvBackwardWeight.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;
@@ -468,49 +583,50 @@ pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, 
         }
         (false, Some(_)) => return Err(Error::invalid(op, "a bias gradient tensor was given but the conv has none")),
     }
+    let plan = WeightGradPlan::new(&gpu.limits, spec, x.label(), dy.label())?;
+    let wpart = match (plan.direct(), partials) {
+        (true, _) => None,
+        (false, Some(part)) => {
+            check_shape(op, "partials", part, &[plan.splits, dw.numel()])?;
+            Some(part)
+        }
+        (false, None) => {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "the weight gradient needs a partial-sum workspace of {} x {}",
+                    plan.splits,
+                    dw.numel()
+                ),
+            ))
+        }
+    };
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
-    let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
-    let wlen = spec.k * cg * spec.r * spec.s;
-    let tk4 = kg.div_ceil(4).min(2);
-    let cb = if spec.r * spec.s == 1 { cg.min(8) } else { 1 };
     let overrides = [
         ("R", spec.r as f64),
         ("S", spec.s as f64),
         ("SH", spec.stride.0 as f64),
         ("SW", spec.stride.1 as f64),
-        ("CB", cb as f64),
-        ("TK4", tk4 as f64),
+        ("CB", plan.cb as f64),
+        ("TK4", plan.tk4 as f64),
         ("SPAN", (3 * spec.stride.1 + spec.s) as f64),
     ];
-    let xgroups = cg.div_ceil(cb).div_ceil(WG);
-    let kblocks = spec.groups * kg.div_ceil(4 * tk4);
-    let chunks = chunks(gpu, op, spec, x.label(), dy.label())?;
-    let chunk_rows = chunks.iter().map(|&(_, n)| n * p).max().unwrap_or(1);
-    let per = rows_per_split(gpu, chunk_rows, xgroups * kblocks, wlen * 4);
-    let splits = chunk_rows.div_ceil(per);
-    let direct = chunks.len() == 1 && splits == 1;
-    let partials = |t: &GpuTensor, len: usize| {
-        (!direct)
-            .then(|| GpuTensor::zeros(gpu, &format!("{} partials", t.label()), &[splits, len]))
-            .transpose()
-    };
-    let wpart = partials(dw, wlen)?;
+    // The bias partials are K floats a split: small enough to own.
     let bpart = match db {
-        Some(db) => partials(db, spec.k)?,
-        None => None,
+        Some(db) if !plan.direct() => Some(GpuTensor::zeros(gpu, &format!("{} partials", db.label()), &[plan.splits, spec.k])?),
+        _ => None,
     };
-
     let mut launch = Launch::new();
-    for (i, &(first, n)) in chunks.iter().enumerate() {
+    for (i, &(first, n)) in plan.chunks.iter().enumerate() {
         let params = Params {
-            rows_per_split: per as u32,
+            rows_per_split: plan.rows_per_split as u32,
             ..Params::new(spec, n)
         };
-        let zs = (n * p).div_ceil(per);
+        let zs = (n * p).div_ceil(plan.rows_per_split);
         let dy_chunk = Arg::range(dy, first * ys, n * ys);
-        let args = [Arg::range(x, first * xs, n * xs), dy_chunk, wpart.as_ref().unwrap_or(dw).into()];
-        let groups = [xgroups as u32, kblocks as u32, zs as u32];
+        let args = [Arg::range(x, first * xs, n * xs), dy_chunk, wpart.unwrap_or(dw).into()];
+        let groups = [plan.xgroups as u32, plan.kblocks as u32, zs as u32];
         launch.push(Step::new(
             gpu,
             Kernel::GroupedConvBackwardWeight,
@@ -530,13 +646,14 @@ pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, 
                 [spec.k.div_ceil(WG) as u32, 1, zs as u32],
             )?);
         }
-        for (part, out) in [(&wpart, Some(dw)), (&bpart, db)] {
-            if let (Some(part), Some(out)) = (part, out) {
-                launch.push(sum_partials(gpu, part, out, zs, splits, 1.0, i > 0)?);
-            }
+        if let Some(part) = wpart {
+            launch.push(sum_partials(gpu, part, dw, zs, plan.splits, 1.0, i > 0)?);
+        }
+        if let (Some(part), Some(db)) = (&bpart, db) {
+            launch.push(sum_partials(gpu, part, db, zs, plan.splits, 1.0, i > 0)?);
         }
     }
-    launch.scratch.extend(wpart.into_iter().chain(bpart));
+    launch.scratch.extend(bpart);
     Ok(launch)
 }
 

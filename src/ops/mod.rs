@@ -79,7 +79,7 @@ pub(crate) fn chunked<P: bytemuck::Pod>(
     let op = kernel.name();
     let sizes: Vec<(&str, u64)> = tensors.iter().map(|(t, per)| (t.label(), *per as u64 * 4)).collect();
     let mut launch = Launch::new();
-    for (first, n) in batch_chunks(gpu, op, items, &sizes)? {
+    for (first, n) in batch_chunks(&gpu.limits, op, items, &sizes)? {
         let args: Vec<Arg> = tensors
             .iter()
             .map(|&(t, per)| if per == 0 { t.into() } else { Arg::range(t, first * per, n * per) })
@@ -90,7 +90,7 @@ pub(crate) fn chunked<P: bytemuck::Pod>(
             &[],
             &params(first, n),
             &args,
-            grid(gpu, op, (n * invocations).div_ceil(wg))?,
+            grid(&gpu.limits, op, (n * invocations).div_ceil(wg))?,
         )?);
     }
     Ok(launch)

@@ -82,7 +82,7 @@ pub fn backward(
     check_same(op, "dr", dy, dr)?;
     let mut placeholder = None;
     let g = gain_or_placeholder(gpu, op, gain.map(|(g, _)| g), &mut placeholder)?;
-    let chunks = batch_chunks(gpu, op, dy.numel(), &[(dy.label(), 4), (r.label(), 4), (dr.label(), 4)])?;
+    let chunks = batch_chunks(&gpu.limits, op, dy.numel(), &[(dy.label(), 4), (r.label(), 4), (dr.label(), 4)])?;
     let parts: usize = chunks.iter().map(|&(_, n)| n.div_ceil(PER_GROUP)).sum();
     let part = GpuTensor::zeros(gpu, &format!("{} partials", dr.label()), &[if gain.is_some() { parts } else { 1 }])?;
     let mut base = 0;

@@ -90,7 +90,7 @@ pub fn forward_backward(
         &[],
         &params,
         &[logits.into(), labels.into(), (&rows).into(), dlogits.into()],
-        grid(gpu, op, spec.n.div_ceil(64))?,
+        grid(&gpu.limits, op, spec.n.div_ceil(64))?,
     )?;
     let mean = sum_partials(gpu, &rows, loss, spec.n, spec.n, 1.0 / spec.n as f32, false)?;
     Ok(Launch {

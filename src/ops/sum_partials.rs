@@ -48,7 +48,7 @@ pub fn sum_partials(
         &[],
         &params,
         &[part.into(), out.into()],
-        grid(gpu, op, len.div_ceil(64))?,
+        grid(&gpu.limits, op, len.div_ceil(64))?,
     )
 }
 

@@ -103,7 +103,14 @@ pub fn forward(gpu: &Gpu, spec: &WeightStd, w: &GpuTensor, gain: &GpuTensor, w_h
     check_numel(op, "gain", gain, spec.k)?;
     check_shape(op, "stats", stats, &[spec.k, 2])?;
     let args = [w.into(), gain.into(), w_hat.into(), stats.into()];
-    let step = Step::new(gpu, Kernel::WeightStdForward, &[], &spec.params(), &args, grid(gpu, op, spec.k)?)?;
+    let step = Step::new(
+        gpu,
+        Kernel::WeightStdForward,
+        &[],
+        &spec.params(),
+        &args,
+        grid(&gpu.limits, op, spec.k)?,
+    )?;
     Ok(Launch {
         steps: vec![step],
         scratch: vec![],
@@ -131,7 +138,14 @@ pub fn backward(
     check_numel(op, "dgain", dgain, spec.k)?;
     check_shape(op, "stats", stats, &[spec.k, 2])?;
     let args = [w.into(), gain.into(), stats.into(), dw_hat.into(), dw.into(), dgain.into()];
-    let step = Step::new(gpu, Kernel::WeightStdBackward, &[], &spec.params(), &args, grid(gpu, op, spec.k)?)?;
+    let step = Step::new(
+        gpu,
+        Kernel::WeightStdBackward,
+        &[],
+        &spec.params(),
+        &args,
+        grid(&gpu.limits, op, spec.k)?,
+    )?;
     Ok(Launch {
         steps: vec![step],
         scratch: vec![],

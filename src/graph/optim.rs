@@ -1,0 +1,71 @@
+//! The update phase: adaptive gradient clipping, then SGD with momentum, per parameter.
+//!
+//! Order (DeepMind's `SGD_AGC`, timm's train loop): AGC clips the *raw* gradient, then the
+//! update adds weight decay and momentum. AGC's units follow timm (a conv weight per output
+//! channel, a gain `[K,1,1,1]` per channel, biases and skip gains whole) and the classifier
+//! (weight and bias) is exempt; [`AgcStyle::DeepMind`] instead clips gains as whole vectors and
+//! exempts only the classifier weight. Weight decay applies to the `*.weight` tensors.
+
+use super::autodiff::Gradients;
+use super::{Graph, Op, Role};
+use crate::ops::agc::Agc;
+use crate::ops::sgd::Sgd;
+
+/// Whose AGC conventions to follow (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AgcStyle {
+    #[default]
+    Timm,
+    DeepMind,
+}
+
+/// Adaptive gradient clipping settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AgcConfig {
+    /// lambda: the largest ratio of a unit's gradient norm to its weight norm.
+    pub clip: f32,
+    pub eps: f32,
+    pub style: AgcStyle,
+}
+
+/// The optimizer of a training plan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Optimizer {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+    pub agc: Option<AgcConfig>,
+}
+
+/// Appends AGC and SGD nodes for every parameter, with a `momentum.<name>` tensor each.
+pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer) {
+    for &(param, grad) in &grads.params {
+        let def = graph.tensors[param].clone();
+        let Role::Param(info) = &def.role else { continue };
+        if let Some(agc) = opt.agc {
+            let is_head_bias = info.head && def.name.ends_with(".bias");
+            let exempt = match agc.style {
+                AgcStyle::Timm => info.head,
+                AgcStyle::DeepMind => info.head && !is_head_bias,
+            };
+            if !exempt {
+                let whole_gain = agc.style == AgcStyle::DeepMind && def.name.ends_with(".gain");
+                let units = if whole_gain {
+                    Agc::whole(def.numel(), agc.clip, agc.eps)
+                } else {
+                    Agc::for_shape(&def.shape, agc.clip, agc.eps)
+                };
+                graph.node_into(format!("{}.agc", def.name), Op::AgcClip(units), &[param], &[grad]);
+            }
+        }
+        let momentum = graph.tensor(format!("momentum.{}", def.name), &def.shape, Role::Momentum);
+        let sgd = Sgd {
+            lr: opt.lr,
+            momentum: opt.momentum,
+            weight_decay: if info.weight_decay { opt.weight_decay } else { 0.0 },
+            nesterov: opt.nesterov,
+        };
+        graph.node_into(format!("{}.sgd", def.name), Op::SgdUpdate(sgd), &[grad], &[param, momentum]);
+    }
+}

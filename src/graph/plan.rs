@@ -1,0 +1,379 @@
+//! The plan: a graph compiled for one GPU, replayed every step.
+//!
+//! `Plan::new` does all the work that can fail, once:
+//! 1. **Phases.** With `prepare_params` (inference), nodes that read only parameters (weight
+//!    standardization and packing) form a prepare phase, run by [`Plan::prepare`] when the
+//!    weights change, not per call. Every other node runs at every step.
+//! 2. **Memory.** Inputs, labels, parameters, momentum, kept outputs and prepared weights get
+//!    buffers of their own. Every other tensor lives from the first node that touches it to the
+//!    last, and tensors whose lifetimes do not overlap share one buffer (best fit, growing a
+//!    buffer when nothing free is large enough). Two tensors bound by the same node never share,
+//!    so no dispatch binds one buffer twice.
+//! 3. **Launches.** Each node becomes a [`Launch`]: shapes checked by its op's launcher,
+//!    pipelines fetched from the cache, bind groups built. This is where shape errors surface.
+//!
+//! [`Plan::step`] then encodes every launch into one command buffer with one compute pass and
+//! submits it once; it creates no buffer and no bind group.
+
+use super::{Graph, Node, Op, Role, TensorId};
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Gpu, GpuTensor, Launch};
+use crate::ops::{agc, avg_pool, dropout, global_pool, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent, weight_std};
+use std::collections::HashMap;
+
+/// Parameters by name, shared by the plans of one model (training and evaluation).
+pub struct ParamStore {
+    tensors: Vec<(String, GpuTensor)>,
+    index: HashMap<String, usize>,
+}
+
+impl ParamStore {
+    /// Zero-filled parameters for every `Role::Param` tensor of `graph`.
+    pub fn for_graph(gpu: &Gpu, graph: &Graph) -> Result<ParamStore> {
+        let mut store = ParamStore {
+            tensors: Vec::new(),
+            index: HashMap::new(),
+        };
+        for (_, def, _) in graph.params() {
+            store.index.insert(def.name.clone(), store.tensors.len());
+            store
+                .tensors
+                .push((def.name.clone(), GpuTensor::zeros(gpu, &def.name, &def.shape)?));
+        }
+        Ok(store)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&GpuTensor> {
+        self.index.get(name).map(|&i| &self.tensors[i].1)
+    }
+
+    /// `(name, tensor)` in graph order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &GpuTensor)> {
+        self.tensors.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}
+
+/// What a plan keeps and how it runs.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Tensors to keep readable after a step (outputs); every other value may share memory.
+    pub keep: Vec<TensorId>,
+    /// Run the parameter-only nodes once, in [`Plan::prepare`], instead of at every step.
+    pub prepare_params: bool,
+}
+
+/// Where each tensor's memory comes from, decided without a GPU (also for `nfnet info`).
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    /// Nodes of the prepare phase and of the step, in order.
+    pub prepare: Vec<usize>,
+    pub step: Vec<usize>,
+    /// Tensors with a buffer of their own.
+    pub dedicated: Vec<bool>,
+    /// The shared buffer of every other tensor that some node touches.
+    pub slot: Vec<Option<usize>>,
+    /// Size of each shared buffer.
+    pub slot_bytes: Vec<u64>,
+}
+
+/// Memory figures of a plan, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Parameters (and momentum).
+    pub params: u64,
+    /// Inputs, labels, kept outputs and prepared weights.
+    pub other_dedicated: u64,
+    /// The shared buffers of activations, gradients and workspaces.
+    pub shared: u64,
+    /// The sum of the sizes of every tensor that lives in a shared buffer.
+    pub shared_tensors: u64,
+    /// The sum of the sizes of every tensor in the graph.
+    pub all_tensors: u64,
+}
+
+impl MemoryPlan {
+    /// Plans the memory of `graph` (see the module docs).
+    pub fn new(graph: &Graph, options: &PlanOptions) -> MemoryPlan {
+        let count = graph.tensors.len();
+        let mut dedicated: Vec<bool> = graph
+            .tensors
+            .iter()
+            .map(|t| !matches!(t.role, Role::Value | Role::Scratch))
+            .collect();
+        for &k in &options.keep {
+            dedicated[k] = true;
+        }
+        // Phases: a node is a prepare node if everything it reads is a parameter or prepared.
+        let mut prepared = vec![false; count];
+        let (mut prepare, mut step) = (Vec::new(), Vec::new());
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let param_only = options.prepare_params
+                && node
+                    .inputs
+                    .iter()
+                    .all(|&t| prepared[t] || matches!(graph.tensors[t].role, Role::Param(_)))
+                && node
+                    .outputs
+                    .iter()
+                    .all(|&t| !matches!(graph.tensors[t].role, Role::Param(_) | Role::Momentum));
+            if param_only {
+                node.outputs.iter().for_each(|&t| prepared[t] = true);
+                prepare.push(i);
+            } else {
+                step.push(i);
+            }
+        }
+        // Prepared tensors read by the step must survive between runs.
+        for &i in &step {
+            for &t in &graph.nodes[i].inputs {
+                if prepared[t] {
+                    dedicated[t] = true;
+                }
+            }
+        }
+        // Lifetimes over the timeline prepare ++ step.
+        let order: Vec<usize> = prepare.iter().chain(&step).copied().collect();
+        let (mut first, mut last) = (vec![usize::MAX; count], vec![0usize; count]);
+        for (time, &i) in order.iter().enumerate() {
+            let node = &graph.nodes[i];
+            for &t in node.inputs.iter().chain(&node.outputs) {
+                first[t] = first[t].min(time);
+                last[t] = last[t].max(time);
+            }
+        }
+        // Greedy best-fit assignment in order of first use.
+        let mut slot = vec![None; count];
+        let mut slot_bytes: Vec<u64> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut live: Vec<TensorId> = Vec::new();
+        for time in 0..order.len() {
+            live.retain(|&t| {
+                let done = last[t] < time;
+                if done {
+                    free.push(slot[t].expect("live tensors have a slot"));
+                }
+                !done
+            });
+            let node = &graph.nodes[order[time]];
+            for &t in node.inputs.iter().chain(&node.outputs) {
+                if dedicated[t] || slot[t].is_some() || first[t] != time {
+                    continue;
+                }
+                let need = graph.tensors[t].bytes();
+                let fit = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &s)| slot_bytes[s] >= need)
+                    .min_by_key(|(_, &s)| slot_bytes[s])
+                    .map(|(i, _)| i);
+                let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slot_bytes[s]).map(|(i, _)| i));
+                let s = match pick {
+                    Some(i) => free.swap_remove(i),
+                    None => {
+                        slot_bytes.push(0);
+                        slot_bytes.len() - 1
+                    }
+                };
+                slot_bytes[s] = slot_bytes[s].max(need);
+                slot[t] = Some(s);
+                live.push(t);
+            }
+        }
+        MemoryPlan {
+            prepare,
+            step,
+            dedicated,
+            slot,
+            slot_bytes,
+        }
+    }
+
+    /// The memory figures of this plan for `graph`.
+    pub fn report(&self, graph: &Graph) -> MemoryReport {
+        let mut r = MemoryReport {
+            shared: self.slot_bytes.iter().sum(),
+            ..Default::default()
+        };
+        for (t, def) in graph.tensors.iter().enumerate() {
+            r.all_tensors += def.bytes();
+            if self.slot[t].is_some() {
+                r.shared_tensors += def.bytes();
+            } else if self.dedicated[t] {
+                match def.role {
+                    Role::Param(_) | Role::Momentum => r.params += def.bytes(),
+                    _ => r.other_dedicated += def.bytes(),
+                }
+            }
+        }
+        r
+    }
+}
+
+/// A graph compiled for one GPU; see the module docs.
+pub struct Plan {
+    graph: Graph,
+    tensors: Vec<Option<GpuTensor>>,
+    prepare: Vec<Launch>,
+    step: Vec<Launch>,
+    memory: MemoryReport,
+}
+
+impl Plan {
+    /// Compiles `graph`, taking its parameters from `store` (by name).
+    pub fn new(gpu: &Gpu, graph: Graph, store: &ParamStore, options: &PlanOptions) -> Result<Plan> {
+        let memory_plan = MemoryPlan::new(&graph, options);
+        let memory = memory_plan.report(&graph);
+        let pools: Vec<GpuTensor> = memory_plan
+            .slot_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| GpuTensor::zeros(gpu, &format!("shared buffer {i}"), &[(bytes / 4).max(1) as usize]))
+            .collect::<Result<_>>()?;
+        let mut tensors: Vec<Option<GpuTensor>> = Vec::with_capacity(graph.tensors.len());
+        for (t, def) in graph.tensors.iter().enumerate() {
+            let dtype = if def.role == Role::Labels { DType::U32 } else { DType::F32 };
+            let tensor = match (&def.role, memory_plan.slot[t]) {
+                (Role::Param(_), _) => {
+                    let p = store
+                        .get(&def.name)
+                        .ok_or_else(|| Error::invalid("plan", format!("the parameter store has no {}", def.name)))?;
+                    if p.shape() != def.shape {
+                        return Err(Error::shape(
+                            "plan",
+                            &def.name,
+                            format!("{:?}", def.shape),
+                            format!("{:?}", p.shape()),
+                        ));
+                    }
+                    Some(p.clone())
+                }
+                (_, Some(s)) => Some(pools[s].view(&def.name, &def.shape, dtype)?),
+                _ if memory_plan.dedicated[t] => Some(GpuTensor::empty(gpu, &def.name, &def.shape, dtype)?),
+                _ => None, // touched by no node
+            };
+            tensors.push(tensor);
+        }
+        let build = |nodes: &[usize]| -> Result<Vec<Launch>> { nodes.iter().map(|&i| launch(gpu, &graph.nodes[i], &tensors)).collect() };
+        let prepare = build(&memory_plan.prepare)?;
+        let step = build(&memory_plan.step)?;
+        Ok(Plan {
+            graph,
+            tensors,
+            prepare,
+            step,
+            memory,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        self.memory
+    }
+
+    /// The tensor called `name`, if the plan gave it memory.
+    pub fn tensor(&self, name: &str) -> Option<&GpuTensor> {
+        self.graph.find(name).and_then(|t| self.tensors[t].as_ref())
+    }
+
+    /// The tensor with id `t`.
+    pub fn tensor_id(&self, t: TensorId) -> Option<&GpuTensor> {
+        self.tensors.get(t).and_then(|t| t.as_ref())
+    }
+
+    /// Runs the prepare phase (after the parameters change) and waits.
+    pub fn prepare(&self, gpu: &Gpu) -> Result<()> {
+        if self.prepare.is_empty() {
+            return Ok(());
+        }
+        gpu.run(&self.prepare.iter().collect::<Vec<_>>())
+    }
+
+    /// Encodes the step's launches into `pass`.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass) {
+        for launch in &self.step {
+            launch.encode(pass);
+        }
+    }
+
+    /// Submits one step: one command buffer, one compute pass, one submit. Does not wait; a
+    /// read of any tensor waits for it.
+    pub fn step(&self, gpu: &Gpu) -> Result<()> {
+        let mut encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nfnet step") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("nfnet step"),
+                timestamp_writes: None,
+            });
+            self.encode(&mut pass);
+        }
+        gpu.submit(encoder.finish());
+        gpu.take_errors("step")
+    }
+}
+
+/// The launch of one node: its op's launcher over the planned tensors.
+fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launch> {
+    let get = |t: TensorId| {
+        tensors[t]
+            .as_ref()
+            .ok_or_else(|| Error::invalid("plan", format!("{}: tensor {t} has no memory", node.name)))
+    };
+    let ins: Vec<&GpuTensor> = node.inputs.iter().map(|&t| get(t)).collect::<Result<_>>()?;
+    let outs: Vec<&GpuTensor> = node.outputs.iter().map(|&t| get(t)).collect::<Result<_>>()?;
+    let (i, o) = (&ins, &outs);
+    let launch = match &node.op {
+        Op::WeightStd(s) => weight_std::forward(gpu, s, i[0], i[1], o[0], o[1]),
+        Op::PackWeight(s, packing) => grouped_conv::pack_weight(gpu, s, i[0], o[0], *packing),
+        Op::Conv(s) => grouped_conv::forward_packed(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
+        Op::Act(s) => scaled_act::forward(gpu, s, i[0], o[0]),
+        Op::AvgPool(s) => avg_pool::forward(gpu, s, i[0], o[0]),
+        Op::GlobalPool(s) => global_pool::forward(gpu, s, i[0], o[0]),
+        Op::Linear(s) => linear::forward(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
+        Op::SeGate(s) => se_gate::forward(gpu, s, i[0], i[1], o[0]),
+        Op::Residual(s) => residual::forward(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
+        Op::Dropout(s) => dropout::apply(gpu, s, i[0], o[0]),
+        Op::SoftmaxXent(s) => softmax_xent::forward_backward(gpu, s, i[0], i[1], o[0], o[1]),
+        Op::WeightStdBackward(s) => weight_std::backward(gpu, s, i[0], i[1], i[2], i[3], o[0], o[1]),
+        Op::ConvBackwardInput(s, acc) => grouped_conv::backward_input_packed(gpu, s, i[0], i[1], o[0], *acc),
+        Op::ConvBackwardWeight(s) => {
+            let db = s.bias.then(|| o[1]);
+            let partials = o.get(1 + s.bias as usize).copied();
+            grouped_conv::backward_weight_into(gpu, s, i[0], i[1], o[0], db, partials)
+        }
+        Op::ActBackward(s, acc) => scaled_act::backward(gpu, s, i[0], i[1], o[0], *acc),
+        Op::AvgPoolBackward(s, acc) => avg_pool::backward(gpu, s, i[0], o[0], *acc),
+        Op::GlobalPoolBackward(s, acc) => global_pool::backward(gpu, s, i[0], o[0], *acc),
+        Op::LinearBackwardInput(s, acc) => linear::backward_input(gpu, s, i[0], i[1], o[0], *acc),
+        Op::LinearBackwardWeight(s) => linear::backward_weight(gpu, s, i[0], i[1], o[0], o.get(1).copied()),
+        Op::SeGateBackward(s, acc) => se_gate::backward(gpu, s, i[0], i[1], i[2], o[0], o[1], *acc),
+        Op::ResidualBackward(s) => residual::backward(gpu, s, i[0], i[1], i.get(2).copied().zip(o.get(1).copied()), o[0]),
+        Op::AgcClip(a) => agc::clip(gpu, a, i[0], o[0]),
+        Op::SgdUpdate(s) => sgd::update(gpu, s, i[0], o[0], o[1]),
+    };
+    launch.map_err(|e| match e {
+        Error::Shape { op, what, expected, got } => Error::Shape {
+            op: format!("{} ({op})", node.name),
+            what,
+            expected,
+            got,
+        },
+        Error::Invalid { op, message } => Error::Invalid {
+            op: format!("{} ({op})", node.name),
+            message,
+        },
+        other => other,
+    })
+}
