@@ -10,6 +10,8 @@ mod gradcheck;
 /// Tensors larger than one storage binding: split dispatches agree with the reference, or a
 /// typed error before any work.
 mod limits;
+/// Model configs, counts, planned memory, one-submit steps, weights files and bad input.
+mod model;
 /// Every GPU kernel against its f64 CPU reference: seeded random inputs, odd shapes,
 /// NaN-poisoned outputs, forward and backward.
 mod ops;

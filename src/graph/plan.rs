@@ -223,6 +223,7 @@ pub struct Plan {
     tensors: Vec<Option<GpuTensor>>,
     prepare: Vec<Launch>,
     step: Vec<Launch>,
+    step_nodes: Vec<usize>,
     memory: MemoryReport,
 }
 
@@ -269,6 +270,7 @@ impl Plan {
             tensors,
             prepare,
             step,
+            step_nodes: memory_plan.step,
             memory,
         })
     }
@@ -279,6 +281,11 @@ impl Plan {
 
     pub fn memory(&self) -> MemoryReport {
         self.memory
+    }
+
+    /// The nodes that run at every step (not those of the prepare phase), in order.
+    pub fn step_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.step_nodes.iter().map(|&i| &self.graph.nodes[i])
     }
 
     /// The tensor called `name`, if the plan gave it memory.

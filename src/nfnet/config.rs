@@ -365,16 +365,29 @@ impl NfnetConfig {
         Ok(out)
     }
 
-    /// The bottleneck width of a block of output width `width`, as timm computes it.
+    /// The bottleneck width of a block of output width `width`, as both references compute it:
+    /// `width * bottleneck` rounded to `ch_div` (timm's `make_divisible`), then down to a whole
+    /// number of groups (DeepMind: `group_width * (width // group_width)`). So F0+'s first stage,
+    /// 384 * 0.5 = 192, runs one group of 128.
+    ///
+    /// Impossible: a stage width that is not a multiple of the group width (no reference config
+    /// has one, and the grouped convs could not split it), or a bottleneck narrower than a group.
     fn mid_width(&self, width: usize) -> std::result::Result<usize, String> {
-        let mid = make_divisible(width as f64 * self.bottleneck, self.ch_div, 0.9);
-        if mid % self.group_width != 0 {
+        if width % self.group_width != 0 {
             return Err(format!(
-                "the bottleneck width {mid} (width {width} x bottleneck {}) is not divisible by the group width {}",
+                "the width {width} is not divisible by the group width {}",
+                self.group_width
+            ));
+        }
+        let rounded = make_divisible(width as f64 * self.bottleneck, self.ch_div, 0.9);
+        let groups = rounded / self.group_width;
+        if groups == 0 {
+            return Err(format!(
+                "the bottleneck width {rounded} (width {width} x bottleneck {}) is narrower than one group of {}",
                 self.bottleneck, self.group_width
             ));
         }
-        Ok(mid)
+        Ok(groups * self.group_width)
     }
 
     /// Checks every field and every combination, so that a config that passes builds a graph.

@@ -1,0 +1,319 @@
+//! The model family, its plan and its weights: DeepMind's published counts, the planned memory
+//! of an F0 training step, one submit and no allocation per step, the full-size F0, and a typed
+//! error for every kind of bad input.
+
+use nfnet::gpu::GpuTensor;
+use nfnet::graph::autodiff;
+use nfnet::graph::optim::add_optimizer;
+use nfnet::graph::plan::{ParamStore, Plan, PlanOptions};
+use nfnet::nfnet::forward::{forward, ForwardOptions};
+use nfnet::nfnet::weights::{self, read_safetensors, HostTensor};
+use nfnet::nfnet::{build, describe, training_memory, Mode, NfnetConfig};
+use nfnet::testing::{gpu_or_skip, Rng};
+use nfnet::Error;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn data(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file)
+}
+
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nfnet-test-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn f0_counts_match_deepmind() {
+    let f0 = NfnetConfig::builtin("f0").unwrap();
+    let text = describe(&f0, 256, 8).unwrap();
+    assert!(text.contains("parameters:      71,489,284 in 233 tensors"), "{text}");
+    assert!(text.contains("multiply-adds:   12.38 G per image at 256x256"), "{text}");
+    // F1 from the published table too (params; MACs at its test resolution 320: 35.54 G).
+    let f1 = build(&NfnetConfig::builtin("f1").unwrap(), 1, (320, 320), Mode::Eval, 0).unwrap();
+    let params: usize = f1.graph.params().map(|(_, d, _)| d.numel()).sum();
+    assert_eq!(params, 132_634_256);
+    assert_eq!(format!("{:.2}", f1.graph.macs() as f64 / 1e9), "35.54");
+}
+
+#[test]
+fn f0_training_step_plans_shared_memory_below_six_tenths_of_all_tensors() {
+    let f0 = NfnetConfig::builtin("f0").unwrap();
+    let m = training_memory(&f0, 8, 192, &wgpu::Limits::default()).unwrap();
+    let ratio = m.shared as f64 / m.all_tensors as f64;
+    eprintln!("dm_nfnet_f0 training step, batch 8, 192x192: planned activations, gradients and workspaces {} MiB; sum of all tensor sizes {} MiB; ratio {ratio:.3}", m.shared >> 20, m.all_tensors >> 20);
+    assert!(ratio <= 0.6, "planned {} of {} bytes ({ratio:.3})", m.shared, m.all_tensors);
+}
+
+/// The nano model's training plan over a fixed random batch.
+fn nano_training_plan(gpu: &nfnet::Gpu) -> (Plan, ParamStore) {
+    let cfg = NfnetConfig::builtin("nano").unwrap();
+    let mut model = build(&cfg, 4, (32, 32), Mode::Train { label_smoothing: 0.1 }, 1).unwrap();
+    let grads = autodiff::backward(&mut model.graph, &gpu.limits).unwrap();
+    let opt = nfnet::graph::optim::Optimizer {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 2e-5,
+        nesterov: true,
+        agc: Some(nfnet::graph::optim::AgcConfig {
+            clip: 0.01,
+            eps: 1e-3,
+            style: Default::default(),
+        }),
+    };
+    add_optimizer(&mut model.graph, &grads, &opt);
+    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
+    weights::init(gpu, &model.graph, &store, 3).unwrap();
+    let loss = model.loss.unwrap();
+    let plan = Plan::new(
+        gpu,
+        model.graph,
+        &store,
+        &PlanOptions {
+            keep: vec![loss],
+            prepare_params: false,
+        },
+    )
+    .unwrap();
+    let mut rng = Rng::new(5);
+    plan.tensor("input")
+        .unwrap()
+        .write_f32(gpu, &rng.normal(4 * 3 * 32 * 32).iter().map(|&v| v as f32).collect::<Vec<_>>())
+        .unwrap();
+    plan.tensor("labels").unwrap().write_u32(gpu, &[1, 7, 3, 9]).unwrap();
+    (plan, store)
+}
+
+#[test]
+fn a_training_step_is_one_submit_and_allocates_nothing_after_the_first() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (plan, _store) = nano_training_plan(gpu);
+    let loss_id = plan.graph().find("loss.loss").unwrap();
+    let loss = |plan: &Plan| plan.tensor_id(loss_id).unwrap().read_f32(gpu).unwrap()[0];
+    plan.step(gpu).unwrap();
+    let first = loss(&plan);
+    gpu.wait().unwrap();
+    let before = gpu.counters();
+    for _ in 0..5 {
+        plan.step(gpu).unwrap();
+    }
+    gpu.wait().unwrap();
+    let after = gpu.counters();
+    assert_eq!(after.submits - before.submits, 5, "one submit per step");
+    assert_eq!(after.buffers, before.buffers, "no buffer created after the first step");
+    assert_eq!(after.bind_groups, before.bind_groups, "no bind group created after the first step");
+    // And it learns: the loss on the (fixed) batch falls.
+    for _ in 0..30 {
+        plan.step(gpu).unwrap();
+    }
+    let last = loss(&plan);
+    assert!(
+        last.is_finite() && last < 0.5 * first,
+        "the loss should fall when fitting one batch: {first} -> {last}"
+    );
+}
+
+#[test]
+fn full_size_f0_runs_from_all_233_timm_tensors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let f0 = NfnetConfig::builtin("f0").unwrap();
+    let model = build(&f0, 1, (64, 64), Mode::Eval, 0).unwrap();
+    // A safetensors file with every tensor of timm's dm_nfnet_f0 (random values).
+    let mut tensors = BTreeMap::new();
+    for (_, def, info) in model.graph.params() {
+        let init = match info.init {
+            nfnet::graph::Init::Const(_) => nfnet::graph::Init::Normal(0.1),
+            other => other,
+        };
+        let mut values = weights::init_values(&def.name, &def.shape, init, 42);
+        if def.name.ends_with(".gain") || def.name.ends_with("skipinit_gain") {
+            values.iter_mut().for_each(|v| *v += 1.0);
+        }
+        tensors.insert(def.name.clone(), HostTensor::f32(&def.shape, values));
+    }
+    assert_eq!(tensors.len(), 233);
+    let path = scratch_dir("f0").join("dm_nfnet_f0.safetensors");
+    weights::write_safetensors(&path, &tensors, None).unwrap();
+    let loaded = read_safetensors(&path).unwrap();
+    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
+    weights::load(gpu, &model.graph, &store, &loaded, "dm_nfnet_f0.safetensors", false, 0).unwrap();
+    let logits_id = model.logits;
+    let plan = Plan::new(
+        gpu,
+        model.graph,
+        &store,
+        &PlanOptions {
+            keep: vec![logits_id],
+            prepare_params: true,
+        },
+    )
+    .unwrap();
+    // Inference standardizes and packs the weights once, in the prepare phase, not per call.
+    assert!(plan
+        .step_nodes()
+        .all(|n| !matches!(n.op, nfnet::graph::Op::WeightStd(_) | nfnet::graph::Op::PackWeight(..))));
+    plan.prepare(gpu).unwrap();
+    let mut rng = Rng::new(1);
+    plan.tensor("input")
+        .unwrap()
+        .write_f32(gpu, &rng.normal(3 * 64 * 64).iter().map(|&v| v as f32).collect::<Vec<_>>())
+        .unwrap();
+    plan.step(gpu).unwrap();
+    let logits = plan.tensor_id(logits_id).unwrap().read_f32(gpu).unwrap();
+    assert_eq!(logits.len(), 1000);
+    assert!(logits.iter().all(|v| v.is_finite()), "F0 logits must be finite");
+    assert!(logits.iter().any(|&v| v != logits[0]), "F0 logits must depend on the class");
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
+}
+
+fn fixture_weights() -> BTreeMap<String, HostTensor> {
+    read_safetensors(&data("test_nfnet.weights.safetensors")).unwrap()
+}
+
+#[test]
+fn weights_that_do_not_fit_list_every_problem() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let config = NfnetConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
+    let model = build(&config, 1, (32, 32), Mode::Eval, 0).unwrap();
+    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
+    let mut w = fixture_weights();
+    w.remove("stages.2.0.conv2.weight");
+    w.insert("stages.9.0.conv1.weight".into(), HostTensor::f32(&[1], vec![0.0]));
+    w.insert("stem.conv1.bias".into(), HostTensor::f32(&[3], vec![0.0; 3]));
+    match weights::load(gpu, &model.graph, &store, &w, "broken.safetensors", false, 0) {
+        Err(e @ Error::Weights { .. }) => {
+            let msg = e.to_string();
+            for part in [
+                "broken.safetensors",
+                "1 missing tensor(s): stages.2.0.conv2.weight",
+                "1 unexpected tensor(s): stages.9.0.conv1.weight",
+                "stem.conv1.bias (expected [16], got [3])",
+            ] {
+                assert!(msg.contains(part), "{part:?} not in: {msg}");
+            }
+        }
+        other => panic!("expected a weights error, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_new_class_count_reinitialises_the_head_only_when_asked() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut config = NfnetConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
+    config.num_classes = 5;
+    let model = build(&config, 1, (32, 32), Mode::Eval, 0).unwrap();
+    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
+    let w = fixture_weights();
+    let strict = weights::load(gpu, &model.graph, &store, &w, "test_nfnet", false, 0);
+    assert!(
+        matches!(strict, Err(Error::Weights { ref misshaped, .. }) if misshaped.len() == 2),
+        "{:?}",
+        strict.err()
+    );
+    let report = weights::load(gpu, &model.graph, &store, &w, "test_nfnet", true, 9).unwrap();
+    assert_eq!(report.reinitialised, ["head.fc.weight", "head.fc.bias"]);
+    let conv = store.get("stem.conv1.weight").unwrap().read_f32(gpu).unwrap();
+    assert_eq!(conv, w["stem.conv1.weight"].as_f32("w").unwrap(), "the backbone is loaded as it is");
+    let head = store.get("head.fc.weight").unwrap().read_f32(gpu).unwrap();
+    let std = (head.iter().map(|v| v * v).sum::<f32>() / head.len() as f32).sqrt();
+    assert!((0.005..0.02).contains(&std), "a fresh head is N(0, 0.01): std {std}");
+}
+
+#[test]
+fn saved_weights_load_back_bit_for_bit() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let config = NfnetConfig::builtin("nano_timm").unwrap();
+    let model = build(&config, 1, (32, 32), Mode::Eval, 0).unwrap();
+    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
+    weights::init(gpu, &model.graph, &store, 77).unwrap();
+    let saved = weights::read_all(gpu, &store).unwrap();
+    let path = scratch_dir("save").join("nano.safetensors");
+    weights::write_safetensors(&path, &saved, None).unwrap();
+    assert_eq!(read_safetensors(&path).unwrap(), saved);
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
+}
+
+#[test]
+fn bad_files_get_format_errors() {
+    let dir = scratch_dir("files");
+    let good = std::fs::read(data("test_nfnet.weights.safetensors")).unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let text = dir.join("notes.safetensors");
+    std::fs::write(&text, "these are not tensors").unwrap();
+    for path in [truncated, text] {
+        match read_safetensors(&path) {
+            Err(e @ Error::Format { .. }) => assert!(e.to_string().contains("not a valid safetensors file"), "{e}"),
+            other => panic!("{}: expected a format error, got {:?}", path.display(), other.err()),
+        }
+    }
+    assert!(matches!(read_safetensors(&dir.join("absent.safetensors")), Err(Error::Io { .. })));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn impossible_configs_are_refused() {
+    let mut cfg = NfnetConfig::builtin("nano").unwrap();
+    cfg.widths[2] = 60; // not a multiple of the group width 8
+    match NfnetConfig::from_json(&cfg.to_json()) {
+        Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains("the width 60 is not divisible by the group width 8"), "{e}"),
+        other => panic!("expected an invalid-config error, got {other:?}"),
+    }
+    cfg.widths[2] = 64;
+    cfg.group_width = 32; // the 32-wide stages' bottleneck of 16 is narrower than one group
+    match NfnetConfig::from_json(&cfg.to_json()) {
+        Err(e @ Error::Invalid { .. }) => assert!(
+            e.to_string()
+                .contains("bottleneck width 16 (width 32 x bottleneck 0.5) is narrower than one group of 32"),
+            "{e}"
+        ),
+        other => panic!("expected an invalid-config error, got {other:?}"),
+    }
+    match NfnetConfig::from_json(r#"{"name": "x", "flavour": "deepmind"}"#) {
+        Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains("missing field"), "{e}"),
+        other => panic!("expected an invalid-config error, got {other:?}"),
+    }
+    assert!(NfnetConfig::load("no_such_model")
+        .unwrap_err()
+        .to_string()
+        .contains("neither a built-in model"));
+}
+
+#[test]
+fn bad_images_and_labels_are_refused() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let config = NfnetConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
+    let w = fixture_weights();
+    let opts = ForwardOptions {
+        grads: false,
+        train_steps: 0,
+        optimizer: crate_optimizer(),
+    };
+    let run = |shape: &[usize], labels: Option<HostTensor>| {
+        let n: usize = shape.iter().product();
+        forward(gpu, &config, &w, "w", &HostTensor::f32(shape, vec![0.0; n]), labels.as_ref(), &opts)
+    };
+    let msg = run(&[1, 4, 40, 40], None).unwrap_err().to_string();
+    assert!(msg.contains("3 channels") && msg.contains("4 channels"), "{msg}");
+    let msg = run(&[1, 3, 16, 40], None).unwrap_err().to_string();
+    assert!(msg.contains("at least 32x32") && msg.contains("16x40"), "{msg}");
+    let msg = run(&[2, 3, 32, 32], Some(HostTensor::i64(&[2], vec![1, 10])))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("label 10 at index 1") && msg.contains("10 classes"), "{msg}");
+    // An unusual but valid batch runs.
+    let logits = run(&[1, 3, 32, 33], None).unwrap();
+    assert_eq!(logits["logits"].shape, [1, 10]);
+    let _ = GpuTensor::zeros(gpu, "unused", &[1]);
+}
+
+fn crate_optimizer() -> nfnet::graph::optim::Optimizer {
+    nfnet::graph::optim::Optimizer {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        nesterov: true,
+        agc: None,
+    }
+}
