@@ -83,3 +83,32 @@ fn dm_mini_matches_timm() {
 fn test_nfnet_matches_timm() {
     parity("test_nfnet");
 }
+
+#[test]
+fn the_forward_command_writes_timm_logits_and_loss() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("nfnet-cli-forward-{}.safetensors", std::process::id()));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_nfnet"))
+        .args(["forward", "--model"])
+        .arg(data("dm_mini.json"))
+        .arg("--weights")
+        .arg(data("dm_mini.weights.safetensors"))
+        .arg("--input")
+        .arg(data("dm_mini.input.safetensors"))
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .expect("the nfnet binary runs");
+    assert!(status.success(), "nfnet forward failed: {status}");
+    let got = read_safetensors(&out).unwrap();
+    let expected = read_safetensors(&data("dm_mini.expected.safetensors")).unwrap();
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["logits", "loss"]);
+    for key in ["logits", "loss"] {
+        let f = |t: &nfnet::nfnet::weights::HostTensor| t.as_f32(key).unwrap().iter().map(|&v| v as f64).collect::<Vec<_>>();
+        let (err, report) = rel_l2(&f(&got[key]), &f(&expected[key]));
+        assert!(err <= 1e-4, "{key}: {report}");
+    }
+    std::fs::remove_file(out).ok();
+}
