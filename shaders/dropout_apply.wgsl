@@ -1,8 +1,8 @@
 // dropout_apply: y = x * mask * scale, with mask drawn from Philox; dropout and drop path.
 //   x: [len]   y: [len]
 //   Element e (index_base + i) uses mask unit m = e / per_mask: per_mask = 1 is dropout, C*H*W
-//   is stochastic depth (one mask per sample). mask = unit_float(philox((m, stream, 0, 0),
-//   (seed_lo, seed_hi)).x) < keep. scale = 1/keep (inverted dropout, timm's drop path) or 1
+//   is stochastic depth (one mask per sample). mask = unit_float(philox((m, stream, info.step,
+//   info.micro), (seed_lo, seed_hi)).x) < keep: a new mask every step and micro-batch. scale = 1/keep (inverted dropout, timm's drop path) or 1
 //   (DeepMind's drop path). Both passes are this kernel: the backward applies the same mask to dy.
 // Dispatch: gpu::step::grid over ceil(len / 256). Launcher: ops::dropout::apply.
 
@@ -17,8 +17,9 @@ struct Params {
     seed_hi: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> info: StepInfo;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(256)
 fn dropout_apply(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -28,7 +29,7 @@ fn dropout_apply(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_
         return;
     }
     let unit = (prm.index_base + i) / prm.per_mask;
-    let bits = philox4x32_10(vec4<u32>(unit, prm.stream, 0u, 0u), vec2<u32>(prm.seed_lo, prm.seed_hi)).x;
+    let bits = philox4x32_10(vec4<u32>(unit, prm.stream, info.step, info.micro), vec2<u32>(prm.seed_lo, prm.seed_hi)).x;
     let kept = unit_float(bits) < prm.keep;
     y[i] = select(0.0, x[i] * prm.scale, kept);
 }

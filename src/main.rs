@@ -113,8 +113,8 @@ fn run_forward(args: &ForwardArgs) -> anyhow::Result<()> {
     let options = forward::ForwardOptions {
         grads: args.grads,
         train_steps: args.train_steps,
+        lr: args.lr,
         optimizer: Optimizer {
-            lr: args.lr,
             momentum: args.momentum,
             weight_decay: args.weight_decay,
             nesterov: true,

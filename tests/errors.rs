@@ -107,7 +107,8 @@ fn bad_arguments() {
         seed: 1,
         stream: 0,
     };
-    match dropout::apply(gpu, &drop, &x, &x) {
+    let info = nfnet::ops::step_info::tensor(gpu, Default::default()).unwrap();
+    match dropout::apply(gpu, &drop, &info, &x, &x) {
         Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains("keep probability"), "{e}"),
         other => panic!("expected an invalid-argument error, got {:?}", other.err()),
     }

@@ -293,8 +293,8 @@ fn dropout_reference_is_linear_and_philox_matches_known_answers() {
     };
     let x = rng.normal(40);
     let dy = rng.normal(40);
-    let dx = dropout::cpu::apply(&spec, &dy);
-    check_grad("dropout", &dx, |x| dot(&dy, &dropout::cpu::apply(&spec, x)), &x);
+    let dx = dropout::cpu::apply(&spec, 4, 1, &dy);
+    check_grad("dropout", &dx, |x| dot(&dy, &dropout::cpu::apply(&spec, 4, 1, x)), &x);
 }
 
 #[test]

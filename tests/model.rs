@@ -52,7 +52,6 @@ fn nano_training_plan(gpu: &nfnet::Gpu) -> (Plan, ParamStore) {
     let mut model = build(&cfg, 4, (32, 32), Mode::Train { label_smoothing: 0.1 }, 1).unwrap();
     let grads = autodiff::backward(&mut model.graph, &gpu.limits).unwrap();
     let opt = nfnet::graph::optim::Optimizer {
-        lr: 0.05,
         momentum: 0.9,
         weight_decay: 2e-5,
         nesterov: true,
@@ -82,6 +81,13 @@ fn nano_training_plan(gpu: &nfnet::Gpu) -> (Plan, ParamStore) {
         .write_f32(gpu, &rng.normal(4 * 3 * 32 * 32).iter().map(|&v| v as f32).collect::<Vec<_>>())
         .unwrap();
     plan.tensor("labels").unwrap().write_u32(gpu, &[1, 7, 3, 9]).unwrap();
+    let info = nfnet::ops::step_info::StepInfo {
+        lr: 0.05,
+        ema_decay: 0.0,
+        step: 0,
+        micro: 0,
+    };
+    nfnet::ops::step_info::write(gpu, plan.tensor("step_info").unwrap(), info).unwrap();
     (plan, store)
 }
 
@@ -288,6 +294,7 @@ fn bad_images_and_labels_are_refused() {
     let opts = ForwardOptions {
         grads: false,
         train_steps: 0,
+        lr: 0.1,
         optimizer: crate_optimizer(),
     };
     let run = |shape: &[usize], labels: Option<HostTensor>| {
@@ -310,7 +317,6 @@ fn bad_images_and_labels_are_refused() {
 
 fn crate_optimizer() -> nfnet::graph::optim::Optimizer {
     nfnet::graph::optim::Optimizer {
-        lr: 0.1,
         momentum: 0.9,
         weight_decay: 0.0,
         nesterov: true,

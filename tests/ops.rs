@@ -7,6 +7,7 @@ use nfnet::gpu::GpuTensor;
 use nfnet::ops::agc::{self, Agc};
 use nfnet::ops::avg_pool::{self, AvgPool};
 use nfnet::ops::dropout::{self, Dropout, Granularity};
+use nfnet::ops::ema;
 use nfnet::ops::global_pool::{self, GlobalPool};
 use nfnet::ops::grouped_conv;
 use nfnet::ops::linear::{self, Linear};
@@ -15,6 +16,7 @@ use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
 use nfnet::ops::se_gate::{self, SeGate};
 use nfnet::ops::sgd::{self, Sgd};
 use nfnet::ops::softmax_xent::{self, SoftmaxXent};
+use nfnet::ops::step_info::{self, StepInfo};
 use nfnet::ops::weight_std::{self, WeightStd, WsForm};
 use nfnet::testing::{check, conv_cases, gpu_or_skip, poisoned, read, round_f32, tol_for_terms, upload, Rng};
 
@@ -473,13 +475,32 @@ fn dropout_matches_reference_bit_for_bit() {
             stream: 1,
         },
     ];
+    let (step, micro) = (17, 2);
+    let info = step_info::tensor(
+        gpu,
+        StepInfo {
+            lr: 0.0,
+            ema_decay: 0.0,
+            step,
+            micro,
+        },
+    )
+    .unwrap();
     for spec in cases {
         let x = normal(&mut rng, n, 1.0);
         let tx = upload(gpu, "x", &[n], &x);
         let ty = poisoned(gpu, "y", &[n]);
-        gpu.run(&[&dropout::apply(gpu, &spec, &tx, &ty).unwrap()]).unwrap();
+        gpu.run(&[&dropout::apply(gpu, &spec, &info, &tx, &ty).unwrap()]).unwrap();
         let got = read(gpu, &ty);
-        let want = dropout::cpu::apply(&spec, &x);
+        let want = dropout::cpu::apply(&spec, step, micro, &x);
+        // A new step or micro-batch draws a new mask.
+        let next = dropout::cpu::apply(&spec, step + 1, micro, &x);
+        let other = dropout::cpu::apply(&spec, step, micro + 1, &x);
+        let differs = |a: &[f64], b: &[f64]| a.iter().zip(b).filter(|(x, y)| (**x == 0.0) != (**y == 0.0)).count() > n / 100;
+        assert!(
+            differs(&want, &next) && differs(&want, &other),
+            "masks must change with the step and micro-batch"
+        );
         let name = format!("dropout {spec:?} ({seed})");
         // The mask must match exactly: every zero where the reference has a zero.
         let mismatched = got.iter().zip(&want).filter(|(g, w)| (**g == 0.0) != (**w == 0.0)).count();
@@ -504,9 +525,14 @@ fn dropout_matches_reference_bit_for_bit() {
     };
     let x = normal(&mut rng, 64 * 105, 1.0);
     let (tx, ty) = (upload(gpu, "x", &[64, 3, 5, 7], &x), poisoned(gpu, "y", &[64, 3, 5, 7]));
-    gpu.run(&[&dropout::apply(gpu, &spec, &tx, &ty).unwrap()]).unwrap();
+    gpu.run(&[&dropout::apply(gpu, &spec, &info, &tx, &ty).unwrap()]).unwrap();
     let got = read(gpu, &ty);
-    check(&format!("drop path ({seed})"), &got, &dropout::cpu::apply(&spec, &x), 1e-6);
+    check(
+        &format!("drop path ({seed})"),
+        &got,
+        &dropout::cpu::apply(&spec, step, micro, &x),
+        1e-6,
+    );
     for sample in got.chunks(105) {
         let zeros = sample.iter().filter(|v| **v == 0.0).count();
         assert!(zeros == 0 || zeros == 105, "drop path dropped part of a sample");
@@ -549,16 +575,51 @@ fn sgd_matches_reference() {
     let n = 1001;
     for nesterov in [true, false] {
         let spec = Sgd {
-            lr: 0.1,
             momentum: 0.9,
             weight_decay: 2e-5,
             nesterov,
         };
+        let info = step_info::tensor(
+            gpu,
+            StepInfo {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let (g, w, b) = (normal(&mut rng, n, 1.0), normal(&mut rng, n, 1.0), normal(&mut rng, n, 1.0));
         let (tg, tw, tb) = (upload(gpu, "g", &[n], &g), upload(gpu, "w", &[n], &w), upload(gpu, "buf", &[n], &b));
-        gpu.run(&[&sgd::update(gpu, &spec, &tg, &tw, &tb).unwrap()]).unwrap();
-        let (w2, b2) = sgd::cpu::update(&spec, &g, &w, &b);
+        gpu.run(&[&sgd::update(gpu, &spec, &info, &tg, &tw, &tb).unwrap()]).unwrap();
+        let (w2, b2) = sgd::cpu::update(&spec, 0.1f32 as f64, &g, &w, &b);
         check(&format!("sgd nesterov {nesterov} w ({seed})"), &read(gpu, &tw), &w2, 1e-6);
         check(&format!("sgd nesterov {nesterov} buf ({seed})"), &read(gpu, &tb), &b2, 1e-6);
     }
+}
+
+#[test]
+fn ema_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("ema");
+    let n = 1001;
+    // TF1's warm-up: the decay grows from 0.1 towards its maximum.
+    assert_eq!(ema::decay(0.99999, 0), 0.1);
+    assert_eq!(ema::decay(0.5, 1000), 0.5);
+    let decay = ema::decay(0.9999, 12);
+    let info = step_info::tensor(
+        gpu,
+        StepInfo {
+            ema_decay: decay,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (w, e) = (normal(&mut rng, n, 1.0), normal(&mut rng, n, 1.0));
+    let (tw, te) = (upload(gpu, "w", &[n], &w), upload(gpu, "ema", &[n], &e));
+    gpu.run(&[&ema::update(gpu, &info, &tw, &te).unwrap()]).unwrap();
+    check(
+        &format!("ema ({seed})"),
+        &read(gpu, &te),
+        &ema::cpu::update(decay as f64, &w, &e),
+        1e-6,
+    );
 }

@@ -17,7 +17,6 @@ fn data(file: &str) -> PathBuf {
 /// The optimizer make_reference.py steps with.
 pub fn reference_optimizer() -> Optimizer {
     Optimizer {
-        lr: 0.1,
         momentum: 0.9,
         weight_decay: 2e-5,
         nesterov: true,
@@ -38,6 +37,7 @@ fn parity(name: &str) {
     let options = ForwardOptions {
         grads: true,
         train_steps: 2,
+        lr: 0.1,
         optimizer: reference_optimizer(),
     };
     let got = forward(gpu, &config, &weights, name, &input["input"], Some(&input["labels"]), &options).unwrap();

@@ -79,7 +79,8 @@ kernels! {
     LinearBackwardInput => "linear_backward_input", ["index"], (Read, Read, ReadWrite);
     LinearBackwardWeight => "linear_backward_weight", ["index"], (Read, Read, ReadWrite, ReadWrite);
     SoftmaxXentFused => "softmax_xent_fused", ["index"], (Read, Read, ReadWrite, ReadWrite);
-    DropoutApply => "dropout_apply", ["index", "philox"], (Read, ReadWrite);
+    DropoutApply => "dropout_apply", ["index", "philox", "step_info"], (Read, Read, ReadWrite);
     AgcClip => "agc_clip", ["index", "reduce"], (Read, ReadWrite);
-    SgdUpdate => "sgd_update", ["index"], (Read, ReadWrite, ReadWrite);
+    SgdUpdate => "sgd_update", ["index", "step_info"], (Read, Read, ReadWrite, ReadWrite);
+    EmaUpdate => "ema_update", ["index", "step_info"], (Read, Read, ReadWrite);
 }

@@ -62,6 +62,10 @@ pub enum Role {
     Param(ParamInfo),
     /// SGD momentum of a parameter (persistent).
     Momentum,
+    /// The moving average of a parameter (persistent).
+    Ema,
+    /// The step info the trainer writes before each step (`ops::step_info`).
+    StepInfo,
     /// Computed by a node; lives from its first write to its last use.
     Value,
     /// Workspace of one node (partial sums).
@@ -110,7 +114,7 @@ pub enum Op {
     SeGate(SeGate),
     /// in `[r, shortcut, gain?]`, out `[y]`.
     Residual(Residual),
-    /// in `[x]`, out `[y]`; also the backward (applied to dy).
+    /// in `[step_info, x]`, out `[y]`; also the backward (applied to dy).
     Dropout(Dropout),
     /// in `[logits, labels]`, out `[loss, dlogits]`.
     SoftmaxXent(SoftmaxXent),
@@ -140,8 +144,10 @@ pub enum Op {
     // Update (appended by the plan's optimizer). Both modify their last tensors in place.
     /// in `[w]`, out `[g]` (clipped in place).
     AgcClip(Agc),
-    /// in `[g]`, out `[w, momentum]` (updated in place).
+    /// in `[step_info, g]`, out `[w, momentum]` (updated in place).
     SgdUpdate(Sgd),
+    /// in `[step_info, w]`, out `[ema]` (updated in place).
+    EmaUpdate,
 }
 
 impl Op {
@@ -171,6 +177,7 @@ impl Op {
             Op::ResidualBackward(_) => "residual_backward",
             Op::AgcClip(_) => "agc_clip",
             Op::SgdUpdate(_) => "sgd_update",
+            Op::EmaUpdate => "ema_update",
         }
     }
 
@@ -236,6 +243,14 @@ impl Graph {
             inputs: inputs.to_vec(),
             outputs: outputs.to_vec(),
         });
+    }
+
+    /// The step-info tensor, created on first use.
+    pub fn step_info(&mut self) -> TensorId {
+        match self.find("step_info") {
+            Some(t) => t,
+            None => self.tensor("step_info", &crate::ops::step_info::SHAPE, Role::StepInfo),
+        }
     }
 
     pub fn shape(&self, t: TensorId) -> &[usize] {

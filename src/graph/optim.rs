@@ -28,10 +28,10 @@ pub struct AgcConfig {
     pub style: AgcStyle,
 }
 
-/// The optimizer of a training plan.
+/// The optimizer of a training plan. The learning rate is not here: it changes every step and
+/// is read from the step info.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Optimizer {
-    pub lr: f32,
     pub momentum: f32,
     pub weight_decay: f32,
     pub nesterov: bool,
@@ -40,6 +40,7 @@ pub struct Optimizer {
 
 /// Appends AGC and SGD nodes for every parameter, with a `momentum.<name>` tensor each.
 pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer) {
+    let step_info = graph.step_info();
     for &(param, grad) in &grads.params {
         let def = graph.tensors[param].clone();
         let Role::Param(info) = &def.role else { continue };
@@ -61,11 +62,29 @@ pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer) {
         }
         let momentum = graph.tensor(format!("momentum.{}", def.name), &def.shape, Role::Momentum);
         let sgd = Sgd {
-            lr: opt.lr,
             momentum: opt.momentum,
             weight_decay: if info.weight_decay { opt.weight_decay } else { 0.0 },
             nesterov: opt.nesterov,
         };
-        graph.node_into(format!("{}.sgd", def.name), Op::SgdUpdate(sgd), &[grad], &[param, momentum]);
+        graph.node_into(
+            format!("{}.sgd", def.name),
+            Op::SgdUpdate(sgd),
+            &[step_info, grad],
+            &[param, momentum],
+        );
+    }
+}
+
+/// Appends an exponential moving average of every parameter, `ema.<name>`, updated after the
+/// optimizer with the decay in the step info.
+pub fn add_ema(graph: &mut Graph) {
+    let info = graph.step_info();
+    let params: Vec<_> = graph
+        .params()
+        .map(|(id, def, _)| (id, def.name.clone(), def.shape.clone()))
+        .collect();
+    for (param, name, shape) in params {
+        let ema = graph.tensor(format!("ema.{name}"), &shape, Role::Ema);
+        graph.node_into(format!("{name}.ema"), Op::EmaUpdate, &[info, param], &[ema]);
     }
 }

@@ -18,7 +18,9 @@
 use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor, Launch};
-use crate::ops::{agc, avg_pool, dropout, global_pool, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent, weight_std};
+use crate::ops::{
+    agc, avg_pool, dropout, ema, global_pool, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent, weight_std,
+};
 use std::collections::HashMap;
 
 /// Parameters by name, shared by the plans of one model (training and evaluation).
@@ -87,7 +89,7 @@ pub struct MemoryPlan {
 /// Memory figures of a plan, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryReport {
-    /// Parameters (and momentum).
+    /// Parameters (and their momentum and moving average).
     pub params: u64,
     /// Inputs, labels, kept outputs and prepared weights.
     pub other_dedicated: u64,
@@ -208,7 +210,7 @@ impl MemoryPlan {
                 r.shared_tensors += def.bytes();
             } else if self.dedicated[t] {
                 match def.role {
-                    Role::Param(_) | Role::Momentum => r.params += def.bytes(),
+                    Role::Param(_) | Role::Momentum | Role::Ema => r.params += def.bytes(),
                     _ => r.other_dedicated += def.bytes(),
                 }
             }
@@ -351,7 +353,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
         Op::Linear(s) => linear::forward(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
         Op::SeGate(s) => se_gate::forward(gpu, s, i[0], i[1], o[0]),
         Op::Residual(s) => residual::forward(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
-        Op::Dropout(s) => dropout::apply(gpu, s, i[0], o[0]),
+        Op::Dropout(s) => dropout::apply(gpu, s, i[0], i[1], o[0]),
         Op::SoftmaxXent(s) => softmax_xent::forward_backward(gpu, s, i[0], i[1], o[0], o[1]),
         Op::WeightStdBackward(s) => weight_std::backward(gpu, s, i[0], i[1], i[2], i[3], o[0], o[1]),
         Op::ConvBackwardInput(s, acc) => grouped_conv::backward_input_packed(gpu, s, i[0], i[1], o[0], *acc),
@@ -368,7 +370,8 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
         Op::SeGateBackward(s, acc) => se_gate::backward(gpu, s, i[0], i[1], i[2], o[0], o[1], *acc),
         Op::ResidualBackward(s) => residual::backward(gpu, s, i[0], i[1], i.get(2).copied().zip(o.get(1).copied()), o[0]),
         Op::AgcClip(a) => agc::clip(gpu, a, i[0], o[0]),
-        Op::SgdUpdate(s) => sgd::update(gpu, s, i[0], o[0], o[1]),
+        Op::SgdUpdate(s) => sgd::update(gpu, s, i[0], i[1], o[0], o[1]),
+        Op::EmaUpdate => ema::update(gpu, i[0], i[1], o[0]),
     };
     launch.map_err(|e| match e {
         Error::Shape { op, what, expected, got } => Error::Shape {

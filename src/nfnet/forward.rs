@@ -15,6 +15,7 @@ use crate::graph::autodiff;
 use crate::graph::optim::{add_optimizer, Optimizer};
 use crate::graph::plan::{ParamStore, Plan, PlanOptions};
 use crate::graph::Graph;
+use crate::ops::step_info::{self, StepInfo};
 use std::collections::BTreeMap;
 
 /// What to compute beyond the logits.
@@ -22,6 +23,8 @@ use std::collections::BTreeMap;
 pub struct ForwardOptions {
     pub grads: bool,
     pub train_steps: usize,
+    /// The learning rate of the training steps.
+    pub lr: f32,
     pub optimizer: Optimizer,
 }
 
@@ -154,7 +157,18 @@ pub fn forward(
         let train = training_graph(&config, n, (h, w), &gpu.limits, &options.optimizer)?;
         let plan = Plan::new(gpu, train, &store, &PlanOptions::default())?;
         upload(gpu, &plan, images, labels.as_deref())?;
-        for _ in 0..options.train_steps {
+        let info = plan.tensor("step_info").expect("a training graph has a step info");
+        for step in 0..options.train_steps {
+            step_info::write(
+                gpu,
+                info,
+                StepInfo {
+                    lr: options.lr,
+                    ema_decay: 0.0,
+                    step: step as u32,
+                    micro: 0,
+                },
+            )?;
             plan.step(gpu)?;
         }
         for (name, t) in store.iter() {

@@ -22,7 +22,6 @@ pub fn training_memory(config: &NfnetConfig, batch: usize, resolution: usize, li
     let mut model = build(config, batch, (resolution, resolution), Mode::Train { label_smoothing: 0.0 }, 0)?;
     let grads = autodiff::backward(&mut model.graph, limits)?;
     let opt = Optimizer {
-        lr: 0.1,
         momentum: 0.9,
         weight_decay: 2e-5,
         nesterov: true,

@@ -3,15 +3,16 @@
 //! ```text
 //! x [len]   y [len]          y = x * mask * scale,  dx = dy * mask * scale (the same kernel)
 //! mask unit of element e:    m = e / per_mask   (1: dropout; C*H*W: drop path, one per sample)
-//! mask[m] = philox4x32_10(counter (m, stream, 0, 0), key seed).x / 2^32 < keep   (top 24 bits)
+//! mask[m] = philox4x32_10(counter (m, stream, step, micro), key seed).x / 2^32 < keep   (top 24 bits)
 //! scale   = 1/keep (inverted dropout; timm's drop path) or 1 (DeepMind's drop path)
 //! ```
-//! The mask is a pure function of (seed, stream, unit), so the backward recomputes it instead of
-//! storing it, and a run is reproducible from its seed. `stream` separates layers and steps.
+//! The mask is a pure function of (seed, stream, step, micro-batch, unit), so the backward
+//! recomputes it instead of storing it, and a run is reproducible from its seed. `stream`
+//! separates layers; the step and micro-batch counters come from the step info.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor, Kernel, Launch};
-use crate::ops::{check_same, elementwise};
+use crate::ops::{check_same, check_shape, chunked, step_info};
 
 /// Which elements share a mask value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub struct Dropout {
     pub rescale: bool,
     pub granularity: Granularity,
     pub seed: u64,
-    /// Separates layers and steps that share a seed.
+    /// Separates layers that share a seed.
     pub stream: u32,
 }
 
@@ -65,8 +66,9 @@ impl Dropout {
     }
 }
 
-/// `y = x * mask * scale`; for the backward pass `x = dy`, `y = dx`.
-pub fn apply(gpu: &Gpu, spec: &Dropout, x: &GpuTensor, y: &GpuTensor) -> Result<Launch> {
+/// `y = x * mask * scale` for the step and micro-batch in `info`; for the backward pass
+/// `x = dy`, `y = dx`.
+pub fn apply(gpu: &Gpu, spec: &Dropout, info: &GpuTensor, x: &GpuTensor, y: &GpuTensor) -> Result<Launch> {
     let kernel = Kernel::DropoutApply;
     let op = kernel.name();
     if !(spec.keep > 0.0 && spec.keep <= 1.0) {
@@ -82,7 +84,8 @@ pub fn apply(gpu: &Gpu, spec: &Dropout, x: &GpuTensor, y: &GpuTensor) -> Result<
             per_mask,
         ));
     }
-    elementwise(gpu, kernel, &[x, y], 256, |first, n| Params {
+    check_shape(op, "step info", info, &step_info::SHAPE)?;
+    chunked(gpu, kernel, x.numel(), &[(info, 0), (x, 1), (y, 1)], 1, 256, |first, n| Params {
         len: n as u32,
         per_mask: per_mask as u32,
         index_base: first as u32,
@@ -115,19 +118,20 @@ pub mod cpu {
         c
     }
 
-    /// Whether mask unit `m` is kept.
-    pub fn kept(spec: &Dropout, m: u32) -> bool {
-        let bits = philox([m, spec.stream, 0, 0], [spec.seed as u32, (spec.seed >> 32) as u32])[0];
+    /// Whether mask unit `m` is kept at `(step, micro)`.
+    pub fn kept(spec: &Dropout, step: u32, micro: u32, m: u32) -> bool {
+        let bits = philox([m, spec.stream, step, micro], [spec.seed as u32, (spec.seed >> 32) as u32])[0];
         ((bits >> 8) as f32 * (1.0 / 16_777_216.0)) < spec.keep
     }
 
-    pub fn apply(spec: &Dropout, x: &[f64]) -> Vec<f64> {
+    pub fn apply(spec: &Dropout, step: u32, micro: u32, x: &[f64]) -> Vec<f64> {
         let per = spec.per_mask();
+        let scale = spec.scale() as f64;
         x.iter()
             .enumerate()
             .map(|(e, v)| {
-                if kept(spec, (e / per) as u32) {
-                    v * spec.scale() as f64
+                if kept(spec, step, micro, (e / per) as u32) {
+                    v * scale
                 } else {
                     0.0
                 }

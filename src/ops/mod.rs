@@ -17,6 +17,7 @@
 pub mod agc;
 pub mod avg_pool;
 pub mod dropout;
+pub mod ema;
 pub mod global_pool;
 pub mod grouped_conv;
 pub mod linear;
@@ -25,6 +26,7 @@ pub mod scaled_act;
 pub mod se_gate;
 pub mod sgd;
 pub mod softmax_xent;
+pub mod step_info;
 pub mod sum_partials;
 pub mod weight_std;
 
