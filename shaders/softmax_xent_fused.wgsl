@@ -1,6 +1,7 @@
 // softmax_xent_fused: softmax cross-entropy with label smoothing, loss and dlogits in one pass.
-//   logits: [N, K]   labels: [N] (u32 class index)   loss_rows: [N]   dlogits: [N, K]
-//   q_k  = (1 - smoothing) * [k == label] + smoothing / K
+//   logits: [N, K]   labels: [N] (u32 class index), or with mixed = 1 [N, 3] (a, b, lambda's
+//   f32 bits: MixUp/CutMix targets)   loss_rows: [N]   dlogits: [N, K]
+//   q_k  = (1 - smoothing) * (lambda [k == a] + (1 - lambda) [k == b]) + smoothing / K
 //   loss_rows[n] = logsumexp(z) - sum_k q_k z_k
 //   dlogits[n,k] = (softmax(z)_k - q_k) * grad_scale      (grad_scale = 1/N for the batch mean)
 //   A label >= K gives NaN (the host checks labels when they are uploaded).
@@ -12,6 +13,10 @@ struct Params {
     classes: u32,
     smoothing: f32,
     grad_scale: f32,
+    mixed: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -28,7 +33,10 @@ fn softmax_xent_fused(@builtin(local_invocation_index) lane: u32, @builtin(workg
     }
     let k = prm.classes;
     let base = row * k;
-    let label = labels[row];
+    let mixed = prm.mixed != 0u;
+    let label = labels[select(row, 3u * row, mixed)];
+    let label_b = select(label, labels[select(0u, 3u * row + 1u, mixed)], mixed);
+    let lam = select(1.0, bitcast<f32>(labels[select(0u, 3u * row + 2u, mixed)]), mixed);
     var m = logits[base];
     for (var j = 1u; j < k; j++) {
         m = max(m, logits[base + j]);
@@ -41,14 +49,15 @@ fn softmax_xent_fused(@builtin(local_invocation_index) lane: u32, @builtin(workg
         sz += z;
     }
     let off = prm.smoothing / f32(k);
-    let on = 1.0 - prm.smoothing + off;
-    let bad = label >= k;
-    let zl = logits[base + select(label, 0u, bad)];
+    let keep = 1.0 - prm.smoothing;
+    let bad = label >= k || label_b >= k;
+    let za = logits[base + select(label, 0u, bad)];
+    let zb = logits[base + select(label_b, 0u, bad)];
     let lse = m + log(se);
-    let loss = lse - (1.0 - prm.smoothing) * zl - off * sz;
+    let loss = lse - keep * (lam * za + (1.0 - lam) * zb) - off * sz;
     loss_rows[row] = select(loss, bitcast<f32>(0x7fc00000u), bad);
     for (var j = 0u; j < k; j++) {
-        let q = select(off, on, j == label);
+        let q = off + keep * (select(0.0, lam, j == label) + select(0.0, 1.0 - lam, j == label_b));
         let d = (exp(logits[base + j] - m) / se - q) * prm.grad_scale;
         dlogits[base + j] = select(d, bitcast<f32>(0x7fc00000u), bad);
     }

@@ -58,6 +58,7 @@ fn build(gpu: &Gpu) -> Run {
         n: 33,
         classes: 10,
         smoothing: 0.1,
+        mixed: false,
     };
     let z = upload(gpu, "logits", &[33, 10], &rng.normal(330));
     let labels = GpuTensor::from_u32(gpu, "labels", &[33], &rng.below(33, 10)).unwrap();

@@ -123,6 +123,7 @@ fn bad_arguments() {
         n: 2,
         classes: 3,
         smoothing: 0.0,
+        mixed: false,
     };
     let msg = shape_error(softmax_xent::forward_backward(gpu, &spec, &logits, &float_labels, &loss, &logits));
     assert!(msg.contains("u32"), "{msg}");

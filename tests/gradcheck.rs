@@ -250,21 +250,24 @@ fn linear_reference_gradients() {
 #[test]
 fn softmax_xent_reference_gradient() {
     let mut rng = Rng::new(8);
-    for smoothing in [0.0, 0.1] {
+    for (smoothing, mixed) in [(0.0, false), (0.1, false), (0.1, true)] {
         let spec = SoftmaxXent {
             n: 4,
             classes: 6,
             smoothing,
+            mixed,
         };
         let z: Vec<f64> = rng.normal(24).iter().map(|v| v * 2.0).collect();
-        let labels = rng.below(4, 6);
+        let labels: Vec<u32> = if mixed {
+            (0..4)
+                .flat_map(|i| [i as u32, (i as u32 + 2) % 6, (0.3f32 + 0.1 * i as f32).to_bits()])
+                .collect()
+        } else {
+            rng.below(4, 6)
+        };
         let (_, dz) = softmax_xent::cpu::forward_backward(&spec, &z, &labels);
-        check_grad(
-            &format!("softmax_xent smoothing {smoothing}"),
-            &dz,
-            |z| softmax_xent::cpu::forward_backward(&spec, z, &labels).0,
-            &z,
-        );
+        let what = format!("softmax_xent smoothing {smoothing} mixed {mixed}");
+        check_grad(&what, &dz, |z| softmax_xent::cpu::forward_backward(&spec, z, &labels).0, &z);
     }
 }
 

@@ -49,7 +49,17 @@ fn f0_training_step_plans_shared_memory_below_six_tenths_of_all_tensors() {
 /// The nano model's training plan over a fixed random batch.
 fn nano_training_plan(gpu: &nfnet::Gpu) -> (Plan, ParamStore) {
     let cfg = NfnetConfig::builtin("nano").unwrap();
-    let mut model = build(&cfg, 4, (32, 32), Mode::Train { label_smoothing: 0.1 }, 1).unwrap();
+    let mut model = build(
+        &cfg,
+        4,
+        (32, 32),
+        Mode::Train {
+            label_smoothing: 0.1,
+            mixed_targets: false,
+        },
+        1,
+    )
+    .unwrap();
     let grads = autodiff::backward(&mut model.graph, &gpu.limits).unwrap();
     let opt = nfnet::graph::optim::Optimizer {
         momentum: 0.9,

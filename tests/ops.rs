@@ -431,17 +431,35 @@ fn linear_matches_reference() {
 fn softmax_xent_matches_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
     let (mut rng, seed) = rng("softmax_xent");
-    for (n, classes, smoothing) in [(5, 7, 0.0), (3, 1000, 0.1), (70, 10, 0.1)] {
-        let spec = SoftmaxXent { n, classes, smoothing };
+    for (n, classes, smoothing, mixed) in [(5, 7, 0.0, false), (3, 1000, 0.1, false), (70, 10, 0.1, false), (6, 9, 0.1, true)] {
+        let spec = SoftmaxXent {
+            n,
+            classes,
+            smoothing,
+            mixed,
+        };
         let z = normal(&mut rng, n * classes, 3.0);
-        let labels = rng.below(n, classes as u32);
+        let labels: Vec<u32> = if mixed {
+            // (a, b, lambda) per row: MixUp/CutMix targets, one of them a pure label (lambda 1).
+            (0..n)
+                .flat_map(|i| {
+                    [
+                        rng.below(1, classes as u32)[0],
+                        rng.below(1, classes as u32)[0],
+                        if i == 0 { 1.0f32 } else { rng.uniform(1, 0.0, 1.0)[0] as f32 }.to_bits(),
+                    ]
+                })
+                .collect()
+        } else {
+            rng.below(n, classes as u32)
+        };
         let tz = upload(gpu, "logits", &[n, classes], &z);
-        let tl = GpuTensor::from_u32(gpu, "labels", &[n], &labels).unwrap();
+        let tl = GpuTensor::from_u32(gpu, "labels", &spec.labels_shape(), &labels).unwrap();
         let (tloss, tdz) = (poisoned(gpu, "loss", &[1]), poisoned(gpu, "dlogits", &[n, classes]));
         let l = softmax_xent::forward_backward(gpu, &spec, &tz, &tl, &tloss, &tdz).unwrap();
         gpu.run(&[&l]).unwrap();
         let (loss, dz) = softmax_xent::cpu::forward_backward(&spec, &z, &labels);
-        let name = format!("softmax_xent {n}x{classes} smoothing {smoothing} ({seed})");
+        let name = format!("softmax_xent {n}x{classes} smoothing {smoothing} mixed {mixed} ({seed})");
         check(&format!("{name} loss"), &read(gpu, &tloss), &[loss], 1e-5);
         check(&format!("{name} dlogits"), &read(gpu, &tdz), &dz, 1e-5);
     }

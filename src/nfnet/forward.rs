@@ -116,7 +116,10 @@ pub fn forward(
         ..config.clone()
     };
     let mode = if labels.is_some() {
-        Mode::Train { label_smoothing: 0.0 }
+        Mode::Train {
+            label_smoothing: 0.0,
+            mixed_targets: false,
+        }
     } else {
         Mode::Eval
     };
@@ -180,7 +183,16 @@ pub fn forward(
 
 /// The graph of one training step: forward, loss, backward, AGC and SGD.
 pub fn training_graph(config: &NfnetConfig, n: usize, hw: (usize, usize), limits: &wgpu::Limits, optimizer: &Optimizer) -> Result<Graph> {
-    let mut model = build(config, n, hw, Mode::Train { label_smoothing: 0.0 }, 0)?;
+    let mut model = build(
+        config,
+        n,
+        hw,
+        Mode::Train {
+            label_smoothing: 0.0,
+            mixed_targets: false,
+        },
+        0,
+    )?;
     let grads = autodiff::backward(&mut model.graph, limits)?;
     add_optimizer(&mut model.graph, &grads, optimizer);
     Ok(model.graph)

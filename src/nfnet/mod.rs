@@ -19,7 +19,16 @@ use std::fmt::Write;
 /// AGC + SGD update, keeping only the loss. Limits are WebGPU's defaults (128 MiB bindings)
 /// unless given.
 pub fn training_memory(config: &NfnetConfig, batch: usize, resolution: usize, limits: &wgpu::Limits) -> Result<MemoryReport> {
-    let mut model = build(config, batch, (resolution, resolution), Mode::Train { label_smoothing: 0.0 }, 0)?;
+    let mut model = build(
+        config,
+        batch,
+        (resolution, resolution),
+        Mode::Train {
+            label_smoothing: 0.0,
+            mixed_targets: false,
+        },
+        0,
+    )?;
     let grads = autodiff::backward(&mut model.graph, limits)?;
     let opt = Optimizer {
         momentum: 0.9,

@@ -34,8 +34,9 @@ pub enum Mode {
     /// Logits only: no dropout, no stochastic depth, no loss.
     Eval,
     /// Logits and the loss (with label smoothing) ready for `autodiff::backward`, with dropout
-    /// and stochastic depth as the config sets them.
-    Train { label_smoothing: f32 },
+    /// and stochastic depth as the config sets them. With `mixed_targets` the labels are
+    /// `[N, 3]` MixUp/CutMix pairs (see `ops::softmax_xent`).
+    Train { label_smoothing: f32, mixed_targets: bool },
 }
 
 /// The graph of one model at one batch size and resolution, with the ids a caller needs.
@@ -280,13 +281,18 @@ pub fn build(config: &NfnetConfig, n: usize, (height, width): (usize, usize), mo
     }
     let logits = b.linear("head.fc", features, config.num_classes, Init::Normal(0.01), false);
     let (mut labels, mut loss, mut dlogits) = (None, None, None);
-    if let Mode::Train { label_smoothing } = mode {
-        let l = b.g.tensor("labels", &[n], Role::Labels);
+    if let Mode::Train {
+        label_smoothing,
+        mixed_targets,
+    } = mode
+    {
         let spec = SoftmaxXent {
             n,
             classes: config.num_classes,
             smoothing: label_smoothing,
+            mixed: mixed_targets,
         };
+        let l = b.g.tensor("labels", &spec.labels_shape(), Role::Labels);
         let out = b.g.node(
             "loss",
             Op::SoftmaxXent(spec),

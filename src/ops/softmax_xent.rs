@@ -4,6 +4,8 @@
 //! ```text
 //! logits [N, K]   labels [N] (u32)   loss [1] (mean over the batch)   dlogits [N, K]
 //! q       = (1 - eps) * onehot(label) + eps / K
+//! mixed:   labels [N, 3] = (a, b, lambda's f32 bits): q = (1 - eps) * (lambda onehot(a)
+//!          + (1 - lambda) onehot(b)) + eps / K, the targets of MixUp and CutMix
 //! loss    = mean_n (logsumexp(z_n) - sum_k q_k z_nk)
 //! dlogits = (softmax(z_n) - q) * grad_scale        (grad_scale = 1/N: the gradient of the mean)
 //! ```
@@ -14,12 +16,24 @@ use crate::error::{Error, Result};
 use crate::gpu::{grid, DType, Gpu, GpuTensor, Kernel, Launch, Step};
 use crate::ops::{check_shape, sum_partials::sum_partials};
 
-/// Batch size, classes, and the label-smoothing factor.
+/// Batch size, classes, the label-smoothing factor, and whether targets are mixed pairs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SoftmaxXent {
     pub n: usize,
     pub classes: usize,
     pub smoothing: f32,
+    pub mixed: bool,
+}
+
+impl SoftmaxXent {
+    /// The shape of the labels tensor: `[N]`, or `[N, 3]` for mixed targets.
+    pub fn labels_shape(&self) -> Vec<usize> {
+        if self.mixed {
+            vec![self.n, 3]
+        } else {
+            vec![self.n]
+        }
+    }
 }
 
 #[repr(C)]
@@ -29,6 +43,8 @@ struct Params {
     classes: u32,
     smoothing: f32,
     grad_scale: f32,
+    mixed: u32,
+    _pad: [u32; 3],
 }
 
 /// Every label must name a class.
@@ -71,7 +87,7 @@ pub fn forward_backward(
         ));
     }
     check_shape(op, "logits", logits, &[spec.n, spec.classes])?;
-    check_shape(op, "labels", labels, &[spec.n])?;
+    check_shape(op, "labels", labels, &spec.labels_shape())?;
     if labels.dtype() != DType::U32 {
         return Err(Error::shape(op, "labels", "u32 class indices", format!("{:?}", labels.dtype())));
     }
@@ -83,6 +99,8 @@ pub fn forward_backward(
         classes: spec.classes as u32,
         smoothing: spec.smoothing,
         grad_scale: 1.0 / spec.n as f32,
+        mixed: spec.mixed as u32,
+        _pad: [0; 3],
     };
     let fused = Step::new(
         gpu,
@@ -103,18 +121,33 @@ pub fn forward_backward(
 pub mod cpu {
     use super::SoftmaxXent;
 
+    /// One row's target: `(a, b, lambda)`.
+    fn target(spec: &SoftmaxXent, labels: &[u32], row: usize) -> (usize, usize, f64) {
+        if spec.mixed {
+            (
+                labels[3 * row] as usize,
+                labels[3 * row + 1] as usize,
+                f32::from_bits(labels[3 * row + 2]) as f64,
+            )
+        } else {
+            (labels[row] as usize, labels[row] as usize, 1.0)
+        }
+    }
+
     /// Returns (mean loss, dlogits).
     pub fn forward_backward(spec: &SoftmaxXent, logits: &[f64], labels: &[u32]) -> (f64, Vec<f64>) {
         let k = spec.classes;
         let eps = spec.smoothing as f64;
         let mut loss = 0.0;
         let mut dlogits = Vec::with_capacity(logits.len());
-        for (z, &label) in logits.chunks(k).zip(labels) {
+        for (row, z) in logits.chunks(k).enumerate() {
+            let (a, b, lam) = target(spec, labels, row);
             let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let se: f64 = z.iter().map(|v| (v - m).exp()).sum();
             let lse = m + se.ln();
             for (j, v) in z.iter().enumerate() {
-                let q = (1.0 - eps) * (j == label as usize) as u8 as f64 + eps / k as f64;
+                let onehot = lam * (j == a) as u8 as f64 + (1.0 - lam) * (j == b) as u8 as f64;
+                let q = (1.0 - eps) * onehot + eps / k as f64;
                 loss += q * (lse - v);
                 dlogits.push(((v - m).exp() / se - q) / spec.n as f64);
             }
