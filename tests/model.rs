@@ -71,7 +71,7 @@ fn nano_training_plan(gpu: &nfnet::Gpu) -> (Plan, ParamStore) {
             style: Default::default(),
         }),
     };
-    add_optimizer(&mut model.graph, &grads, &opt);
+    add_optimizer(&mut model.graph, &grads, &opt, 1);
     let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
     weights::init(gpu, &model.graph, &store, 3).unwrap();
     let loss = model.loss.unwrap();

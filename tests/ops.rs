@@ -641,3 +641,33 @@ fn ema_matches_reference() {
         1e-6,
     );
 }
+
+#[test]
+fn grad_accumulate_matches_reference() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("grad_accumulate");
+    let n = 1001;
+    let (g, acc) = (normal(&mut rng, n, 1.0), normal(&mut rng, n, 1.0));
+    for micro in [0, 2] {
+        let info = step_info::tensor(
+            gpu,
+            StepInfo {
+                micro,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (tg, tacc) = (
+            upload(gpu, "g", &[n], &g),
+            if micro == 0 {
+                poisoned(gpu, "acc", &[n])
+            } else {
+                upload(gpu, "acc", &[n], &acc)
+            },
+        );
+        gpu.run(&[&nfnet::ops::grad_accumulate::accumulate(gpu, 0.25, &info, &tg, &tacc).unwrap()])
+            .unwrap();
+        let want = nfnet::ops::grad_accumulate::cpu::accumulate(micro, 0.25, &g, &acc);
+        check(&format!("grad_accumulate micro {micro} ({seed})"), &read(gpu, &tacc), &want, 1e-6);
+    }
+}

@@ -83,4 +83,5 @@ kernels! {
     AgcClip => "agc_clip", ["index", "reduce"], (Read, ReadWrite);
     SgdUpdate => "sgd_update", ["index", "step_info"], (Read, Read, ReadWrite, ReadWrite);
     EmaUpdate => "ema_update", ["index", "step_info"], (Read, Read, ReadWrite);
+    GradAccumulate => "grad_accumulate", ["index", "step_info"], (Read, Read, ReadWrite);
 }

@@ -24,7 +24,7 @@ pub use kernel::{Access, Kernel};
 pub use pipeline::Overrides;
 pub use pipeline::PipelineCache;
 pub use step::{batch_chunks, grid, Arg, Launch, Step};
-pub use tensor::{DType, GpuTensor};
+pub use tensor::{DType, GpuTensor, Readback};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -200,3 +200,53 @@ impl GpuTensor {
         Ok(bytes)
     }
 }
+
+/// A host-readable buffer reused for every read of a small tensor (the training loss log), so
+/// reading creates nothing. `copy` encodes the copy into a step's command buffer, `request`
+/// starts the map after the submit, and `finish` waits for it and returns the values.
+pub struct Readback {
+    buffer: wgpu::Buffer,
+    bytes: u64,
+    pending: std::sync::Mutex<Option<std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>>>,
+}
+
+impl Readback {
+    pub fn new(gpu: &Gpu, elements: usize) -> Result<Readback> {
+        let bytes = elements as u64 * 4;
+        Ok(Readback {
+            buffer: gpu.create_staging(bytes)?,
+            bytes,
+            pending: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Encodes a copy of `src` (of the same size) into `encoder`.
+    pub fn copy(&self, encoder: &mut wgpu::CommandEncoder, src: &GpuTensor) {
+        encoder.copy_buffer_to_buffer(src.buffer(), 0, &self.buffer, 0, self.bytes);
+    }
+
+    /// Starts mapping after the submit that holds the copy.
+    pub fn request(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
+    }
+
+    /// Waits for the requested map and returns the values (None if nothing was requested).
+    pub fn finish(&self, gpu: &Gpu) -> Result<Option<Vec<f32>>> {
+        let Some(rx) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(None);
+        };
+        let fail = |message: String| Error::Readback {
+            label: "loss log".into(),
+            message,
+        };
+        gpu.wait()?;
+        rx.recv().map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
+        let values = bytemuck::cast_slice(&self.buffer.get_mapped_range(..).map_err(|e| fail(e.to_string()))?).to_vec();
+        self.buffer.unmap();
+        Ok(Some(values))
+    }
+}

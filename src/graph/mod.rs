@@ -64,6 +64,8 @@ pub enum Role {
     Momentum,
     /// The moving average of a parameter (persistent).
     Ema,
+    /// A parameter's gradient summed over the micro-batches of a step (persistent).
+    Accumulator,
     /// The step info the trainer writes before each step (`ops::step_info`).
     StepInfo,
     /// Computed by a node; lives from its first write to its last use.
@@ -148,6 +150,8 @@ pub enum Op {
     SgdUpdate(Sgd),
     /// in `[step_info, w]`, out `[ema]` (updated in place).
     EmaUpdate,
+    /// in `[step_info, g]`, out `[acc]`: `acc = (first micro-batch ? 0 : acc) + scale * g`.
+    GradAccumulate(f32),
 }
 
 impl Op {
@@ -178,6 +182,7 @@ impl Op {
             Op::AgcClip(_) => "agc_clip",
             Op::SgdUpdate(_) => "sgd_update",
             Op::EmaUpdate => "ema_update",
+            Op::GradAccumulate(_) => "grad_accumulate",
         }
     }
 
@@ -206,6 +211,9 @@ pub struct Node {
 pub struct Graph {
     pub tensors: Vec<TensorDef>,
     pub nodes: Vec<Node>,
+    /// The first node of the update phase (AGC, SGD, EMA), which runs once per optimizer step
+    /// while the nodes before it run once per micro-batch.
+    pub update_start: Option<usize>,
 }
 
 impl Graph {

@@ -38,10 +38,28 @@ pub struct Optimizer {
     pub agc: Option<AgcConfig>,
 }
 
-/// Appends AGC and SGD nodes for every parameter, with a `momentum.<name>` tensor each.
-pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer) {
+/// Appends AGC and SGD nodes for every parameter, with a `momentum.<name>` tensor each. With
+/// `micro_batches > 1` each gradient is first summed into an `accum.<name>` tensor (mean over
+/// the micro-batches) and the update phase reads the sums.
+pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micro_batches: usize) {
     let step_info = graph.step_info();
-    for &(param, grad) in &grads.params {
+    let mut grads = grads.params.clone();
+    if micro_batches > 1 {
+        for (param, grad) in grads.iter_mut() {
+            let def = graph.tensors[*param].clone();
+            let acc = graph.tensor(format!("accum.{}", def.name), &def.shape, Role::Accumulator);
+            let scale = 1.0 / micro_batches as f32;
+            graph.node_into(
+                format!("{}.accumulate", def.name),
+                Op::GradAccumulate(scale),
+                &[step_info, *grad],
+                &[acc],
+            );
+            *grad = acc;
+        }
+    }
+    graph.update_start = Some(graph.nodes.len());
+    for &(param, grad) in &grads {
         let def = graph.tensors[param].clone();
         let Role::Param(info) = &def.role else { continue };
         if let Some(agc) = opt.agc {

@@ -19,7 +19,8 @@ use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor, Launch};
 use crate::ops::{
-    agc, avg_pool, dropout, ema, global_pool, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent, weight_std,
+    agc, avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent,
+    weight_std,
 };
 use std::collections::HashMap;
 
@@ -52,6 +53,12 @@ impl ParamStore {
     /// `(name, tensor)` in graph order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &GpuTensor)> {
         self.tensors.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// A store over existing tensors (the moving averages of a training plan, say).
+    pub fn from_tensors(tensors: Vec<(String, GpuTensor)>) -> ParamStore {
+        let index = tensors.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
+        ParamStore { tensors, index }
     }
 
     pub fn len(&self) -> usize {
@@ -226,6 +233,8 @@ pub struct Plan {
     prepare: Vec<Launch>,
     step: Vec<Launch>,
     step_nodes: Vec<usize>,
+    /// Position in `step` where the update phase (`Graph::update_start`) begins.
+    update_from: usize,
     memory: MemoryReport,
 }
 
@@ -267,12 +276,17 @@ impl Plan {
         let build = |nodes: &[usize]| -> Result<Vec<Launch>> { nodes.iter().map(|&i| launch(gpu, &graph.nodes[i], &tensors)).collect() };
         let prepare = build(&memory_plan.prepare)?;
         let step = build(&memory_plan.step)?;
+        let update_from = match graph.update_start {
+            Some(start) => memory_plan.step.iter().position(|&i| i >= start).unwrap_or(step.len()),
+            None => step.len(),
+        };
         Ok(Plan {
             graph,
             tensors,
             prepare,
             step,
             step_nodes: memory_plan.step,
+            update_from,
             memory,
         })
     }
@@ -308,16 +322,17 @@ impl Plan {
         gpu.run(&self.prepare.iter().collect::<Vec<_>>())
     }
 
-    /// Encodes the step's launches into `pass`.
-    pub fn encode(&self, pass: &mut wgpu::ComputePass) {
-        for launch in &self.step {
-            launch.encode(pass);
-        }
-    }
-
     /// Submits one step: one command buffer, one compute pass, one submit. Does not wait; a
     /// read of any tensor waits for it.
     pub fn step(&self, gpu: &Gpu) -> Result<()> {
+        self.submit(gpu, true, |_| {})
+    }
+
+    /// Submits the step's nodes, without the update phase unless `with_update` (the earlier
+    /// micro-batches of an accumulated step), then the commands `after` encodes (copies for
+    /// readback), all in one command buffer and one submit.
+    pub fn submit(&self, gpu: &Gpu, with_update: bool, after: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
+        let end = if with_update { self.step.len() } else { self.update_from };
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nfnet step") });
@@ -326,8 +341,11 @@ impl Plan {
                 label: Some("nfnet step"),
                 timestamp_writes: None,
             });
-            self.encode(&mut pass);
+            for launch in &self.step[..end] {
+                launch.encode(&mut pass);
+            }
         }
+        after(&mut encoder);
         gpu.submit(encoder.finish());
         gpu.take_errors("step")
     }
@@ -372,6 +390,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
         Op::AgcClip(a) => agc::clip(gpu, a, i[0], o[0]),
         Op::SgdUpdate(s) => sgd::update(gpu, s, i[0], i[1], o[0], o[1]),
         Op::EmaUpdate => ema::update(gpu, i[0], i[1], o[0]),
+        Op::GradAccumulate(scale) => grad_accumulate::accumulate(gpu, *scale, i[0], i[1], o[0]),
     };
     launch.map_err(|e| match e {
         Error::Shape { op, what, expected, got } => Error::Shape {

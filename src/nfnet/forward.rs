@@ -194,6 +194,6 @@ pub fn training_graph(config: &NfnetConfig, n: usize, hw: (usize, usize), limits
         0,
     )?;
     let grads = autodiff::backward(&mut model.graph, limits)?;
-    add_optimizer(&mut model.graph, &grads, optimizer);
+    add_optimizer(&mut model.graph, &grads, optimizer, 1);
     Ok(model.graph)
 }

@@ -40,7 +40,7 @@ pub fn training_memory(config: &NfnetConfig, batch: usize, resolution: usize, li
             style: AgcStyle::Timm,
         }),
     };
-    add_optimizer(&mut model.graph, &grads, &opt);
+    add_optimizer(&mut model.graph, &grads, &opt, 1);
     let keep = model.loss.into_iter().collect();
     Ok(MemoryPlan::new(
         &model.graph,

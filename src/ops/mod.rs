@@ -19,6 +19,7 @@ pub mod avg_pool;
 pub mod dropout;
 pub mod ema;
 pub mod global_pool;
+pub mod grad_accumulate;
 pub mod grouped_conv;
 pub mod linear;
 pub mod residual;

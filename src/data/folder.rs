@@ -1,0 +1,171 @@
+//! Image folders: `root/<class>/<image>`, classes in sorted order, any format the `image` crate
+//! reads (JPEG and PNG are built in). Grayscale and RGBA images are converted to RGB.
+//!
+//! Every image is decoded once when the folder is opened (on all cores) and kept in memory,
+//! scaled down so its shorter side is at most `keep_side` (twice the training resolution is
+//! plenty for random-resized crops), so epochs cost no decoding. A file that cannot be read or
+//! decoded is skipped with a warning naming it; the count is reported with every epoch.
+
+use super::{Image, Source};
+use crate::error::{Error, Result};
+use image::imageops::FilterType;
+use std::path::{Path, PathBuf};
+
+/// A decoded image folder.
+pub struct Folder {
+    images: Vec<Image>,
+    labels: Vec<u32>,
+    classes: Vec<String>,
+    skipped: Vec<String>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The files of `root/<class>/`, sorted, with their class indices; classes sorted by name.
+fn scan(root: &Path, classes: Option<&[String]>) -> Result<(Vec<String>, Vec<(PathBuf, u32)>)> {
+    if !root.is_dir() {
+        return Err(Error::invalid(
+            "data",
+            format!("{} is not a folder (expected root/<class>/<image>)", root.display()),
+        ));
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(io(root))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let names: Vec<String> = dirs
+        .iter()
+        .map(|d| d.file_name().expect("a dir name").to_string_lossy().into_owned())
+        .collect();
+    let classes = match classes {
+        Some(c) => {
+            if let Some(extra) = names.iter().find(|n| !c.contains(n)) {
+                return Err(Error::invalid(
+                    "data",
+                    format!(
+                        "{}: class folder {extra:?} is not one of the training classes {c:?}",
+                        root.display()
+                    ),
+                ));
+            }
+            c.to_vec()
+        }
+        None => names,
+    };
+    let mut files = Vec::new();
+    for dir in &dirs {
+        let name = dir.file_name().expect("a dir name").to_string_lossy();
+        let label = classes.iter().position(|c| *c == name).expect("checked above") as u32;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        entries.sort();
+        files.extend(entries.into_iter().map(|p| (p, label)));
+    }
+    if classes.is_empty() || files.is_empty() {
+        return Err(Error::invalid(
+            "data",
+            format!("{} holds no images (expected root/<class>/<image>)", root.display()),
+        ));
+    }
+    Ok((classes, files))
+}
+
+/// Decodes one file to RGB, scaled down to a shorter side of at most `keep_side`.
+fn decode(path: &Path, keep_side: u32) -> std::result::Result<Image, String> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| e.to_string())?
+        .to_rgb8();
+    let short = img.width().min(img.height());
+    if short <= keep_side {
+        return Ok(img);
+    }
+    let scale = keep_side as f32 / short as f32;
+    let (w, h) = (
+        ((img.width() as f32 * scale).round() as u32).max(1),
+        ((img.height() as f32 * scale).round() as u32).max(1),
+    );
+    Ok(image::imageops::resize(&img, w, h, FilterType::Triangle))
+}
+
+impl Folder {
+    /// Opens and decodes `root`. With `classes`, the folder must use those class names (a
+    /// validation folder must match the training classes).
+    pub fn open(root: &Path, classes: Option<&[String]>, keep_side: u32) -> Result<Folder> {
+        let (classes, files) = scan(root, classes)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = files.len().div_ceil(threads);
+        let decoded: Vec<std::result::Result<Image, String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().map(|(p, _)| decode(p, keep_side)).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a decoding thread panicked"))
+                .collect()
+        });
+        let (mut images, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        for ((path, label), result) in files.into_iter().zip(decoded) {
+            match result {
+                Ok(img) => {
+                    images.push(img);
+                    labels.push(label);
+                }
+                Err(e) => {
+                    eprintln!("warning: skipping {}: {e}", path.display());
+                    skipped.push(path.display().to_string());
+                }
+            }
+        }
+        if images.is_empty() {
+            return Err(Error::invalid(
+                "data",
+                format!("{}: none of the {} files could be decoded", root.display(), skipped.len()),
+            ));
+        }
+        Ok(Folder {
+            images,
+            labels,
+            classes,
+            skipped,
+        })
+    }
+}
+
+impl Source for Folder {
+    fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    fn label(&self, i: usize) -> u32 {
+        self.labels[i]
+    }
+
+    fn image(&self, i: usize) -> Image {
+        self.images[i].clone()
+    }
+
+    fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+}
