@@ -11,7 +11,7 @@
 // Register tile: TP pixels of one row of the phase (ix = phase_x + SW*(q0 + t)) for 4*TC4
 // input channels. Per (k, r) the dy values those pixels need, SPAN = TP + NS - 1, are loaded
 // once; tap i (s = S0 + i*SW) reads dy column q0 + t + NS - 1 - i.
-// Dispatch: x = ceil(N*rows*ceil(cols/TP) / 64), y = G * ceil((C/G) / (4*TC4)).
+// Dispatch: x = ceil(N*rows*ceil(cols/TP) * ceil((C/G) / (4*TC4)) / 64), y = G.
 // Launcher: ops::grouped_conv::backward_input, one dispatch per phase.
 
 struct Params {
@@ -47,12 +47,14 @@ fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @b
     let kg = prm.k / prm.groups;
     let cg = prm.c / prm.groups;
     let cblocks = (cg + 4u * TC4 - 1u) / (4u * TC4);
-    let g = wid.y / cblocks;
-    let c0 = (wid.y % cblocks) * 4u * TC4;     // first input channel of the tile, within the group
-    let item = gid.x;
-    if (item >= prm.n * prm.rows * prm.blocks) {
+    let items = prm.n * prm.rows * prm.blocks;
+    if (gid.x >= items * cblocks) {
         return;
     }
+    // Lanes run over (pixel tile, channel tile), as in the forward.
+    let g = wid.y;
+    let item = gid.x % items;
+    let c0 = (gid.x / items) * 4u * TC4;       // first input channel of the tile, within the group
     let n = item / (prm.rows * prm.blocks);
     let iy = prm.phase_y + SH * ((item / prm.blocks) % prm.rows);
     let q0 = (item % prm.blocks) * TP;          // first pixel of the tile, in phase columns

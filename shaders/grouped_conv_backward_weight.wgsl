@@ -6,10 +6,12 @@
 // Rows (n, p), n < N, are cut into consecutive ranges of rows_per_split; sum_partials then adds
 // the splits in a fixed order, so the result is bitwise reproducible (no float atomics).
 // Register tile: each invocation owns CB input channels x all R*S taps x 4*TK4 output
-// channels. The sum runs over 4 outputs q at a time: the 4*TK4 x 4 dy values, and per (c, r)
-// the SPAN = 3*SW + S input values they meet, are loaded once and feed CB*R*S*4 vec4
-// multiply-adds. S is 1 or 3, written out so the tile stays in registers.
-// Dispatch: x = ceil((C/G) / CB / 64), y = G * ceil((K/G) / (4*TK4)), z = splits.
+// channels. For each output (n, p, q) of its split it loads the 4*TK4 dy values once and, per
+// (c, r), the S inputs they meet, and does CB*R*S*TK4 vec4 multiply-adds. (Longer runs of q per
+// step load fewer floats per multiply-add but spill registers on lavapipe: measured slower.)
+// S is 1 or 3, written out so the tile stays in registers.
+// Dispatch: x = ceil(ceil((C/G) / CB) * ceil((K/G) / (4*TK4)) / 64) over (input tile, output
+// tile), y = G, z = splits.
 // Launcher: ops::grouped_conv::backward_weight.
 
 struct Params {
@@ -34,21 +36,21 @@ override SH: u32 = 1u;
 override SW: u32 = 1u;
 override CB: u32 = 1u;      // input channels per invocation: at most 8, and 1 when R*S = 9
 override TK4: u32 = 2u;     // output channels per invocation / 4, at most 2
-override SPAN: u32 = 6u;    // 3 * SW + S, at most 9
-
-const TQ: u32 = 4u;         // outputs q per step of the sum
 
 @compute @workgroup_size(64)
 fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let kg = prm.k / prm.groups;
     let cg = prm.c / prm.groups;
     let kblocks = (kg + 4u * TK4 - 1u) / (4u * TK4);
-    let g = wid.y / kblocks;
-    let k0 = (wid.y % kblocks) * 4u * TK4;
-    let c0 = gid.x * CB;
-    if (c0 >= cg) {
+    let cblocks = (cg + CB - 1u) / CB;
+    if (gid.x >= cblocks * kblocks) {
         return;
     }
+    // Lanes run over (input channel tile, output channel tile), so that narrow convs still fill
+    // the workgroups; neighbouring lanes share the output channels (the same dy).
+    let g = wid.y;
+    let c0 = (gid.x % cblocks) * CB;
+    let k0 = (gid.x / cblocks) * 4u * TK4;
     let pq = prm.p * prm.q;
     // Channel offsets of the tile's output channels; past the group they repeat the last one.
     var koff: array<u32, 8>;
@@ -62,19 +64,16 @@ fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @
         let n = row / prm.p;
         let p = row % prm.p;
         let dyrow = n * prm.k * pq + p * prm.q;
-        for (var q0 = 0u; q0 < prm.q; q0 += TQ) {
-            var dys: array<vec4<f32>, 8>;       // [t * 2 + j]: dy at q0 + t for channels k0 + 4j ..
-            for (var t = 0u; t < TQ; t++) {
-                let ok = q0 + t < prm.q;
-                for (var j = 0u; j < TK4; j++) {
-                    var d = vec4<f32>(0.0);
-                    for (var e = 0u; e < 4u; e++) {
-                        d[e] = select(0.0, dy[select(0u, dyrow + koff[4u * j + e] + q0 + t, ok)], ok);
-                    }
-                    dys[t * 2u + j] = d;
+        for (var q = 0u; q < prm.q; q++) {
+            var dys: array<vec4<f32>, 2>;       // dy at q for channels k0 + 4j ..
+            for (var j = 0u; j < TK4; j++) {
+                var d = vec4<f32>(0.0);
+                for (var e = 0u; e < 4u; e++) {
+                    d[e] = dy[dyrow + koff[4u * j + e] + q];
                 }
+                dys[j] = d;
             }
-            let ix0 = i32(q0 * SW) - i32(prm.pad_left);
+            let ix0 = i32(q * SW) - i32(prm.pad_left);
             for (var cc = 0u; cc < CB; cc++) {
                 let c = min(c0 + cc, cg - 1u);
                 let plane = (n * prm.c + g * cg + c) * prm.h * prm.w;
@@ -82,21 +81,18 @@ fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @
                     let iy = i32(p * SH + r) - i32(prm.pad_top);
                     let row_ok = iy >= 0 && iy < i32(prm.h);
                     let xrow = plane + u32(iy) * prm.w;
-                    var xs: array<f32, 9>;
-                    for (var u = 0u; u < SPAN; u++) {
-                        let ix = ix0 + i32(u);
+                    var xs: array<f32, 3>;
+                    for (var s = 0u; s < S; s++) {
+                        let ix = ix0 + i32(s);
                         let ok = row_ok && ix >= 0 && ix < i32(prm.w);
-                        xs[u] = select(0.0, x[select(0u, xrow + u32(ix), ok)], ok);
+                        xs[s] = select(0.0, x[select(0u, xrow + u32(ix), ok)], ok);
                     }
                     let base = (cc * R + r) * S;
-                    for (var t = 0u; t < TQ; t++) {
-                        for (var j = 0u; j < TK4; j++) {
-                            let d = dys[t * 2u + j];
-                            acc[base * 2u + j] = fma(vec4<f32>(xs[t * SW]), d, acc[base * 2u + j]);
-                            if (S == 3u) {
-                                acc[(base + 1u) * 2u + j] = fma(vec4<f32>(xs[t * SW + 1u]), d, acc[(base + 1u) * 2u + j]);
-                                acc[(base + 2u) * 2u + j] = fma(vec4<f32>(xs[t * SW + 2u]), d, acc[(base + 2u) * 2u + j]);
-                            }
+                    for (var j = 0u; j < TK4; j++) {
+                        acc[base * 2u + j] = fma(vec4<f32>(xs[0]), dys[j], acc[base * 2u + j]);
+                        if (S == 3u) {
+                            acc[(base + 1u) * 2u + j] = fma(vec4<f32>(xs[1]), dys[j], acc[(base + 1u) * 2u + j]);
+                            acc[(base + 2u) * 2u + j] = fma(vec4<f32>(xs[2]), dys[j], acc[(base + 2u) * 2u + j]);
                         }
                     }
                 }

@@ -9,7 +9,8 @@
 // are override constants and the S taps are written out (S is 1 or 3) so that the compiler
 // unrolls the tile into registers (software rasterizers such as lavapipe spill arrays indexed
 // by loop variables to memory).
-// Dispatch: x = ceil(N*P*ceil(Q/TP) / 64), y = G * ceil((K/G) / (4*TK4)).
+// Dispatch: x = ceil(N*P*ceil(Q/TP) * ceil((K/G) / (4*TK4)) / 64) over (pixel tile, channel
+// tile), y = G.
 // Launcher: ops::grouped_conv::forward.
 
 struct Params {
@@ -42,12 +43,15 @@ fn grouped_conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     let kg = prm.k / prm.groups;
     let cg = prm.c / prm.groups;
     let kblocks = (kg + 4u * TK4 - 1u) / (4u * TK4);
-    let g = wid.y / kblocks;
-    let k0 = (wid.y % kblocks) * 4u * TK4;     // first output channel of the tile, within the group
-    let item = gid.x;
-    if (item >= prm.n * prm.p * prm.blocks) {
+    let items = prm.n * prm.p * prm.blocks;
+    if (gid.x >= items * kblocks) {
         return;
     }
+    // Lanes run over (pixel tile, channel tile) so that small maps still fill the workgroups;
+    // neighbouring lanes take neighbouring pixels of the same channel tile.
+    let g = wid.y;
+    let item = gid.x % items;
+    let k0 = (gid.x / items) * 4u * TK4;       // first output channel of the tile, within the group
     let n = item / (prm.p * prm.blocks);
     let op = (item / prm.blocks) % prm.p;
     let q0 = (item % prm.blocks) * TP;

@@ -65,6 +65,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     Format { path: String, message: String },
 
+    /// Training diverged: a loss that is not a finite number.
+    #[error("the training loss became {loss} at step {step}; training stopped (the last checkpoint, from before it, is kept)")]
+    Diverged { step: u64, loss: f32 },
+
     /// A weights file does not fit the model: every problem, listed at once.
     #[error("{}", weights_message(file, missing, unexpected, misshaped))]
     Weights {

@@ -27,6 +27,7 @@
 //! Every reduction is deterministic: partial sums then a fixed-order aggregate, never float
 //! atomics, so the same inputs on the same adapter give bitwise the same outputs.
 
+pub mod classify;
 pub mod data;
 pub mod error;
 pub mod gpu;
@@ -35,6 +36,7 @@ pub mod nfnet;
 pub mod ops;
 #[doc(hidden)]
 pub mod testing;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions, GpuTensor};

@@ -19,3 +19,5 @@ mod ops;
 mod parity;
 /// Every shader parses and validates under naga, and matches its declared bindings (no GPU).
 mod shaders;
+/// Training: exact resume, crash-safe checkpoints, image folders with bad files, bad input.
+mod train;

@@ -85,14 +85,29 @@ impl Dataset {
 pub const SYNTHETIC_TRAIN: usize = 6000;
 pub const SYNTHETIC_VAL: usize = 1000;
 
-/// Opens `spec`: `synthetic`, `cifar10:DIR`, or an image folder. A folder's validation images
+/// Opens `spec`: `synthetic` (or `synthetic:TRAIN[:VAL]` for other split sizes), `cifar10:DIR`,
+/// or an image folder. A folder's validation images
 /// come from `val_dir` when given, else from a seeded `val_fraction` of it. `keep_side` bounds
 /// the side of decoded folder images kept in memory.
 pub fn open(spec: &str, val_dir: Option<&Path>, val_fraction: f64, seed: u64, keep_side: u32) -> Result<Dataset> {
-    if spec == "synthetic" {
+    if let Some(sizes) = spec.strip_prefix("synthetic") {
+        // `synthetic`, or `synthetic:TRAIN[:VAL]` for other split sizes.
+        let parts: Vec<&str> = sizes.split(':').skip(1).collect();
+        let parse = |i: usize, default: usize| -> Result<usize> {
+            parts.get(i).map_or(Ok(default), |v| {
+                v.parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .ok_or_else(|| Error::invalid("data", format!("{spec}: expected synthetic[:TRAIN[:VAL]] with counts > 0")))
+            })
+        };
+        if !(sizes.is_empty() || sizes.starts_with(':')) || parts.len() > 2 {
+            return Err(Error::invalid("data", format!("{spec}: expected synthetic[:TRAIN[:VAL]]")));
+        }
+        let (train, val) = (parse(0, SYNTHETIC_TRAIN)?, parse(1, SYNTHETIC_VAL)?);
         return Ok(Dataset {
-            train: Arc::new(synthetic::Synthetic::new(seed, 0, SYNTHETIC_TRAIN)),
-            val: Arc::new(synthetic::Synthetic::new(seed, SYNTHETIC_TRAIN, SYNTHETIC_VAL)),
+            train: Arc::new(synthetic::Synthetic::new(seed, 0, train)),
+            val: Arc::new(synthetic::Synthetic::new(seed, train, val)),
             native_size: Some(synthetic::SIZE),
         });
     }

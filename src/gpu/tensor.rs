@@ -161,6 +161,25 @@ impl GpuTensor {
         Ok(())
     }
 
+    /// Copies `src` (the same number of elements) into this tensor on the GPU.
+    pub fn copy_from(&self, gpu: &Gpu, src: &GpuTensor) -> Result<()> {
+        if src.numel() != self.numel() {
+            return Err(Error::shape(
+                "copy",
+                &self.label,
+                format!("{} elements", self.numel()),
+                format!("{} ({})", src.numel(), src.label),
+            ));
+        }
+        gpu.checked(&format!("copying into {}", self.label), || {
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copy") });
+            encoder.copy_buffer_to_buffer(&src.buffer, 0, &self.buffer, 0, self.bytes());
+            gpu.submit(encoder.finish());
+        })
+    }
+
     /// Copies the tensor back to the host.
     pub fn read_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         self.expect_dtype(DType::F32, "read")?;

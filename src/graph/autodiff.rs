@@ -208,14 +208,19 @@ pub fn backward(graph: &mut Graph, limits: &wgpu::Limits) -> Result<Gradients> {
                 graph.node_into(format!("{name}.backward"), Op::ResidualBackward(*spec), &inputs, &outputs);
             }
             Op::Dropout(spec) => {
-                let (dx, acc) = grads.contribute(graph, ins[0]);
+                let (dx, acc) = grads.contribute(graph, ins[1]);
                 if acc {
                     return Err(Error::invalid(
                         "autodiff",
                         format!("{name}: dropout's input fans out, which its backward cannot accumulate"),
                     ));
                 }
-                graph.node_into(format!("{name}.backward"), Op::Dropout(*spec), &[dy.expect("checked")], &[dx]);
+                graph.node_into(
+                    format!("{name}.backward"),
+                    Op::Dropout(*spec),
+                    &[ins[0], dy.expect("checked")],
+                    &[dx],
+                );
             }
             other => return Err(Error::invalid("autodiff", format!("{name}: {} is not a forward op", other.name()))),
         }

@@ -12,7 +12,7 @@ use crate::ops::agc::Agc;
 use crate::ops::sgd::Sgd;
 
 /// Whose AGC conventions to follow (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum AgcStyle {
     #[default]
     Timm,
@@ -20,7 +20,7 @@ pub enum AgcStyle {
 }
 
 /// Adaptive gradient clipping settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgcConfig {
     /// lambda: the largest ratio of a unit's gradient norm to its weight norm.
     pub clip: f32,
@@ -30,7 +30,7 @@ pub struct AgcConfig {
 
 /// The optimizer of a training plan. The learning rate is not here: it changes every step and
 /// is read from the step info.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Optimizer {
     pub momentum: f32,
     pub weight_decay: f32,

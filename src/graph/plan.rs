@@ -129,10 +129,12 @@ impl MemoryPlan {
                     .inputs
                     .iter()
                     .all(|&t| prepared[t] || matches!(graph.tensors[t].role, Role::Param(_)))
-                && node
-                    .outputs
-                    .iter()
-                    .all(|&t| !matches!(graph.tensors[t].role, Role::Param(_) | Role::Momentum));
+                && node.outputs.iter().all(|&t| {
+                    !matches!(
+                        graph.tensors[t].role,
+                        Role::Param(_) | Role::Momentum | Role::Ema | Role::Accumulator
+                    )
+                });
             if param_only {
                 node.outputs.iter().for_each(|&t| prepared[t] = true);
                 prepare.push(i);
@@ -217,7 +219,7 @@ impl MemoryPlan {
                 r.shared_tensors += def.bytes();
             } else if self.dedicated[t] {
                 match def.role {
-                    Role::Param(_) | Role::Momentum | Role::Ema => r.params += def.bytes(),
+                    Role::Param(_) | Role::Momentum | Role::Ema | Role::Accumulator => r.params += def.bytes(),
                     _ => r.other_dedicated += def.bytes(),
                 }
             }
@@ -320,6 +322,20 @@ impl Plan {
             return Ok(());
         }
         gpu.run(&self.prepare.iter().collect::<Vec<_>>())
+    }
+
+    /// Runs the step one node at a time, each in its own submit, and returns every node with
+    /// the wall-clock seconds its launch took (for profiles, not for training: it waits after
+    /// every node).
+    pub fn profile(&self, gpu: &Gpu) -> Result<Vec<(&Node, f64)>> {
+        let mut out = Vec::with_capacity(self.step.len());
+        gpu.wait()?;
+        for (launch, &node) in self.step.iter().zip(&self.step_nodes) {
+            let start = std::time::Instant::now();
+            gpu.run(&[launch])?;
+            out.push((&self.graph.nodes[node], start.elapsed().as_secs_f64()));
+        }
+        Ok(out)
     }
 
     /// Submits one step: one command buffer, one compute pass, one submit. Does not wait; a

@@ -153,7 +153,8 @@ impl Builder<'_> {
             stream: self.streams,
         };
         let shape = self.g.shape(x).to_vec();
-        self.g.node(name.to_string(), Op::Dropout(spec), &[x], &[("y", &shape)])[0]
+        let info = self.g.step_info();
+        self.g.node(name.to_string(), Op::Dropout(spec), &[info, x], &[("y", &shape)])[0]
     }
 
     fn stem(&mut self, x: TensorId) -> TensorId {

@@ -63,10 +63,17 @@ fn format_error(path: &Path, message: impl std::fmt::Display) -> Error {
 
 /// Reads every tensor of a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
+    read_safetensors_with_metadata(path).map(|(t, _)| t)
+}
+
+/// Reads every tensor of a safetensors file and its string metadata.
+pub fn read_safetensors_with_metadata(path: &Path) -> Result<(BTreeMap<String, HostTensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
     let file = SafeTensors::deserialize(&bytes).map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
@@ -113,7 +120,7 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
             },
         );
     }
-    Ok(out)
+    Ok((out, metadata))
 }
 
 /// Writes tensors to a safetensors file atomically: a temporary file beside it, then a rename,
@@ -135,17 +142,27 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>, me
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename (atomic on POSIX and Windows).
+/// Writes `bytes` to `path` through a temporary file and a rename (atomic on POSIX and Windows):
+/// a crash at any moment leaves either the old file or the new one, never a torn one.
+///
+/// For fault-injection tests, `NFNET_TEST_WRITE_PAUSE_MS` pauses halfway through writing the
+/// temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let io = |source| Error::Io {
         path: path.display().to_string(),
         source,
     };
     let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
     {
-        use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
+        let (head, tail) = bytes.split_at(bytes.len() / 2);
+        f.write_all(head).map_err(io)?;
+        if let Some(ms) = std::env::var("NFNET_TEST_WRITE_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
+            f.flush().map_err(io)?;
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        f.write_all(tail).map_err(io)?;
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, path).map_err(io)

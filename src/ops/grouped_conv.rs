@@ -357,7 +357,7 @@ pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTenso
         ("SPAN", span(tp) as f64),
     ];
     let blocks = q.div_ceil(tp);
-    let kblocks = spec.groups * kg.div_ceil(4 * tk4);
+    let kblocks = kg.div_ceil(4 * tk4);
     let mut launch = Launch::new();
     for (first, n) in chunks(&gpu.limits, op, spec, x.label(), y.label())? {
         let params = Params {
@@ -371,7 +371,7 @@ pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTenso
             b,
             Arg::range(y, first * ys, n * ys),
         ];
-        let groups = [(n * p * blocks).div_ceil(WG) as u32, kblocks as u32, 1];
+        let groups = [(n * p * blocks * kblocks).div_ceil(WG) as u32, spec.groups as u32, 1];
         launch.push(Step::new(gpu, Kernel::GroupedConvForward, &overrides, &params, &args, groups)?);
     }
     launch.scratch.extend(placeholder);
@@ -471,8 +471,8 @@ pub fn backward_input_packed(
                     Arg::range(dx, first * xs, n * xs),
                 ];
                 let groups = [
-                    (n * rows * blocks).div_ceil(WG) as u32,
-                    (spec.groups * cg.div_ceil(4 * tc4)) as u32,
+                    (n * rows * blocks * cg.div_ceil(4 * tc4)).div_ceil(WG) as u32,
+                    spec.groups as u32,
                     1,
                 ];
                 launch.push(Step::new(
@@ -495,6 +495,7 @@ struct WeightGradPlan {
     tk4: usize,
     cb: usize,
     xgroups: usize,
+    /// Workgroups in y: the groups.
     kblocks: usize,
     rows_per_split: usize,
     splits: usize,
@@ -510,8 +511,9 @@ impl WeightGradPlan {
         let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
         let tk4 = kg.div_ceil(4).min(2);
         let cb = if spec.r * spec.s == 1 { cg.min(8) } else { 1 };
-        let xgroups = cg.div_ceil(cb).div_ceil(WG);
-        let kblocks = spec.groups * kg.div_ceil(4 * tk4);
+        // Lanes over (input tile, output tile) within a group; y over groups.
+        let xgroups = (cg.div_ceil(cb) * kg.div_ceil(4 * tk4)).div_ceil(WG);
+        let kblocks = spec.groups;
         let chunks = chunks(limits, Kernel::GroupedConvBackwardWeight.name(), spec, x, dy)?;
         let rows = chunks.iter().map(|&(_, n)| n * p).max().unwrap_or(1);
         let wanted = 256usize.div_ceil(xgroups * kblocks).min(rows.div_ceil(4));
@@ -610,7 +612,6 @@ pub fn backward_weight_into(
         ("SW", spec.stride.1 as f64),
         ("CB", plan.cb as f64),
         ("TK4", plan.tk4 as f64),
-        ("SPAN", (3 * spec.stride.1 + spec.s) as f64),
     ];
     // The bias partials are K floats a split: small enough to own.
     let bpart = match db {

@@ -1,0 +1,321 @@
+//! Training: exact resume, crash-safe checkpoints, image folders with bad files, and a typed
+//! error for every kind of bad input.
+
+use nfnet::data::{self, synthetic::Synthetic, Dataset};
+use nfnet::graph::optim::AgcConfig;
+use nfnet::nfnet::NfnetConfig;
+use nfnet::testing::gpu_or_skip;
+use nfnet::train::{checkpoint, Event, FitEnd, TrainOptions, Trainer};
+use nfnet::Error;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nfnet-train-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn small_data() -> Dataset {
+    Dataset {
+        train: Arc::new(Synthetic::new(3, 0, 96)),
+        val: Arc::new(Synthetic::new(3, 96, 24)),
+        native_size: Some(32),
+    }
+}
+
+/// A run that exercises every piece of training state: dropout and stochastic depth streams,
+/// two micro-batches per step, CutMix, the EMA, AGC, warm-up and cosine decay.
+fn options() -> TrainOptions {
+    let mut model = NfnetConfig::builtin("nano").unwrap();
+    model.dropout = 0.2;
+    model.stochastic_depth = 0.2;
+    TrainOptions {
+        model,
+        epochs: 2,
+        batch_size: 16,
+        micro_batches: 2,
+        lr: 0.05,
+        warmup_epochs: 0.5,
+        momentum: 0.9,
+        weight_decay: 5e-5,
+        agc: Some(AgcConfig {
+            clip: 0.01,
+            eps: 1e-3,
+            style: Default::default(),
+        }),
+        label_smoothing: 0.1,
+        ema_decay: Some(0.99),
+        resolution: 32,
+        augment: data::augment::Augment {
+            crop_scale: 0.35,
+            flip: true,
+            mixup: 0.0,
+            cutmix: 1.0,
+        },
+        eval_margin: 0,
+        seed: 5,
+        loss_every: 4,
+        threads: 2,
+    }
+}
+
+fn state_bits(trainer: &Trainer) -> Vec<(String, Vec<u32>)> {
+    let gpu = gpu_or_skip().unwrap();
+    trainer
+        .state_tensors()
+        .iter()
+        .map(|(n, t)| (n.clone(), t.read_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let data = small_data();
+    let dir = scratch("resume");
+
+    let mut straight = Trainer::new(gpu, options(), &data, None).unwrap();
+    assert_eq!(straight.fit(&data, &dir.join("straight"), &mut |_| {}).unwrap(), FitEnd::Finished);
+    let want = state_bits(&straight);
+    let steps = straight.state.step;
+    drop(straight);
+
+    // Interrupt in the middle of the first epoch, as Ctrl-C would, then continue from the checkpoint.
+    let mut first = Trainer::new(gpu, options(), &data, None).unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    first.set_interrupt(flag.clone());
+    let end = first
+        .fit(&data, &dir.join("split"), &mut |e| {
+            if let Event::Step { step: 2, .. } = e {
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    let FitEnd::Interrupted(path) = end else {
+        panic!("expected an interruption, got {end:?}")
+    };
+    assert_eq!(first.state.step, 2);
+    drop(first);
+    let mut resumed = checkpoint::resume(gpu, &path, &data, None, None).unwrap();
+    assert_eq!(resumed.state.step, 2);
+    assert_eq!(resumed.fit(&data, &dir.join("split"), &mut |_| {}).unwrap(), FitEnd::Finished);
+    assert_eq!(resumed.state.step, steps);
+    let got = state_bits(&resumed);
+    assert_eq!(got.len(), want.len());
+    for ((name, a), (_, b)) in got.iter().zip(&want) {
+        let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            differ,
+            0,
+            "{name}: {differ} of {} values differ from the uninterrupted run",
+            a.len()
+        );
+    }
+    // The epoch records of both runs agree too.
+    let csv = |run: &str| std::fs::read_to_string(dir.join(run).join("metrics.csv")).unwrap();
+    let strip_timing = |s: String| {
+        s.lines()
+            .map(|l| l.split(',').take(7).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip_timing(csv("split")), strip_timing(csv("straight")));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn nfnet() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nfnet"))
+}
+
+#[test]
+fn a_process_killed_while_writing_a_checkpoint_leaves_the_last_one_loadable() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = scratch("kill");
+    let last = dir.join("last.safetensors");
+    let tmp = dir.join("last.safetensors.tmp");
+    let mut child = nfnet()
+        .args(["train", "--data", "synthetic:64:16", "--epochs", "4", "--batch-size", "16", "--out"])
+        .arg(&dir)
+        .env("NFNET_TEST_WRITE_PAUSE_MS", "1500")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !what() {
+            assert!(start.elapsed().as_secs() < 300, "timed out waiting for the training process");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // The first checkpoint is complete; kill the process while it writes the second.
+    wait_for(&|| last.exists());
+    wait_for(&|| tmp.exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(tmp.exists(), "the interrupted write should have left its temporary file");
+    let ckpt = checkpoint::read(&last).expect("the last complete checkpoint loads");
+    assert_eq!(ckpt.state.epoch, 1, "the checkpoint of the first epoch");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A small image folder of PNG and JPEG files, with one grayscale image and one corrupt file.
+fn image_folder(root: &Path) -> PathBuf {
+    let source = Synthetic::new(9, 0, 60);
+    for class in ["disk", "square", "triangle"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+    }
+    let mut written = 0;
+    for i in 0..60 {
+        let label = nfnet::data::Source::label(&source, i) as usize;
+        if label > 2 {
+            continue;
+        }
+        let class = ["disk", "square", "triangle"][label];
+        let img = nfnet::data::Source::image(&source, i);
+        let name = root.join(class).join(format!("{i:03}"));
+        match written % 3 {
+            0 => img.save(name.with_extension("png")).unwrap(),
+            1 => img.save(name.with_extension("jpg")).unwrap(),
+            _ => image::DynamicImage::ImageRgb8(img)
+                .to_luma8()
+                .save(name.with_extension("png"))
+                .unwrap(),
+        }
+        written += 1;
+    }
+    let broken = root.join("square").join("broken.jpg");
+    std::fs::write(&broken, b"\xff\xd8\xff\xe0 this is not really a jpeg").unwrap();
+    broken
+}
+
+#[test]
+fn an_image_folder_with_a_corrupt_and_grayscale_files_trains_and_names_the_bad_file() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = scratch("folder");
+    let broken = image_folder(&dir.join("images"));
+    let out = nfnet()
+        .args(["train", "--epochs", "1", "--batch-size", "8", "--resolution", "32", "--data"])
+        .arg(dir.join("images"))
+        .arg("--out")
+        .arg(dir.join("run"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "training failed:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("warning: skipping {}", broken.display())),
+        "no warning naming the corrupt file:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("1 unreadable files skipped"),
+        "the epoch summary should count the skipped file:\n{stderr}"
+    );
+    let csv = std::fs::read_to_string(dir.join("run").join("metrics.csv")).unwrap();
+    assert!(
+        csv.lines().nth(1).is_some_and(|l| l.ends_with(",1")),
+        "metrics.csv should record the skipped file:\n{csv}"
+    );
+    assert!(dir.join("run").join("metrics.png").exists() && dir.join("run").join("last.safetensors").exists());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_training_input_gets_clear_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let dir = scratch("bad");
+    // A missing folder, and an empty one.
+    let msg = data::open(dir.join("absent").to_str().unwrap(), None, 0.1, 0, 64)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("no such folder"), "{msg}");
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    let msg = data::open(dir.join("empty").to_str().unwrap(), None, 0.1, 0, 64)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("holds no images"), "{msg}");
+    // A CIFAR-10 file of the wrong size.
+    let cifar = dir.join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
+        std::fs::write(cifar.join(name), vec![1u8; 3073 * 4]).unwrap();
+    }
+    std::fs::write(cifar.join("data_batch_3.bin"), vec![1u8; 3073 * 4 + 100]).unwrap();
+    match data::open(&format!("cifar10:{}", cifar.display()), None, 0.1, 0, 64) {
+        Err(e @ Error::Format { .. }) => assert!(
+            e.to_string().contains("data_batch_3.bin") && e.to_string().contains("not a whole number of CIFAR-10 records"),
+            "{e}"
+        ),
+        other => panic!("expected a format error, got {:?}", other.err()),
+    }
+    // A batch size of 0.
+    let data = small_data();
+    let msg = Trainer::new(
+        gpu,
+        TrainOptions {
+            batch_size: 0,
+            ..options()
+        },
+        &data,
+        None,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(msg.contains("batch size must be at least 1"), "{msg}");
+    // A checkpoint of another model config.
+    let mut t = Trainer::new(
+        gpu,
+        TrainOptions {
+            epochs: 1,
+            micro_batches: 1,
+            ..options()
+        },
+        &data,
+        None,
+    )
+    .unwrap();
+    let path = dir.join("nano.safetensors");
+    checkpoint::save(&t, &path).unwrap();
+    t.state.step = 0;
+    drop(t);
+    let other = NfnetConfig::builtin("nano_timm").unwrap();
+    let msg = checkpoint::resume(gpu, &path, &data, Some(&other), None).err().unwrap().to_string();
+    assert!(
+        msg.contains("is a checkpoint of model \"nano\", not of the requested model \"nano_timm\""),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn the_schedule_warms_up_then_decays_to_zero() {
+    let o = TrainOptions {
+        epochs: 10,
+        warmup_epochs: 1.0,
+        lr: 0.4,
+        ..options()
+    };
+    assert!((o.lr_at(0, 100) - 0.004).abs() < 1e-7);
+    assert!((o.lr_at(99, 100) - 0.4).abs() < 1e-6);
+    assert!(
+        (o.lr_at(550, 100) - 0.2).abs() < 1e-6,
+        "half way through the decay: {}",
+        o.lr_at(550, 100)
+    );
+    assert!(o.lr_at(999, 100) < 1e-5);
+}
