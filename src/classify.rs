@@ -159,7 +159,7 @@ pub fn load_image(path: &Path) -> Result<Image> {
     Ok(image::ImageReader::open(path)
         .map_err(|e| Error::Io {
             path: path.display().to_string(),
-            source: e,
+            error: e,
         })?
         .with_guessed_format()
         .map_err(|e| fail(e.to_string()))?

@@ -58,8 +58,8 @@ pub enum Error {
     Readback { label: String, message: String },
 
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 
     /// A file is not in the expected format (truncated, not safetensors, wrong dtype).
     #[error("{path}: {message}")]

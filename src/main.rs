@@ -43,9 +43,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// `synthetic` (embedded, no download), an image folder root/<class>/<image>, or `cifar10:DIR`.
-    #[arg(long, default_value = "synthetic")]
-    data: String,
+    /// `synthetic` (embedded, no download; `synthetic:TRAIN:VAL` for other sizes), an image folder
+    /// root/<class>/<image>, or `cifar10:DIR` (default: synthetic; with --resume, the checkpoint's data).
+    #[arg(long)]
+    data: Option<String>,
     /// A separate validation folder (default: a seeded --val-split of the training folder).
     #[arg(long)]
     val_data: Option<PathBuf>,
@@ -196,8 +197,15 @@ struct ForwardArgs {
     agc_deepmind: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    // Errors are for people: the message and its causes, no backtrace.
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices => devices(),
         Command::Info { model, resolution, batch } => {
@@ -279,11 +287,27 @@ fn threads(requested: Option<usize>) -> usize {
 }
 
 fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
-    use nfnet::train::{checkpoint, Event, FitEnd, TrainOptions, Trainer};
+    use nfnet::train::{checkpoint, DataSpec, Event, FitEnd, TrainOptions, Trainer};
     let gpu = nfnet::Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let keep_side = 2 * args.resolution.unwrap_or(64).max(64);
-    let data = nfnet::data::open(&args.data, args.val_data.as_deref(), args.val_split, args.seed, keep_side)?;
+    // A resumed run reopens the data it was started on, unless told otherwise.
+    let resumed = args.resume.as_deref().map(nfnet::train::checkpoint::read).transpose()?;
+    let spec = match (&args.data, &resumed) {
+        (Some(d), _) => DataSpec {
+            spec: d.clone(),
+            val_data: args.val_data.clone(),
+            val_split: args.val_split,
+        },
+        (None, Some(c)) if !c.options.data.spec.is_empty() => c.options.data.clone(),
+        (None, _) => DataSpec {
+            spec: "synthetic".into(),
+            val_data: args.val_data.clone(),
+            val_split: args.val_split,
+        },
+    };
+    let seed = resumed.as_ref().map_or(args.seed, |c| c.options.seed);
+    let data = nfnet::data::open(&spec.spec, spec.val_data.as_deref(), spec.val_split, seed, keep_side)?;
     let skipped = data.train.skipped().len();
     eprintln!(
         "data: {} training and {} validation images in {} classes{}",
@@ -312,9 +336,9 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
                 model.stochastic_depth = d;
             }
             let resolution = args.resolution.unwrap_or(data.native_size.unwrap_or(64));
+            let defaults = TrainOptions::new(model);
             let options = TrainOptions {
-                model,
-                epochs: args.epochs.unwrap_or(4),
+                epochs: args.epochs.unwrap_or(defaults.epochs),
                 batch_size: args.batch_size,
                 micro_batches: args.accum,
                 lr: args.lr,
@@ -330,7 +354,9 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
                 ema_decay: args.ema,
                 resolution,
                 augment: nfnet::data::augment::Augment {
-                    crop_scale: args.crop_scale.unwrap_or(if resolution >= 128 { 0.08 } else { 0.35 }),
+                    crop_scale: args
+                        .crop_scale
+                        .unwrap_or(if resolution >= 128 { 0.08 } else { defaults.augment.crop_scale }),
                     flip: !args.no_flip,
                     mixup: args.mixup,
                     cutmix: args.cutmix,
@@ -338,7 +364,9 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
                 eval_margin: args.eval_margin.unwrap_or(if resolution >= 128 { 32 } else { 0 }),
                 seed: args.seed,
                 loss_every: args.loss_every,
-                threads: threads(args.threads),
+                threads: args.threads.unwrap_or(defaults.threads).max(1),
+                data: spec,
+                ..defaults
             };
             Trainer::new(&gpu, options, &data, args.init.as_deref())?
         }

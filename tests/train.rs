@@ -59,6 +59,7 @@ fn options() -> TrainOptions {
         seed: 5,
         loss_every: 4,
         threads: 2,
+        data: Default::default(),
     }
 }
 
@@ -318,4 +319,40 @@ fn the_schedule_warms_up_then_decays_to_zero() {
         o.lr_at(550, 100)
     );
     assert!(o.lr_at(999, 100) < 1e-5);
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let data = small_data();
+    let dir = scratch("nan");
+    let mut t = Trainer::new(
+        gpu,
+        TrainOptions {
+            epochs: 1,
+            micro_batches: 1,
+            ema_decay: None,
+            ..options()
+        },
+        &data,
+        None,
+    )
+    .unwrap();
+    assert_eq!(t.fit(&data, &dir, &mut |_| {}).unwrap(), FitEnd::Finished);
+    let good_step = t.state.step;
+    // Poison a weight, as an exploding update would, and train on.
+    t.options.epochs = 2;
+    let w = t.params().get("head.fc.weight").unwrap();
+    w.write_f32(gpu, &vec![f32::INFINITY; w.numel()]).unwrap();
+    match t.fit(&data, &dir, &mut |_| {}) {
+        Err(Error::Diverged { step, loss }) => {
+            assert!(!loss.is_finite());
+            assert_eq!(step, good_step, "the first step after the poison diverges");
+        }
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    let ckpt = checkpoint::read(&dir.join("last.safetensors")).unwrap();
+    assert_eq!(ckpt.state.step, good_step, "the last checkpoint is the good one");
+    assert!(ckpt.tensors.values().all(|t| t.as_f32("t").unwrap().iter().all(|v| v.is_finite())));
+    std::fs::remove_dir_all(dir).ok();
 }

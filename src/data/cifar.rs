@@ -36,7 +36,7 @@ impl Cifar {
             let path = dir.join(name);
             let bytes = std::fs::read(&path).map_err(|source| Error::Io {
                 path: path.display().to_string(),
-                source,
+                error: source,
             })?;
             if bytes.is_empty() || bytes.len() % RECORD != 0 {
                 return Err(Error::Format {

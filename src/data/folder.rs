@@ -22,7 +22,7 @@ pub struct Folder {
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),
-        source,
+        error: source,
     }
 }
 

@@ -275,7 +275,7 @@ impl NfnetConfig {
         if path.extension().is_some_and(|e| e == "json") || path.exists() {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
                 path: name_or_path.into(),
-                source,
+                error: source,
             })?;
             return NfnetConfig::from_json(&text).map_err(|e| match e {
                 Error::Invalid { op, message } => Error::Invalid {

@@ -96,6 +96,17 @@ pub fn resume<'g>(gpu: &'g Gpu, path: &Path, data: &Dataset, model: Option<&Nfne
             ),
         ));
     }
+    if ckpt.state.train_images != 0 && ckpt.state.train_images != data.train.len() {
+        return Err(Error::invalid(
+            "resume",
+            format!(
+                "{} was trained on {} images, the data has {}; resume on the same data",
+                path.display(),
+                ckpt.state.train_images,
+                data.train.len()
+            ),
+        ));
+    }
     let mut options = ckpt.options.clone();
     if let Some(e) = epochs {
         options.epochs = e;
