@@ -356,3 +356,27 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     assert!(ckpt.tensors.values().all(|t| t.as_f32("t").unwrap().iter().all(|v| v.is_finite())));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn cifar10_records_read_as_labelled_images() {
+    let dir = scratch("cifar");
+    // Two records per file: label, then the red, green and blue planes.
+    let record = |label: u8, r: u8, g: u8, b: u8| [vec![label], vec![r; 1024], vec![g; 1024], vec![b; 1024]].concat();
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+    ] {
+        std::fs::write(dir.join(name), [record(3, 10, 20, 30), record(9, 200, 100, 0)].concat()).unwrap();
+    }
+    std::fs::write(dir.join("test_batch.bin"), record(1, 7, 8, 9)).unwrap();
+    let data = data::open(&format!("cifar10:{}", dir.display()), None, 0.1, 0, 64).unwrap();
+    assert_eq!((data.train.len(), data.val.len()), (10, 1));
+    assert_eq!(data.classes()[3], "cat");
+    assert_eq!((data.train.label(1), data.val.label(0)), (9, 1));
+    let img = data.train.image(1);
+    assert_eq!((img.width(), img.height(), img.get_pixel(5, 7).0), (32, 32, [200, 100, 0]));
+    std::fs::remove_dir_all(dir).ok();
+}
