@@ -14,7 +14,7 @@
 
 use nfnet::gpu::{Gpu, GpuTensor, Launch};
 use nfnet::ops::agc::{self, Agc};
-use nfnet::ops::grouped_conv::{self, Conv2d, Padding};
+use nfnet::ops::grouped_conv::{self, Conv2d, Packing, Padding};
 use nfnet::ops::weight_std::{self, WeightStd, WsForm};
 use std::time::Instant;
 
@@ -171,9 +171,23 @@ fn conv_rows(b: &Bench, n: usize) {
         );
         let (dw, db) = (tensor(gpu, "dw", &s.w_shape()), tensor(gpu, "db", &[s.k]));
         let flops = 2.0 * s.macs() as f64;
+        // Weights are packed once per step (with their standardization), not per conv call:
+        // time the convs on packed weights, where the autotuner keeps them.
+        let packed = |packing| {
+            let len = grouped_conv::packed_len(&s, packing);
+            let t = match gpu.packed_in_textures() {
+                true => GpuTensor::texture(gpu, "packed", &[len]),
+                false => GpuTensor::zeros(gpu, "packed", &[len]),
+            }
+            .expect("packed weights");
+            gpu.run(&[&grouped_conv::pack_weight(gpu, &s, &w, &t, packing).expect("pack")])
+                .expect("pack");
+            t
+        };
+        let (packed_out, packed_in) = (packed(Packing::OutputInner), packed(Packing::InputInner));
         let launches = [
-            grouped_conv::forward(gpu, &s, &x, &w, Some(&bias), &y).expect("forward"),
-            grouped_conv::backward_input(gpu, &s, &y, &w, &x, false).expect("backward_input"),
+            grouped_conv::forward_packed(gpu, &s, &x, &packed_out, Some(&bias), &y).expect("forward"),
+            grouped_conv::backward_input_packed(gpu, &s, &y, &packed_in, &x, false).expect("backward_input"),
             grouped_conv::backward_weight(gpu, &s, &x, &y, &dw, Some(&db)).expect("backward_weight"),
         ];
         for (key, launch) in keys.iter().zip(&launches) {

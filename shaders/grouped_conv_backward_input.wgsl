@@ -1,5 +1,6 @@
 // grouped_conv_backward_input: the gradient of grouped_conv_forward with respect to x.
-//   dy: [N, K, P, Q]   wp: [G, K/G, R, S, C_pad/4] (vec4; grouped_conv_pack_weight, mode 1)
+//   dy: [N, K, P, Q]   wp: [G, K/G, R, S, C_pad/4] (vec4; grouped_conv_pack_weight, mode 1),
+//   binding 2, read with load_packed (a storage buffer or a texture: common/packed_*.wgsl)
 //   dx: [N, C, H, W]
 //   dx[n,c,iy,ix] (+)= sum_{k in group(c), r, s} dy[n,k,p,q] * w[k, c mod C/G, r, s]
 //   over the (p, q) with p*SH + r - pad_top = iy and q*SW + s - pad_left = ix.
@@ -27,7 +28,6 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> wp: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
 override R: u32 = 3u;
@@ -39,7 +39,7 @@ override NR: u32 = 3u;      // row taps of this phase
 override S0: u32 = 0u;      // first column tap of this phase
 override NS: u32 = 3u;      // column taps of this phase: 0 to 3
 override TP: u32 = 6u;      // pixels per invocation, at most 8
-override TC4: u32 = 4u;     // input channels per invocation / 4, at most 4
+override TC4: u32 = 4u;     // input channels per invocation / 4, at most 8; TP * TC4 <= 64
 override SPAN: u32 = 8u;    // TP + NS - 1, at most 10
 
 @compute @workgroup_size(64)
@@ -59,7 +59,7 @@ fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @b
     let iy = prm.phase_y + SH * ((item / prm.blocks) % prm.rows);
     let q0 = (item % prm.blocks) * TP;          // first pixel of the tile, in phase columns
 
-    var acc: array<vec4<f32>, 32>;              // [t * 4 + j], zero-initialised
+    var acc: array<vec4<f32>, 64>;              // [t * TC4 + j], zero-initialised
     // dy column of tap NS-1 for the tile's first pixel; tap i reads qbase + t + NS - 1 - i.
     let s_last = S0 + (max(NS, 1u) - 1u) * SW;
     let qbase = (i32(prm.phase_x + prm.pad_left) - i32(s_last)) / i32(SW) + i32(q0);
@@ -83,15 +83,15 @@ fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @b
                 var w0 = vec4<f32>(0.0);
                 var w1 = vec4<f32>(0.0);
                 var w2 = vec4<f32>(0.0);
-                if (NS >= 1u) { w0 = wp[wrow + j]; }
-                if (NS >= 2u) { w1 = wp[wrow + SW * ws + j]; }
-                if (NS >= 3u) { w2 = wp[wrow + 2u * SW * ws + j]; }
+                if (NS >= 1u) { w0 = load_packed(wrow + j); }
+                if (NS >= 2u) { w1 = load_packed(wrow + SW * ws + j); }
+                if (NS >= 3u) { w2 = load_packed(wrow + 2u * SW * ws + j); }
                 for (var t = 0u; t < TP; t++) {
-                    var a = acc[t * 4u + j];
+                    var a = acc[t * TC4 + j];
                     if (NS >= 1u) { a = fma(vec4<f32>(ds[t + NS - 1u]), w0, a); }
                     if (NS >= 2u) { a = fma(vec4<f32>(ds[t + NS - 2u]), w1, a); }
                     if (NS >= 3u) { a = fma(vec4<f32>(ds[t]), w2, a); }
-                    acc[t * 4u + j] = a;
+                    acc[t * TC4 + j] = a;
                 }
             }
         }
@@ -103,7 +103,7 @@ fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @b
                 let c = c0 + 4u * j + e;
                 if (q0 + t < prm.cols && c < cg) {
                     let i = ((n * prm.c + g * cg + c) * prm.h + iy) * prm.w + ix;
-                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + acc[t * 4u + j][e];
+                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + acc[t * TC4 + j][e];
                 }
             }
         }

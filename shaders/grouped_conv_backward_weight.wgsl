@@ -34,8 +34,8 @@ override R: u32 = 3u;       // 1 or 3
 override S: u32 = 3u;       // 1 or 3
 override SH: u32 = 1u;
 override SW: u32 = 1u;
-override CB: u32 = 1u;      // input channels per invocation: at most 8, and 1 when R*S = 9
-override TK4: u32 = 2u;     // output channels per invocation / 4, at most 2
+override CB: u32 = 1u;      // input channels per invocation; CB * R * S * TK4 <= 72
+override TK4: u32 = 2u;     // output channels per invocation / 4, at most 4
 
 @compute @workgroup_size(64)
 fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -53,11 +53,11 @@ fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @
     let k0 = (gid.x / cblocks) * 4u * TK4;
     let pq = prm.p * prm.q;
     // Channel offsets of the tile's output channels; past the group they repeat the last one.
-    var koff: array<u32, 8>;
+    var koff: array<u32, 16>;
     for (var e = 0u; e < 4u * TK4; e++) {
         koff[e] = (g * kg + min(k0 + e, kg - 1u)) * pq;
     }
-    var acc: array<vec4<f32>, 18>;             // [(cc * R*S + r * S + s) * 2 + j], zero-initialised
+    var acc: array<vec4<f32>, 72>;             // [(cc * R*S + r * S + s) * TK4 + j], zero-initialised
     let row0 = wid.z * prm.rows_per_split;
     let row1 = min(row0 + prm.rows_per_split, prm.n * prm.p);
     for (var row = row0; row < row1; row++) {
@@ -65,7 +65,7 @@ fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @
         let p = row % prm.p;
         let dyrow = n * prm.k * pq + p * prm.q;
         for (var q = 0u; q < prm.q; q++) {
-            var dys: array<vec4<f32>, 2>;       // dy at q for channels k0 + 4j ..
+            var dys: array<vec4<f32>, 4>;       // dy at q for channels k0 + 4j ..
             for (var j = 0u; j < TK4; j++) {
                 var d = vec4<f32>(0.0);
                 for (var e = 0u; e < 4u; e++) {
@@ -89,10 +89,10 @@ fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @
                     }
                     let base = (cc * R + r) * S;
                     for (var j = 0u; j < TK4; j++) {
-                        acc[base * 2u + j] = fma(vec4<f32>(xs[0]), dys[j], acc[base * 2u + j]);
+                        acc[base * TK4 + j] = fma(vec4<f32>(xs[0]), dys[j], acc[base * TK4 + j]);
                         if (S == 3u) {
-                            acc[(base + 1u) * 2u + j] = fma(vec4<f32>(xs[1]), dys[j], acc[(base + 1u) * 2u + j]);
-                            acc[(base + 2u) * 2u + j] = fma(vec4<f32>(xs[2]), dys[j], acc[(base + 2u) * 2u + j]);
+                            acc[(base + 1u) * TK4 + j] = fma(vec4<f32>(xs[1]), dys[j], acc[(base + 1u) * TK4 + j]);
+                            acc[(base + 2u) * TK4 + j] = fma(vec4<f32>(xs[2]), dys[j], acc[(base + 2u) * TK4 + j]);
                         }
                     }
                 }
@@ -108,7 +108,7 @@ fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @
                     let kk = k0 + 4u * j + e;
                     if (c0 + cc < cg && kk < kg) {
                         let i = ((prm.split_base + wid.z) * prm.k + g * kg + kk) * cols + (c0 + cc) * rs + tap;
-                        part[i] = acc[(cc * rs + tap) * 2u + j][e];
+                        part[i] = acc[(cc * rs + tap) * TK4 + j][e];
                     }
                 }
             }

@@ -1,5 +1,6 @@
 // grouped_conv_forward: y = conv2d(x, w) + b, grouped, strided, zero padding given per side.
-//   x: [N, C, H, W]   wp: [G, C/G, R, S, K_pad/4] (vec4; grouped_conv_pack_weight, mode 0)
+//   x: [N, C, H, W]   wp: [G, C/G, R, S, K_pad/4] (vec4; grouped_conv_pack_weight, mode 0),
+//   binding 2, read with load_packed (a storage buffer or a texture: common/packed_*.wgsl)
 //   b: [K] (unread unless has_bias)   y: [N, K, P, Q]
 //   y[n,k,p,q] = b[k] + sum_{c < C/G, r < R, s < S} x[n, g*C/G + c, p*SH + r - pad_top, q*SW + s - pad_left] * w[k,c,r,s]
 //   where g = k / (K/G) and x outside the image reads as 0.
@@ -26,7 +27,6 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wp: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
@@ -35,7 +35,7 @@ override S: u32 = 3u;       // 1 or 3
 override SH: u32 = 1u;
 override SW: u32 = 1u;
 override TP: u32 = 6u;      // outputs per invocation along q, at most 8
-override TK4: u32 = 4u;     // output channels per invocation / 4, at most 4
+override TK4: u32 = 4u;     // output channels per invocation / 4, at most 8; TP * TK4 <= 64
 override SPAN: u32 = 8u;    // (TP - 1) * SW + S, at most 17
 
 @compute @workgroup_size(64)
@@ -56,7 +56,7 @@ fn grouped_conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     let op = (item / prm.blocks) % prm.p;
     let q0 = (item % prm.blocks) * TP;
 
-    var acc: array<vec4<f32>, 32>;              // [t * 4 + j]: outputs q0 + t, channels k0 + 4j ..
+    var acc: array<vec4<f32>, 64>;              // [t * TK4 + j]: outputs q0 + t, channels k0 + 4j ..
     for (var j = 0u; j < TK4; j++) {
         var bv = vec4<f32>(0.0);
         for (var e = 0u; e < 4u; e++) {
@@ -65,7 +65,7 @@ fn grouped_conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             bv[e] = select(0.0, b[select(0u, g * kg + kk, ok)], ok);
         }
         for (var t = 0u; t < TP; t++) {
-            acc[t * 4u + j] = bv;
+            acc[t * TK4 + j] = bv;
         }
     }
     let iy0 = i32(op * SH) - i32(prm.pad_top);
@@ -86,21 +86,21 @@ fn grouped_conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             }
             let wrow = wbase + (c * R + r) * S * ws;
             for (var j = 0u; j < TK4; j++) {
-                let w0 = wp[wrow + j];
+                let w0 = load_packed(wrow + j);
                 var w1 = vec4<f32>(0.0);
                 var w2 = vec4<f32>(0.0);
                 if (S == 3u) {
-                    w1 = wp[wrow + ws + j];
-                    w2 = wp[wrow + 2u * ws + j];
+                    w1 = load_packed(wrow + ws + j);
+                    w2 = load_packed(wrow + 2u * ws + j);
                 }
                 for (var t = 0u; t < TP; t++) {
-                    var a = acc[t * 4u + j];
+                    var a = acc[t * TK4 + j];
                     a = fma(vec4<f32>(xs[t * SW]), w0, a);
                     if (S == 3u) {
                         a = fma(vec4<f32>(xs[t * SW + 1u]), w1, a);
                         a = fma(vec4<f32>(xs[t * SW + 2u]), w2, a);
                     }
-                    acc[t * 4u + j] = a;
+                    acc[t * TK4 + j] = a;
                 }
             }
         }
@@ -111,7 +111,7 @@ fn grouped_conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             for (var e = 0u; e < 4u; e++) {
                 let kk = k0 + 4u * j + e;
                 if (q < prm.q && kk < kg) {
-                    y[((n * prm.k + g * kg + kk) * prm.p + op) * prm.q + q] = acc[t * 4u + j][e];
+                    y[((n * prm.k + g * kg + kk) * prm.p + op) * prm.q + q] = acc[t * TK4 + j][e];
                 }
             }
         }

@@ -37,6 +37,7 @@ pub mod ops;
 #[doc(hidden)]
 pub mod testing;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions, GpuTensor};

@@ -1,6 +1,6 @@
 //! Test support shared by the integration tests and the benchmarks (not a stable API).
 //!
-//! * [`gpu_or_skip`]: one shared context per test binary. Without an adapter a developer's run
+//! * [`gpu_or_skip`]: one shared context per test binary (autotuning off). Without an adapter a developer's run
 //!   skips GPU tests with a note; under CI (`CI` set) or with `REQUIRE_GPU=1` it fails loudly.
 //! * Seeded random data ([`Rng`]), NaN-poisoned outputs ([`poisoned`]), and [`check`]: the
 //!   relative L2 error of a GPU result against the f64 reference, with the max abs/rel error and
@@ -24,7 +24,13 @@ pub fn gpu_or_skip() -> Option<&'static Gpu> {
         // Written to the process's stderr directly, past the test harness's capture, so that
         // the log of every run says which adapter the GPU tests used.
         let mut err = std::io::stderr();
-        match Gpu::new() {
+        // Autotuning off: the kernel tests pin their tiles; tests/ops.rs runs every tile and
+        // tests the tuner on a context of its own.
+        let options = crate::gpu::GpuOptions {
+            autotune: Some(false),
+            ..Default::default()
+        };
+        match Gpu::with_options(&options) {
             Ok(gpu) => {
                 let _ = writeln!(err, "nfnet tests: GPU adapter: {}", gpu.describe());
                 Some(gpu)

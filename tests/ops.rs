@@ -9,7 +9,7 @@ use nfnet::ops::avg_pool::{self, AvgPool};
 use nfnet::ops::dropout::{self, Dropout, Granularity};
 use nfnet::ops::ema;
 use nfnet::ops::global_pool::{self, GlobalPool};
-use nfnet::ops::grouped_conv;
+use nfnet::ops::grouped_conv::{self, Packing};
 use nfnet::ops::linear::{self, Linear};
 use nfnet::ops::residual::{self, Residual};
 use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
@@ -94,6 +94,126 @@ fn grouped_conv_matches_reference() {
             );
         }
     }
+}
+
+/// Every register tile the autotuner may pick, with packed weights in a storage buffer and in
+/// a texture, gives bitwise the default kernel's output (tiles and storage change which
+/// invocation computes what, never the order of a sum); the default itself is checked against
+/// the reference above.
+#[test]
+fn grouped_conv_tiles_and_texture_weights_agree_bitwise() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("grouped_conv_tiles");
+    for case in conv_cases() {
+        let s = case.spec;
+        let x = upload(gpu, "x", &s.x_shape(), &normal(&mut rng, s.x_shape().iter().product(), 1.0));
+        let w = upload(gpu, "w", &s.w_shape(), &normal(&mut rng, s.w_shape().iter().product(), 0.3));
+        let b = s.bias.then(|| upload(gpu, "b", &[s.k], &normal(&mut rng, s.k, 1.0)));
+        let dy = upload(gpu, "dy", &s.y_shape(), &normal(&mut rng, s.y_shape().iter().product(), 1.0));
+        let bits = |t: &GpuTensor| t.read_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let packed = |packing, texture: bool| {
+            let len = grouped_conv::packed_len(&s, packing);
+            let t = match texture {
+                true => GpuTensor::texture(gpu, "packed", &[len]).unwrap(),
+                false => GpuTensor::zeros(gpu, "packed", &[len]).unwrap(),
+            };
+            gpu.run(&[&grouped_conv::pack_weight(gpu, &s, &w, &t, packing).unwrap()]).unwrap();
+            t
+        };
+        let mut reference: [Option<Vec<u32>>; 3] = [None, None, None];
+        let mut agree = |pass: usize, what: String, got: Vec<u32>| match &reference[pass] {
+            None => reference[pass] = Some(got),
+            Some(want) => {
+                let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count();
+                assert_eq!(
+                    differ, 0,
+                    "{} {what} ({seed}): {differ} elements differ from the default",
+                    case.name
+                );
+            }
+        };
+        for texture in [false, true] {
+            let (out, inp) = (packed(Packing::OutputInner, texture), packed(Packing::InputInner, texture));
+            for tile in grouped_conv::forward_tiles(&s) {
+                let y = poisoned(gpu, "y", &s.y_shape());
+                gpu.run(&[&grouped_conv::forward_tiled(gpu, &s, &x, &out, b.as_ref(), &y, tile).unwrap()])
+                    .unwrap();
+                agree(0, format!("forward {tile} texture={texture}"), bits(&y));
+            }
+            for tile in grouped_conv::backward_input_tiles(&s) {
+                let dx = poisoned(gpu, "dx", &s.x_shape());
+                gpu.run(&[&grouped_conv::backward_input_tiled(gpu, &s, &dy, &inp, &dx, false, tile).unwrap()])
+                    .unwrap();
+                agree(1, format!("backward_input {tile} texture={texture}"), bits(&dx));
+            }
+        }
+        for tile in grouped_conv::backward_weight_tiles(&s) {
+            let (dw, db) = (poisoned(gpu, "dw", &s.w_shape()), poisoned(gpu, "db", &[s.k]));
+            let part = grouped_conv::partials_shape(&gpu.limits, &s).map(|shape| GpuTensor::zeros(gpu, "partials", &shape).unwrap());
+            let launch = grouped_conv::backward_weight_tiled(gpu, &s, &x, &dy, &dw, s.bias.then_some(&db), part.as_ref(), tile).unwrap();
+            gpu.run(&[&launch]).unwrap();
+            agree(2, format!("backward_weight {tile}"), bits(&dw));
+        }
+    }
+}
+
+/// The autotuner on a context of its own: it times the candidates of a conv, keeps the result
+/// bitwise equal to the untuned kernel's, records its choices and caches them on disk.
+#[test]
+fn autotuned_conv_agrees_with_default_and_is_cached() {
+    let Some(plain) = gpu_or_skip() else { return };
+    let dir = std::env::temp_dir().join(format!("nfnet-autotune-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Set before the tuner first reads its cache (no other test tunes).
+    std::env::set_var("NFNET_CACHE_DIR", &dir);
+    let tuned = nfnet::Gpu::with_options(&nfnet::GpuOptions {
+        autotune: Some(true),
+        ..Default::default()
+    })
+    .unwrap();
+    let (mut rng, seed) = rng("autotune");
+    let s = grouped_conv::Conv2d {
+        n: 2,
+        c: 64,
+        h: 7,
+        w: 9,
+        k: 64,
+        r: 3,
+        s: 3,
+        groups: 2,
+        stride: (1, 1),
+        pad: grouped_conv::Padding::symmetric(3, 3, (1, 1)),
+        bias: true,
+    };
+    let data = [
+        normal(&mut rng, s.x_shape().iter().product(), 1.0),
+        normal(&mut rng, s.w_shape().iter().product(), 0.1),
+        normal(&mut rng, s.k, 1.0),
+    ];
+    let run = |gpu: &nfnet::Gpu| {
+        let (x, w, b) = (
+            upload(gpu, "x", &s.x_shape(), &data[0]),
+            upload(gpu, "w", &s.w_shape(), &data[1]),
+            upload(gpu, "b", &[s.k], &data[2]),
+        );
+        let y = poisoned(gpu, "y", &s.y_shape());
+        gpu.run(&[&grouped_conv::forward(gpu, &s, &x, &w, Some(&b), &y).unwrap()]).unwrap();
+        y.read_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    assert_eq!(run(&tuned), run(plain), "tuned and default forward differ ({seed})");
+    let choices = nfnet::tune::choices();
+    assert!(
+        choices
+            .iter()
+            .any(|c| c.name.starts_with("grouped_conv_forward") && c.source == "timed"),
+        "no timed forward choice recorded: {choices:?}"
+    );
+    let cache = std::fs::read_to_string(dir.join("autotune.json")).expect("the tuner writes its cache");
+    assert!(
+        cache.contains("grouped_conv_forward"),
+        "cache without the forward's choice: {cache}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -12,6 +12,26 @@ fn reflected_bindings(module: &naga::Module) -> Vec<(u32, Access)> {
                 naga::AddressSpace::Uniform => Access::Uniform,
                 naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Access::ReadWrite,
                 naga::AddressSpace::Storage { .. } => Access::Read,
+                naga::AddressSpace::Handle => match &module.types[var.ty].inner {
+                    naga::TypeInner::Image {
+                        class: naga::ImageClass::Storage { format, access },
+                        ..
+                    } => {
+                        assert_eq!(*format, naga::StorageFormat::Rgba32Float, "{:?}", var.name);
+                        assert!(access.contains(naga::StorageAccess::STORE), "{:?}", var.name);
+                        Access::StorageTexture
+                    }
+                    naga::TypeInner::Image {
+                        class:
+                            naga::ImageClass::Sampled {
+                                kind: naga::ScalarKind::Float,
+                                multi: false,
+                            },
+                        dim: naga::ImageDimension::D2,
+                        arrayed: false,
+                    } => Access::Texture,
+                    other => panic!("{:?}: unexpected handle type {other:?}", var.name),
+                },
                 other => panic!("{:?}: unexpected address space {other:?}", var.name),
             };
             Some((binding.binding, access))

@@ -126,8 +126,11 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// The CLI, untuned: these tests are about checkpoints and data, not kernel choice.
 fn nfnet() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_nfnet"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nfnet"));
+    cmd.env("NFNET_AUTOTUNE", "0");
+    cmd
 }
 
 #[test]

@@ -1,8 +1,10 @@
-//! The closed set of compute kernels: one variant per shader file.
+//! The closed set of compute kernels: one variant per shader file and binding form.
 //!
 //! Shader file = entry point = pipeline label = `Kernel::name()`. Each source is the shared
 //! prelude (`shaders/common/*.wgsl`, joined at compile time: WGSL has no `#include`) followed by
-//! the kernel's own file. `bindings()` is the contract with the shader's `@binding`s: binding 0
+//! the kernel's own file. The conv kernels that touch packed weights come twice, with the packed
+//! weights in a storage buffer or in a texture: the same file behind a different prelude
+//! (`packed_buffer` or `packed_texture`, which declare the binding and its accessors). `bindings()` is the contract with the shader's `@binding`s: binding 0
 //! is always the uniform `Params`, then the inputs (read-only), then the outputs (read-write).
 //! The naga test validates every source in `Kernel::ALL` without a GPU.
 
@@ -15,6 +17,10 @@ pub enum Access {
     Read,
     /// `var<storage, read_write>`.
     ReadWrite,
+    /// `texture_2d<f32>` read with `textureLoad` (a texture-backed tensor).
+    Texture,
+    /// `texture_storage_2d<rgba32float, write>` (a texture-backed tensor).
+    StorageTexture,
 }
 
 macro_rules! kernels {
@@ -57,9 +63,12 @@ macro_rules! kernels {
 }
 
 kernels! {
-    GroupedConvPackWeight => "grouped_conv_pack_weight", ["index"], (Read, ReadWrite);
-    GroupedConvForward => "grouped_conv_forward", ["index"], (Read, Read, Read, ReadWrite);
-    GroupedConvBackwardInput => "grouped_conv_backward_input", ["index"], (Read, Read, ReadWrite);
+    GroupedConvPackWeight => "grouped_conv_pack_weight", ["index", "packed_buffer_out"], (Read, ReadWrite);
+    GroupedConvPackWeightTexture => "grouped_conv_pack_weight", ["index", "packed_texture_out"], (Read, StorageTexture);
+    GroupedConvForward => "grouped_conv_forward", ["index", "packed_buffer"], (Read, Read, Read, ReadWrite);
+    GroupedConvForwardTexture => "grouped_conv_forward", ["index", "packed_texture"], (Read, Texture, Read, ReadWrite);
+    GroupedConvBackwardInput => "grouped_conv_backward_input", ["index", "packed_buffer"], (Read, Read, ReadWrite);
+    GroupedConvBackwardInputTexture => "grouped_conv_backward_input", ["index", "packed_texture"], (Read, Texture, ReadWrite);
     GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index"], (Read, Read, ReadWrite);
     GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index"], (Read, ReadWrite);
     SumPartials => "sum_partials", ["index"], (Read, ReadWrite);

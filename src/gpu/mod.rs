@@ -24,11 +24,11 @@ pub use kernel::{Access, Kernel};
 pub use pipeline::Overrides;
 pub use pipeline::PipelineCache;
 pub use step::{batch_chunks, grid, Arg, Launch, Step};
-pub use tensor::{DType, GpuTensor, Readback};
+pub use tensor::{DType, GpuTensor, Readback, TEXTURE_WIDTH};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The smallest limits the kernels are written for. Every adapter with WebGPU's defaults has them.
 const NEED_STORAGE_BUFFERS: u32 = 7;
@@ -43,6 +43,12 @@ pub struct GpuOptions {
     /// Caps the largest storage binding below the adapter's (to exercise or emulate the split
     /// of large tensors, e.g. lavapipe's 128 MiB on a GPU that allows more).
     pub max_storage_binding: Option<u64>,
+    /// Autotuning ([`crate::tune`]): `None` follows `NFNET_AUTOTUNE` (on unless `0`); off, every
+    /// choice is the default kernel's, for reproducible timings.
+    pub autotune: Option<bool>,
+    /// Where plans keep packed conv weights: `Some(true)` textures, `Some(false)` storage
+    /// buffers, `None` the autotuner's choice (buffers with autotuning off).
+    pub packed_in_textures: Option<bool>,
 }
 
 /// What `nfnet devices` prints about one adapter.
@@ -177,6 +183,8 @@ pub struct Gpu {
     pipelines: PipelineCache,
     errors: Arc<Mutex<Vec<String>>>,
     counters: Counters,
+    autotune: bool,
+    packed_in_textures: OnceLock<bool>,
 }
 
 /// What the context has created and submitted so far: the tests check that a planned training
@@ -290,6 +298,13 @@ impl Gpu {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(format!("device lost ({reason:?}): {message}"));
         });
+        let autotune = options
+            .autotune
+            .unwrap_or_else(|| std::env::var("NFNET_AUTOTUNE").map_or(true, |v| v.trim() != "0"));
+        let packed_in_textures = OnceLock::new();
+        if let Some(textures) = options.packed_in_textures {
+            let _ = packed_in_textures.set(textures);
+        }
         Ok(Gpu {
             pipelines: PipelineCache::new(),
             device,
@@ -299,6 +314,8 @@ impl Gpu {
             features,
             errors,
             counters: Counters::default(),
+            autotune,
+            packed_in_textures,
         })
     }
 
@@ -308,6 +325,19 @@ impl Gpu {
             "{} ({:?}, {:?}, driver {} {})",
             self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
         )
+    }
+
+    /// Whether autotuning is on ([`GpuOptions::autotune`]).
+    pub fn autotune(&self) -> bool {
+        self.autotune
+    }
+
+    /// Whether plans keep packed conv weights in textures: the option if given, else the
+    /// autotuner's timed choice for this adapter (cached on disk), else storage buffers.
+    pub fn packed_in_textures(&self) -> bool {
+        *self
+            .packed_in_textures
+            .get_or_init(|| self.autotune && crate::tune::packed_in_textures(self))
     }
 
     /// The pipeline cache: one compiled pipeline per kernel, built on first use.
@@ -363,6 +393,31 @@ impl Gpu {
                 size: bytes,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// An rgba32float texture of `width` x `height` texels that kernels sample and store to
+    /// (texture-backed tensors), created under an error scope.
+    pub(crate) fn create_texture(&self, label: &str, width: u32, height: u32) -> Result<wgpu::Texture> {
+        self.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        self.checked(&format!("allocating {label}"), || {
+            self.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(label),
+                size: wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING
+                    | wgpu::TextureUsages::STORAGE_BINDING
+                    | wgpu::TextureUsages::COPY_SRC
+                    | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
             })
         })
     }

@@ -54,19 +54,32 @@ impl PipelineCache {
                 .bindings()
                 .iter()
                 .enumerate()
-                .map(|(i, access)| wgpu::BindGroupLayoutEntry {
-                    binding: i as u32,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: match access {
-                            Access::Uniform => wgpu::BufferBindingType::Uniform,
-                            Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                            Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                        },
+                .map(|(i, access)| {
+                    let buffer = |ty| wgpu::BindingType::Buffer {
+                        ty,
                         has_dynamic_offset: false,
                         min_binding_size: None,
-                    },
-                    count: None,
+                    };
+                    wgpu::BindGroupLayoutEntry {
+                        binding: i as u32,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: match access {
+                            Access::Uniform => buffer(wgpu::BufferBindingType::Uniform),
+                            Access::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }),
+                            Access::ReadWrite => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
+                            Access::Texture => wgpu::BindingType::Texture {
+                                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                                view_dimension: wgpu::TextureViewDimension::D2,
+                                multisampled: false,
+                            },
+                            Access::StorageTexture => wgpu::BindingType::StorageTexture {
+                                access: wgpu::StorageTextureAccess::WriteOnly,
+                                format: wgpu::TextureFormat::Rgba32Float,
+                                view_dimension: wgpu::TextureViewDimension::D2,
+                            },
+                        },
+                        count: None,
+                    }
                 })
                 .collect();
             let layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {

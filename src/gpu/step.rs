@@ -10,7 +10,7 @@
 //! `max_storage_buffer_binding_size` is a typed [`Error::Limit`] naming the tensor, before any work.
 
 use super::pipeline::{CachedPipeline, Overrides};
-use super::{Gpu, GpuTensor, Kernel};
+use super::{Access, Gpu, GpuTensor, Kernel};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -64,7 +64,22 @@ impl Step {
             return Err(Error::shape(kernel.name(), "bindings", bindings.len() - 1, args.len()));
         }
         let limits = &gpu.limits;
-        for arg in args {
+        for (arg, access) in args.iter().zip(&bindings[1..]) {
+            let wants_texture = matches!(access, Access::Texture | Access::StorageTexture);
+            if wants_texture != arg.tensor.is_texture() || (wants_texture && (arg.offset, arg.len) != (0, arg.tensor.numel())) {
+                let wanted = if wants_texture {
+                    "a whole texture-backed tensor"
+                } else {
+                    "a buffer-backed tensor"
+                };
+                return Err(Error::invalid(
+                    kernel.name(),
+                    format!("binding {} takes {wanted}; {} is not one", arg.tensor.label(), arg.tensor.label()),
+                ));
+            }
+            if wants_texture {
+                continue;
+            }
             let bytes = arg.len as u64 * 4;
             if bytes > limits.max_storage_buffer_binding_size {
                 return Err(Error::Limit {
@@ -101,21 +116,25 @@ impl Step {
                 resource: uniform.as_entire_binding(),
             }];
             for (i, arg) in args.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: arg.tensor.buffer(),
+                let resource = match arg.tensor.texture_view() {
+                    Some(view) => wgpu::BindingResource::TextureView(view),
+                    None => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: arg.tensor.buffer()?,
                         offset: arg.offset as u64 * 4,
                         size: wgpu::BufferSize::new(arg.len as u64 * 4),
                     }),
+                };
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource,
                 });
             }
-            gpu.create_bind_group(&wgpu::BindGroupDescriptor {
+            Ok(gpu.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(kernel.name()),
                 layout: &pipeline.layout,
                 entries: &entries,
-            })
-        })?;
+            }))
+        })??;
         Ok(Step {
             kernel,
             pipeline,

@@ -5,6 +5,13 @@
 //!
 //! A tensor may be a view of the first elements of a larger, shared buffer: the plan gives
 //! tensors whose lifetimes do not overlap the same memory. Cloning a tensor clones the handle.
+//!
+//! A tensor may instead live in an rgba32float texture ([`GpuTensor::texture`]): element `i` is
+//! component `i % 4` of texel `(i / 4) % TEXTURE_WIDTH, (i / 4) / TEXTURE_WIDTH`. Packed conv
+//! weights live there on adapters where texel fetches are cheaper than storage-buffer loads (a
+//! software rasterizer: one texel fetch per lane costs a fraction of a bounds-checked buffer
+//! load). Kernels read them with `textureLoad` and `grouped_conv_pack_weight` writes them with
+//! `textureStore`; reading and writing from the host works as for buffers.
 
 use super::Gpu;
 use crate::error::{Error, Result};
@@ -17,10 +24,22 @@ pub enum DType {
     U32,
 }
 
-/// A contiguous tensor at the start of a GPU buffer.
+/// Texels per row of a texture-backed tensor (16 KiB rows of 4 floats: 256-byte aligned for
+/// copies, and within WebGPU's default 8192 texels).
+pub const TEXTURE_WIDTH: usize = 4096;
+
+/// Where a tensor's elements live.
+#[derive(Clone, Debug)]
+enum Storage {
+    Buffer(Arc<wgpu::Buffer>),
+    /// An rgba32float texture `TEXTURE_WIDTH` texels wide, and a view of it.
+    Texture(Arc<wgpu::Texture>, Arc<wgpu::TextureView>),
+}
+
+/// A contiguous tensor at the start of a GPU buffer (or texture).
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
-    buffer: Arc<wgpu::Buffer>,
+    storage: Storage,
     shape: Vec<usize>,
     dtype: DType,
     label: String,
@@ -77,26 +96,62 @@ impl GpuTensor {
         }
         let buffer = gpu.create_buffer(label, bytes)?;
         Ok(GpuTensor {
-            buffer: Arc::new(buffer),
+            storage: Storage::Buffer(Arc::new(buffer)),
             shape: shape.to_vec(),
             dtype,
             label: label.into(),
         })
     }
 
-    /// A tensor of `shape` over the first elements of this tensor's buffer (shared, not copied).
+    /// A zero-filled f32 tensor in an rgba32float texture (see the module docs): `TEXTURE_WIDTH`
+    /// texels wide and as many rows as `shape` needs.
+    pub fn texture(gpu: &Gpu, label: &str, shape: &[usize]) -> Result<GpuTensor> {
+        if shape.contains(&0) {
+            return Err(Error::shape("tensor", label, "every dimension > 0", shape_str(shape)));
+        }
+        let numel: usize = shape.iter().product();
+        let rows = numel.div_ceil(4 * TEXTURE_WIDTH);
+        let max = gpu.limits.max_texture_dimension_2d as usize;
+        if rows > max || TEXTURE_WIDTH > max {
+            return Err(Error::Limit {
+                op: "tensor".into(),
+                what: format!("{label} {} as a texture of {TEXTURE_WIDTH} x {rows} texels", shape_str(shape)),
+                need: rows.max(TEXTURE_WIDTH) as u64,
+                have: max as u64,
+                limit: "max_texture_dimension_2d",
+            });
+        }
+        let texture = gpu.create_texture(label, TEXTURE_WIDTH as u32, rows as u32)?;
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        Ok(GpuTensor {
+            storage: Storage::Texture(Arc::new(texture), Arc::new(view)),
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+            label: label.into(),
+        })
+    }
+
+    /// Elements the tensor's memory holds (at least `numel`).
+    fn capacity(&self) -> u64 {
+        match &self.storage {
+            Storage::Buffer(b) => b.size() / 4,
+            Storage::Texture(t, _) => t.width() as u64 * t.height() as u64 * 4,
+        }
+    }
+
+    /// A tensor of `shape` over the first elements of this tensor's memory (shared, not copied).
     pub fn view(&self, label: &str, shape: &[usize], dtype: DType) -> Result<GpuTensor> {
         let numel: usize = shape.iter().product();
-        if numel == 0 || numel as u64 * 4 > self.buffer.size() {
+        if numel == 0 || numel as u64 > self.capacity() {
             return Err(Error::shape(
                 "view",
                 label,
-                format!("1 to {} elements", self.buffer.size() / 4),
+                format!("1 to {} elements", self.capacity()),
                 format!("{shape:?}"),
             ));
         }
         Ok(GpuTensor {
-            buffer: self.buffer.clone(),
+            storage: self.storage.clone(),
             shape: shape.to_vec(),
             dtype,
             label: label.into(),
@@ -115,8 +170,28 @@ impl GpuTensor {
         &self.label
     }
 
-    pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.buffer
+    /// The buffer of a buffer-backed tensor; an error naming the tensor for a texture.
+    pub fn buffer(&self) -> Result<&wgpu::Buffer> {
+        match &self.storage {
+            Storage::Buffer(b) => Ok(b),
+            Storage::Texture(..) => Err(Error::invalid(
+                "tensor",
+                format!("{} lives in a texture; this use needs a storage buffer", self.label),
+            )),
+        }
+    }
+
+    /// The texture view of a texture-backed tensor.
+    pub fn texture_view(&self) -> Option<&wgpu::TextureView> {
+        match &self.storage {
+            Storage::Texture(_, view) => Some(view),
+            Storage::Buffer(_) => None,
+        }
+    }
+
+    /// Whether the tensor lives in a texture ([`GpuTensor::texture`]).
+    pub fn is_texture(&self) -> bool {
+        matches!(self.storage, Storage::Texture(..))
     }
 
     pub fn numel(&self) -> usize {
@@ -149,8 +224,23 @@ impl GpuTensor {
                 format!("{len} elements"),
             ));
         }
-        gpu.checked(&format!("writing {}", self.label), || {
-            gpu.queue.write_buffer(&self.buffer, 0, bytes)
+        gpu.checked(&format!("writing {}", self.label), || match &self.storage {
+            Storage::Buffer(b) => gpu.queue.write_buffer(b, 0, bytes),
+            Storage::Texture(t, _) => {
+                // Whole rows: pad the data with zeros to the texture's size.
+                let mut padded = bytes.to_vec();
+                padded.resize(self.capacity() as usize * 4, 0);
+                gpu.queue.write_texture(
+                    t.as_image_copy(),
+                    &padded,
+                    wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some(TEXTURE_WIDTH as u32 * 16),
+                        rows_per_image: None,
+                    },
+                    t.size(),
+                )
+            }
         })
     }
 
@@ -175,9 +265,10 @@ impl GpuTensor {
             let mut encoder = gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copy") });
-            encoder.copy_buffer_to_buffer(&src.buffer, 0, &self.buffer, 0, self.bytes());
+            encoder.copy_buffer_to_buffer(src.buffer()?, 0, self.buffer()?, 0, self.bytes());
             gpu.submit(encoder.finish());
-        })
+            Ok(())
+        })?
     }
 
     /// Copies the tensor back to the host.
@@ -197,12 +288,31 @@ impl GpuTensor {
             label: self.label.clone(),
             message,
         };
-        let staging = gpu.create_staging(self.bytes())?;
+        // A texture is copied whole (full rows), then cut to the tensor's elements.
+        let staged = match &self.storage {
+            Storage::Buffer(_) => self.bytes(),
+            Storage::Texture(..) => self.capacity() * 4,
+        };
+        let staging = gpu.create_staging(staged)?;
         gpu.checked(&format!("reading {}", self.label), || {
             let mut encoder = gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-            encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, self.bytes());
+            match &self.storage {
+                Storage::Buffer(b) => encoder.copy_buffer_to_buffer(b, 0, &staging, 0, self.bytes()),
+                Storage::Texture(t, _) => encoder.copy_texture_to_buffer(
+                    t.as_image_copy(),
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &staging,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: 0,
+                            bytes_per_row: Some(TEXTURE_WIDTH as u32 * 16),
+                            rows_per_image: None,
+                        },
+                    },
+                    t.size(),
+                ),
+            }
             gpu.submit(encoder.finish());
         })?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -213,7 +323,8 @@ impl GpuTensor {
         rx.recv()
             .map_err(|e| readback(e.to_string()))?
             .map_err(|e| readback(e.to_string()))?;
-        let bytes = staging.get_mapped_range(..).map_err(|e| readback(e.to_string()))?.to_vec();
+        let mut bytes = staging.get_mapped_range(..).map_err(|e| readback(e.to_string()))?.to_vec();
+        bytes.truncate(self.bytes() as usize);
         staging.unmap();
         gpu.take_errors(&format!("reading {}", self.label))?;
         Ok(bytes)
@@ -239,9 +350,10 @@ impl Readback {
         })
     }
 
-    /// Encodes a copy of `src` (of the same size) into `encoder`.
-    pub fn copy(&self, encoder: &mut wgpu::CommandEncoder, src: &GpuTensor) {
-        encoder.copy_buffer_to_buffer(src.buffer(), 0, &self.buffer, 0, self.bytes);
+    /// Encodes a copy of `src` (a buffer-backed tensor of the same size) into `encoder`.
+    pub fn copy(&self, encoder: &mut wgpu::CommandEncoder, src: &GpuTensor) -> Result<()> {
+        encoder.copy_buffer_to_buffer(src.buffer()?, 0, &self.buffer, 0, self.bytes);
+        Ok(())
     }
 
     /// Starts mapping after the submit that holds the copy.

@@ -8,7 +8,9 @@
 //!    buffers of their own. Every other tensor lives from the first node that touches it to the
 //!    last, and tensors whose lifetimes do not overlap share one buffer (best fit, growing a
 //!    buffer when nothing free is large enough). Two tensors bound by the same node never share,
-//!    so no dispatch binds one buffer twice.
+//!    so no dispatch binds one buffer twice. Where the adapter reads packed conv weights faster
+//!    from textures ([`Gpu::packed_in_textures`]), the outputs of `PackWeight` nodes live in
+//!    textures, pooled the same way among themselves.
 //! 3. **Launches.** Each node becomes a [`Launch`]: shapes checked by its op's launcher,
 //!    pipelines fetched from the cache, bind groups built. This is where shape errors surface.
 //!
@@ -17,7 +19,7 @@
 
 use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
-use crate::gpu::{DType, Gpu, GpuTensor, Launch};
+use crate::gpu::{DType, Gpu, GpuTensor, Launch, TEXTURE_WIDTH};
 use crate::ops::{
     agc, avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent,
     weight_std,
@@ -91,6 +93,10 @@ pub struct MemoryPlan {
     pub slot: Vec<Option<usize>>,
     /// Size of each shared buffer.
     pub slot_bytes: Vec<u64>,
+    /// Tensors that live in textures (packed conv weights, when planned so).
+    pub texture: Vec<bool>,
+    /// Shared slots that are textures rather than buffers.
+    pub slot_texture: Vec<bool>,
 }
 
 /// Memory figures of a plan, in bytes.
@@ -109,9 +115,22 @@ pub struct MemoryReport {
 }
 
 impl MemoryPlan {
-    /// Plans the memory of `graph` (see the module docs).
-    pub fn new(graph: &Graph, options: &PlanOptions) -> MemoryPlan {
+    /// Plans the memory of `graph` (see the module docs); with `textures`, packed conv weights
+    /// live in textures.
+    pub fn new(graph: &Graph, options: &PlanOptions, textures: bool) -> MemoryPlan {
         let count = graph.tensors.len();
+        let mut texture = vec![false; count];
+        if textures {
+            for node in graph.nodes.iter().filter(|n| matches!(n.op, Op::PackWeight(..))) {
+                node.outputs.iter().for_each(|&t| texture[t] = true);
+            }
+        }
+        // A texture holds whole rows of TEXTURE_WIDTH texels.
+        let row = (4 * TEXTURE_WIDTH * 4) as u64;
+        let bytes = |t: TensorId| match texture[t] {
+            true => graph.tensors[t].bytes().div_ceil(row) * row,
+            false => graph.tensors[t].bytes(),
+        };
         let mut dedicated: Vec<bool> = graph
             .tensors
             .iter()
@@ -163,6 +182,7 @@ impl MemoryPlan {
         // Greedy best-fit assignment in order of first use.
         let mut slot = vec![None; count];
         let mut slot_bytes: Vec<u64> = Vec::new();
+        let mut slot_texture: Vec<bool> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
         let mut live: Vec<TensorId> = Vec::new();
         for time in 0..order.len() {
@@ -178,18 +198,26 @@ impl MemoryPlan {
                 if dedicated[t] || slot[t].is_some() || first[t] != time {
                     continue;
                 }
-                let need = graph.tensors[t].bytes();
+                let need = bytes(t);
+                let kind = |s: &usize| slot_texture[*s] == texture[t];
                 let fit = free
                     .iter()
                     .enumerate()
-                    .filter(|(_, &s)| slot_bytes[s] >= need)
+                    .filter(|(_, s)| kind(s) && slot_bytes[**s] >= need)
                     .min_by_key(|(_, &s)| slot_bytes[s])
                     .map(|(i, _)| i);
-                let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slot_bytes[s]).map(|(i, _)| i));
+                let pick = fit.or_else(|| {
+                    free.iter()
+                        .enumerate()
+                        .filter(|(_, s)| kind(s))
+                        .max_by_key(|(_, &s)| slot_bytes[s])
+                        .map(|(i, _)| i)
+                });
                 let s = match pick {
                     Some(i) => free.swap_remove(i),
                     None => {
                         slot_bytes.push(0);
+                        slot_texture.push(texture[t]);
                         slot_bytes.len() - 1
                     }
                 };
@@ -204,6 +232,8 @@ impl MemoryPlan {
             dedicated,
             slot,
             slot_bytes,
+            texture,
+            slot_texture,
         }
     }
 
@@ -243,13 +273,20 @@ pub struct Plan {
 impl Plan {
     /// Compiles `graph`, taking its parameters from `store` (by name).
     pub fn new(gpu: &Gpu, graph: Graph, store: &ParamStore, options: &PlanOptions) -> Result<Plan> {
-        let memory_plan = MemoryPlan::new(&graph, options);
+        let memory_plan = MemoryPlan::new(&graph, options, gpu.packed_in_textures());
         let memory = memory_plan.report(&graph);
         let pools: Vec<GpuTensor> = memory_plan
             .slot_bytes
             .iter()
+            .zip(&memory_plan.slot_texture)
             .enumerate()
-            .map(|(i, &bytes)| GpuTensor::zeros(gpu, &format!("shared buffer {i}"), &[(bytes / 4).max(1) as usize]))
+            .map(|(i, (&bytes, &texture))| {
+                let shape = [(bytes / 4).max(1) as usize];
+                match texture {
+                    true => GpuTensor::texture(gpu, &format!("shared texture {i}"), &shape),
+                    false => GpuTensor::zeros(gpu, &format!("shared buffer {i}"), &shape),
+                }
+            })
             .collect::<Result<_>>()?;
         let mut tensors: Vec<Option<GpuTensor>> = Vec::with_capacity(graph.tensors.len());
         for (t, def) in graph.tensors.iter().enumerate() {
@@ -270,6 +307,7 @@ impl Plan {
                     Some(p.clone())
                 }
                 (_, Some(s)) => Some(pools[s].view(&def.name, &def.shape, dtype)?),
+                _ if memory_plan.dedicated[t] && memory_plan.texture[t] => Some(GpuTensor::texture(gpu, &def.name, &def.shape)?),
                 _ if memory_plan.dedicated[t] => Some(GpuTensor::empty(gpu, &def.name, &def.shape, dtype)?),
                 _ => None, // touched by no node
             };
@@ -341,13 +379,13 @@ impl Plan {
     /// Submits one step: one command buffer, one compute pass, one submit. Does not wait; a
     /// read of any tensor waits for it.
     pub fn step(&self, gpu: &Gpu) -> Result<()> {
-        self.submit(gpu, true, |_| {})
+        self.submit(gpu, true, |_| Ok(()))
     }
 
     /// Submits the step's nodes, without the update phase unless `with_update` (the earlier
     /// micro-batches of an accumulated step), then the commands `after` encodes (copies for
     /// readback), all in one command buffer and one submit.
-    pub fn submit(&self, gpu: &Gpu, with_update: bool, after: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
+    pub fn submit(&self, gpu: &Gpu, with_update: bool, after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<()> {
         let end = if with_update { self.step.len() } else { self.update_from };
         let mut encoder = gpu
             .device
@@ -361,7 +399,7 @@ impl Plan {
                 launch.encode(&mut pass);
             }
         }
-        after(&mut encoder);
+        after(&mut encoder)?;
         gpu.submit(encoder.finish());
         gpu.take_errors("step")
     }

@@ -48,6 +48,7 @@ pub fn training_memory(config: &NfnetConfig, batch: usize, resolution: usize, li
             keep,
             prepare_params: false,
         },
+        false,
     )
     .report(&model.graph))
 }
@@ -61,6 +62,7 @@ pub fn inference_memory(config: &NfnetConfig, batch: usize, resolution: usize) -
             keep: vec![model.logits],
             prepare_params: true,
         },
+        false,
     )
     .report(&model.graph))
 }

@@ -229,7 +229,7 @@ impl Packing {
 
     /// Channels per invocation / 4 of the kernel that reads this layout (TK4 or TC4).
     fn tile4(self, spec: &Conv2d) -> usize {
-        self.dims(spec).1.div_ceil(4).min(4)
+        self.dims(spec).1.div_ceil(4).min(8)
     }
 
     /// The padded inner length: a multiple of the channel tile, so that every tile's vec4 reads
@@ -245,9 +245,14 @@ pub fn packed_len(spec: &Conv2d, packing: Packing) -> usize {
     spec.groups * packing.dims(spec).0 * spec.r * spec.s * packing.row(spec)
 }
 
-/// Writes `w` (OIHW) into `packed` in the layout the conv kernels read.
+/// Writes `w` (OIHW) into `packed` in the layout the conv kernels read. `packed` may be a
+/// buffer or a texture-backed tensor ([`GpuTensor::texture`]); the conv kernels read either.
 pub fn pack_weight(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packed: &GpuTensor, packing: Packing) -> Result<Launch> {
-    let kernel = Kernel::GroupedConvPackWeight;
+    let kernel = if packed.is_texture() {
+        Kernel::GroupedConvPackWeightTexture
+    } else {
+        Kernel::GroupedConvPackWeight
+    };
     let op = kernel.name();
     spec.validate(op)?;
     check_shape(op, "w", w, &spec.w_shape())?;
@@ -260,7 +265,7 @@ pub fn pack_weight(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packed: &GpuTensor, 
         rs: (spec.r * spec.s) as u32,
         b_pad: packing.row(spec) as u32,
         mode: (packing == Packing::InputInner) as u32,
-        len: len as u32,
+        len: (len / 4) as u32,
         _pad: 0,
     };
     let step = Step::new(
@@ -269,7 +274,7 @@ pub fn pack_weight(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packed: &GpuTensor, 
         &[],
         &params,
         &[w.into(), packed.into()],
-        grid(&gpu.limits, op, len.div_ceil(256))?,
+        grid(&gpu.limits, op, (len / 4).div_ceil(256))?,
     )?;
     Ok(Launch {
         steps: vec![step],
@@ -282,6 +287,114 @@ fn pack_scratch(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packing: Packing) -> Re
     check_shape(Kernel::GroupedConvPackWeight.name(), "w", w, &spec.w_shape())?;
     let packed = GpuTensor::zeros(gpu, &format!("{} packed", w.label()), &[packed_len(spec, packing)])?;
     Ok((pack_weight(gpu, spec, w, &packed, packing)?, packed))
+}
+
+/// A register tile of a conv kernel (its override constants): `pixels` outputs along a row
+/// (forward `TP`; the input gradient picks its own per phase), `channels4` vec4s of the
+/// channels an invocation produces (forward and weight gradient `TK4`, input gradient `TC4`),
+/// `inputs` input channels per invocation (weight gradient `CB`). Tiles change only which
+/// invocation computes which outputs, never the order of any sum, so every tile gives bitwise
+/// the same result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub pixels: usize,
+    pub channels4: usize,
+    pub inputs: usize,
+}
+
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pixels={} channels4={} inputs={}", self.pixels, self.channels4, self.inputs)
+    }
+}
+
+impl std::str::FromStr for Tile {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Tile, ()> {
+        let mut v = s.split_whitespace().map(|kv| kv.split_once('=').and_then(|(_, v)| v.parse().ok()));
+        match (v.next().flatten(), v.next().flatten(), v.next().flatten()) {
+            (Some(pixels), Some(channels4), Some(inputs)) => Ok(Tile { pixels, channels4, inputs }),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The autotuned tile of `kernel` at `spec` among `candidates` (the default first), or `None`
+/// with autotuning off. Candidates run on seeded data of the same shape (packed weights in
+/// the same storage) and must reproduce the default's output bitwise; see [`crate::tune`].
+fn tune_tile(gpu: &Gpu, kernel: Kernel, spec: &Conv2d, textures: bool, candidates: &[Tile]) -> Option<Tile> {
+    if !gpu.autotune() || candidates.len() < 2 {
+        return None;
+    }
+    let key = format!(
+        "{} {} n{}_c{}_{}x{}_k{}_{}x{}_g{}_s{}x{}_pad{},{},{},{}{}",
+        kernel.name(),
+        if textures { "texture" } else { "buffer" },
+        spec.n,
+        spec.c,
+        spec.h,
+        spec.w,
+        spec.k,
+        spec.r,
+        spec.s,
+        spec.groups,
+        spec.stride.0,
+        spec.stride.1,
+        spec.pad.top,
+        spec.pad.bottom,
+        spec.pad.left,
+        spec.pad.right,
+        if spec.bias { "_bias" } else { "" },
+    );
+    crate::tune::pick(gpu, &key, candidates, |tile| {
+        let mut rng = crate::testing::Rng::new(0x711e);
+        let mut random = |label: &str, shape: &[usize]| {
+            let data: Vec<f32> = rng.normal(shape.iter().product()).iter().map(|&v| v as f32).collect();
+            GpuTensor::from_f32(gpu, label, shape, &data)
+        };
+        let packed_for = |w: &GpuTensor, packing: Packing| -> Result<GpuTensor> {
+            let len = packed_len(spec, packing);
+            let packed = match textures {
+                true => GpuTensor::texture(gpu, "autotune packed", &[len])?,
+                false => GpuTensor::zeros(gpu, "autotune packed", &[len])?,
+            };
+            gpu.run(&[&pack_weight(gpu, spec, w, &packed, packing)?])?;
+            Ok(packed)
+        };
+        let (x, w, dy) = (
+            random("x", &spec.x_shape())?,
+            random("w", &spec.w_shape())?,
+            random("dy", &spec.y_shape())?,
+        );
+        let bias = random("b", &[spec.k])?;
+        let b = spec.bias.then_some(&bias);
+        let (out, launch, scratch) = match kernel {
+            Kernel::GroupedConvForward => {
+                let y = GpuTensor::filled(gpu, "y", &spec.y_shape(), f32::NAN)?;
+                let packed = packed_for(&w, Packing::OutputInner)?;
+                let launch = forward_tiled(gpu, spec, &x, &packed, b, &y, tile)?;
+                (y, launch, Some(packed))
+            }
+            Kernel::GroupedConvBackwardInput => {
+                let dx = GpuTensor::filled(gpu, "dx", &spec.x_shape(), f32::NAN)?;
+                let packed = packed_for(&w, Packing::InputInner)?;
+                let launch = backward_input_tiled(gpu, spec, &dy, &packed, &dx, false, tile)?;
+                (dx, launch, Some(packed))
+            }
+            _ => {
+                let dw = GpuTensor::filled(gpu, "dw", &spec.w_shape(), f32::NAN)?;
+                let db = GpuTensor::zeros(gpu, "db", &[spec.k])?;
+                let partials = partials_shape(&gpu.limits, spec)
+                    .map(|shape| GpuTensor::zeros(gpu, "partials", &shape))
+                    .transpose()?;
+                let launch = backward_weight_tiled(gpu, spec, &x, &dy, &dw, b.map(|_| &db), partials.as_ref(), tile)?;
+                (dw, launch, partials)
+            }
+        };
+        let ms = crate::tune::time(gpu, &launch, 2)?;
+        drop(scratch);
+        Ok((ms, out.read_f32(gpu)?))
+    })
 }
 
 /// The number of outputs per invocation along a row of `cols` pixels (at most `max`) that
@@ -330,8 +443,50 @@ pub fn forward(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: Option
     Ok(launch)
 }
 
-/// `y = conv(x, w) + b` with `w` already packed ([`pack_weight`], [`Packing::OutputInner`]).
+/// `y = conv(x, w) + b` with `w` already packed ([`pack_weight`], [`Packing::OutputInner`]),
+/// with the register tile the autotuner picks for this shape ([`crate::tune`]).
 pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTensor, b: Option<&GpuTensor>, y: &GpuTensor) -> Result<Launch> {
+    let candidates = forward_tiles(spec);
+    let launch = forward_tiled(gpu, spec, x, packed, b, y, candidates[0])?;
+    match tune_tile(gpu, Kernel::GroupedConvForward, spec, packed.is_texture(), &candidates) {
+        Some(tile) if tile != candidates[0] => forward_tiled(gpu, spec, x, packed, b, y, tile),
+        _ => Ok(launch),
+    }
+}
+
+/// The forward's tiles: the default first (4*TK4 <= 16 channels, the row tile that loads least),
+/// then 32 channels and other row tiles.
+pub fn forward_tiles(spec: &Conv2d) -> Vec<Tile> {
+    let (_, q) = spec.out_hw();
+    let sw = spec.stride.1;
+    let tile4 = Packing::OutputInner.tile4(spec);
+    let row = |tk4: usize| row_tile(q, ((17 - spec.s) / sw + 1).min(8), |tp| (tp - 1) * sw + spec.s, spec.s * 4 * tk4);
+    let mut tiles = Vec::new();
+    for tk4 in [tile4.min(4), tile4] {
+        for tp in [row(tk4), 4.min(q), 8.min(q)] {
+            let tile = Tile {
+                pixels: tp,
+                channels4: tk4,
+                inputs: 1,
+            };
+            if tp * tk4 <= 64 && (tp - 1) * sw + spec.s <= 17 && !tiles.contains(&tile) {
+                tiles.push(tile);
+            }
+        }
+    }
+    tiles
+}
+
+/// The forward with an explicit tile (one of [`forward_tiles`]).
+pub fn forward_tiled(
+    gpu: &Gpu,
+    spec: &Conv2d,
+    x: &GpuTensor,
+    packed: &GpuTensor,
+    b: Option<&GpuTensor>,
+    y: &GpuTensor,
+    tile: Tile,
+) -> Result<Launch> {
     let op = Kernel::GroupedConvForward.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;
@@ -343,10 +498,9 @@ pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTenso
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
     let kg = spec.k / spec.groups;
-    let tk4 = Packing::OutputInner.tile4(spec);
+    let (tp, tk4) = (tile.pixels, tile.channels4);
     let sw = spec.stride.1;
     let span = |tp: usize| (tp - 1) * sw + spec.s;
-    let tp = row_tile(q, (17 - spec.s) / sw + 1, span, spec.s * 4 * tk4).min(8);
     let overrides = [
         ("R", spec.r as f64),
         ("S", spec.s as f64),
@@ -372,7 +526,12 @@ pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTenso
             Arg::range(y, first * ys, n * ys),
         ];
         let groups = [(n * p * blocks * kblocks).div_ceil(WG) as u32, spec.groups as u32, 1];
-        launch.push(Step::new(gpu, Kernel::GroupedConvForward, &overrides, &params, &args, groups)?);
+        let kernel = if packed.is_texture() {
+            Kernel::GroupedConvForwardTexture
+        } else {
+            Kernel::GroupedConvForward
+        };
+        launch.push(Step::new(gpu, kernel, &overrides, &params, &args, groups)?);
     }
     launch.scratch.extend(placeholder);
     Ok(launch)
@@ -412,7 +571,7 @@ pub fn backward_input(gpu: &Gpu, spec: &Conv2d, dy: &GpuTensor, w: &GpuTensor, d
 }
 
 /// `dx (+)= d conv / dx` with `w` already packed ([`Packing::InputInner`]). One dispatch per
-/// stride phase (see the shader).
+/// stride phase (see the shader), with the channel tile the autotuner picks for this shape.
 pub fn backward_input_packed(
     gpu: &Gpu,
     spec: &Conv2d,
@@ -420,6 +579,40 @@ pub fn backward_input_packed(
     packed: &GpuTensor,
     dx: &GpuTensor,
     accumulate: bool,
+) -> Result<Launch> {
+    let candidates = backward_input_tiles(spec);
+    let launch = backward_input_tiled(gpu, spec, dy, packed, dx, accumulate, candidates[0])?;
+    match tune_tile(gpu, Kernel::GroupedConvBackwardInput, spec, packed.is_texture(), &candidates) {
+        Some(tile) if tile != candidates[0] => backward_input_tiled(gpu, spec, dy, packed, dx, accumulate, tile),
+        _ => Ok(launch),
+    }
+}
+
+/// The input gradient's tiles, the default (16 channels) first: the row tile is chosen per
+/// stride phase, so the candidates differ in the channels per invocation.
+pub fn backward_input_tiles(spec: &Conv2d) -> Vec<Tile> {
+    let tile4 = Packing::InputInner.tile4(spec);
+    let mut tiles = vec![tile4.min(4), tile4];
+    tiles.dedup();
+    tiles
+        .into_iter()
+        .map(|tc4| Tile {
+            pixels: 0,
+            channels4: tc4,
+            inputs: 1,
+        })
+        .collect()
+}
+
+/// The input gradient with an explicit channel tile (one of [`backward_input_tiles`]).
+pub fn backward_input_tiled(
+    gpu: &Gpu,
+    spec: &Conv2d,
+    dy: &GpuTensor,
+    packed: &GpuTensor,
+    dx: &GpuTensor,
+    accumulate: bool,
+    tile: Tile,
 ) -> Result<Launch> {
     let op = Kernel::GroupedConvBackwardInput.name();
     spec.validate(op)?;
@@ -430,7 +623,7 @@ pub fn backward_input_packed(
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
     let cg = spec.c / spec.groups;
-    let tc4 = Packing::InputInner.tile4(spec);
+    let tc4 = tile.channels4;
     let (sh, sw) = spec.stride;
     let mut launch = Launch::new();
     let chunks = chunks(&gpu.limits, op, spec, dx.label(), dy.label())?;
@@ -439,7 +632,7 @@ pub fn backward_input_packed(
             let (r0, nr) = phase_taps(a, spec.pad.top, sh, spec.r);
             let (s0, ns) = phase_taps(b, spec.pad.left, sw, spec.s);
             let (rows, cols) = ((spec.h - a).div_ceil(sh), (spec.w - b).div_ceil(sw));
-            let tp = row_tile(cols, 8, |tp| tp + ns.saturating_sub(1), ns * 4 * tc4);
+            let tp = row_tile(cols, (64 / tc4).min(8), |tp| tp + ns.saturating_sub(1), ns * 4 * tc4);
             let overrides = [
                 ("R", spec.r as f64),
                 ("S", spec.s as f64),
@@ -475,14 +668,12 @@ pub fn backward_input_packed(
                     spec.groups as u32,
                     1,
                 ];
-                launch.push(Step::new(
-                    gpu,
-                    Kernel::GroupedConvBackwardInput,
-                    &overrides,
-                    &params,
-                    &args,
-                    groups,
-                )?);
+                let kernel = if packed.is_texture() {
+                    Kernel::GroupedConvBackwardInputTexture
+                } else {
+                    Kernel::GroupedConvBackwardInput
+                };
+                launch.push(Step::new(gpu, kernel, &overrides, &params, &args, groups)?);
             }
         }
     }
@@ -506,17 +697,21 @@ impl WeightGradPlan {
     /// Enough splits of the N*P rows to give the adapter a few hundred workgroups, never fewer
     /// than 4 rows in one, and no more partial sums than fit one storage binding. A function of
     /// the shape and the adapter's limits only, so the summation order is reproducible.
-    fn new(limits: &wgpu::Limits, spec: &Conv2d, x: &str, dy: &str) -> Result<WeightGradPlan> {
+    fn new(limits: &wgpu::Limits, spec: &Conv2d, x: &str, dy: &str, tile: Option<Tile>) -> Result<WeightGradPlan> {
         let (p, _) = spec.out_hw();
         let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
-        let tk4 = kg.div_ceil(4).min(2);
-        let cb = if spec.r * spec.s == 1 { cg.min(8) } else { 1 };
+        // The splits follow from the default tile whatever tile runs, so that the partial-sum
+        // workspace and the summation order do not depend on tuning.
+        let default = backward_weight_tiles(spec)[0];
+        let xgroups_of = |t: Tile| (cg.div_ceil(t.inputs) * kg.div_ceil(4 * t.channels4)).div_ceil(WG);
+        let tile = tile.unwrap_or(default);
+        let (tk4, cb) = (tile.channels4, tile.inputs);
         // Lanes over (input tile, output tile) within a group; y over groups.
-        let xgroups = (cg.div_ceil(cb) * kg.div_ceil(4 * tk4)).div_ceil(WG);
+        let xgroups = xgroups_of(tile);
         let kblocks = spec.groups;
         let chunks = chunks(limits, Kernel::GroupedConvBackwardWeight.name(), spec, x, dy)?;
         let rows = chunks.iter().map(|&(_, n)| n * p).max().unwrap_or(1);
-        let wanted = 256usize.div_ceil(xgroups * kblocks).min(rows.div_ceil(4));
+        let wanted = 256usize.div_ceil(xgroups_of(default) * kblocks).min(rows.div_ceil(4));
         let fit = (limits.max_storage_buffer_binding_size / (spec.k * cg * spec.r * spec.s * 4) as u64) as usize;
         let rows_per_split = rows.div_ceil(wanted.min(fit).max(1));
         Ok(WeightGradPlan {
@@ -539,7 +734,7 @@ impl WeightGradPlan {
 /// The shape of the partial-sum workspace [`backward_weight_into`] needs, or `None` when the
 /// kernel writes the gradient directly.
 pub fn partials_shape(limits: &wgpu::Limits, spec: &Conv2d) -> Option<Vec<usize>> {
-    let plan = WeightGradPlan::new(limits, spec, "x", "dy").ok()?;
+    let plan = WeightGradPlan::new(limits, spec, "x", "dy", None).ok()?;
     (!plan.direct()).then(|| vec![plan.splits, spec.k * spec.c / spec.groups * spec.r * spec.s])
 }
 
@@ -554,7 +749,29 @@ pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, 
     Ok(launch)
 }
 
-/// [`backward_weight`] with the workspace given (shaped by [`partials_shape`]).
+/// The weight gradient's tiles (input channels x output channel vec4s per invocation), the
+/// default first.
+pub fn backward_weight_tiles(spec: &Conv2d) -> Vec<Tile> {
+    let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
+    let tile = |inputs: usize, channels4: usize| Tile {
+        pixels: 0,
+        inputs: inputs.min(cg),
+        channels4: channels4.min(kg.div_ceil(4)),
+    };
+    let mut tiles = match spec.r * spec.s {
+        1 => vec![tile(8, 2), tile(8, 4), tile(16, 2)],
+        _ => vec![tile(1, 2), tile(1, 4), tile(2, 2)],
+    };
+    tiles.dedup();
+    let first = tiles[0];
+    tiles.retain(|t| *t == first || t.inputs * spec.r * spec.s * t.channels4 <= 72);
+    tiles.sort_by_key(|t| *t != first);
+    tiles.dedup();
+    tiles
+}
+
+/// [`backward_weight`] with the workspace given (shaped by [`partials_shape`]), with the tile
+/// the autotuner picks for this shape.
 ///
 /// Per batch chunk: the weight (and bias) kernels write one partial sum per split of the rows,
 /// and `sum_partials` adds them into `dw` (`db`), overwriting for the first chunk and adding for
@@ -567,6 +784,26 @@ pub fn backward_weight_into(
     dw: &GpuTensor,
     db: Option<&GpuTensor>,
     partials: Option<&GpuTensor>,
+) -> Result<Launch> {
+    let candidates = backward_weight_tiles(spec);
+    let launch = backward_weight_tiled(gpu, spec, x, dy, dw, db, partials, candidates[0])?;
+    match tune_tile(gpu, Kernel::GroupedConvBackwardWeight, spec, false, &candidates) {
+        Some(tile) if tile != candidates[0] => backward_weight_tiled(gpu, spec, x, dy, dw, db, partials, tile),
+        _ => Ok(launch),
+    }
+}
+
+/// The weight gradient with an explicit tile (one of [`backward_weight_tiles`]).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_weight_tiled(
+    gpu: &Gpu,
+    spec: &Conv2d,
+    x: &GpuTensor,
+    dy: &GpuTensor,
+    dw: &GpuTensor,
+    db: Option<&GpuTensor>,
+    partials: Option<&GpuTensor>,
+    tile: Tile,
 ) -> Result<Launch> {
     let op = Kernel::GroupedConvBackwardWeight.name();
     spec.validate(op)?;
@@ -585,7 +822,7 @@ pub fn backward_weight_into(
         }
         (false, Some(_)) => return Err(Error::invalid(op, "a bias gradient tensor was given but the conv has none")),
     }
-    let plan = WeightGradPlan::new(&gpu.limits, spec, x.label(), dy.label())?;
+    let plan = WeightGradPlan::new(&gpu.limits, spec, x.label(), dy.label(), Some(tile))?;
     let wpart = match (plan.direct(), partials) {
         (true, _) => None,
         (false, Some(part)) => {

@@ -483,7 +483,7 @@ impl<'g> Trainer<'g> {
                 .gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("loss flush") });
-            rb.copy(&mut encoder, log);
+            rb.copy(&mut encoder, log)?;
             self.gpu.submit(encoder.finish());
             rb.request();
             self.losses.pending[which] = (first, count);
@@ -548,10 +548,11 @@ impl<'g> Trainer<'g> {
                     &self.losses.readback[which],
                 );
                 self.plan.submit(self.gpu, last_micro, |encoder| {
-                    encoder.copy_buffer_to_buffer(loss.buffer(), 0, log.buffer(), slot as u64 * 4, 4);
+                    encoder.copy_buffer_to_buffer(loss.buffer()?, 0, log.buffer()?, slot as u64 * 4, 4);
                     if window_full {
-                        rb.copy(encoder, log);
+                        rb.copy(encoder, log)?;
                     }
+                    Ok(())
                 })?;
             }
             images += micro;

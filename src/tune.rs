@@ -1,0 +1,262 @@
+//! Autotuning: choices that depend on the adapter, made by timing, checked, and cached on disk.
+//!
+//! Each choice has a default (what runs with autotuning off) and candidates. Candidates run on
+//! seeded data beside the default; a candidate whose output differs from the default's beyond
+//! the tests' tolerance is discarded before it can be timed, so tuning never changes results
+//! beyond rounding. The fastest survivor (best of a few timed runs, after a warm-up) wins. The
+//! winner is cached in `autotune.json` in the cache directory (`NFNET_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/nfnet`, else `$HOME/.cache/nfnet`), keyed by adapter, backend and driver,
+//! so the next run starts without timing. `NFNET_AUTOTUNE=0` (or [`GpuOptions::autotune`])
+//! turns tuning off: every choice is then the default, for reproducible timings.
+//!
+//! Choices today:
+//! * `packed_weights`, per adapter: where the conv kernels read packed weights from, `buffer`
+//!   (default) or `texture`. On a software rasterizer a texel fetch is several times cheaper
+//!   than a bounds-checked storage-buffer load, and the weight loads dominate the conv kernels'
+//!   cost; on a discrete GPU the two are close.
+//! * the register tile of each conv kernel, per shape ([`grouped_conv::Tile`]): made when a
+//!   plan builds the conv's launch, timed on that shape.
+//!
+//! Every candidate computes the same sums in the same order as the default (only the work per
+//! invocation or the storage of the weights differs), so the check is bitwise, and a tuned
+//! run gives bitwise the results of an untuned one.
+//!
+//! [`GpuOptions::autotune`]: crate::gpu::GpuOptions::autotune
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuTensor, Launch};
+use crate::ops::grouped_conv::{self, Conv2d, Packing, Padding};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// One autotune decision, for reports (`nfnet bench`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Choice {
+    pub name: String,
+    pub value: String,
+    /// `timed` (measured now), `cached` (read from disk) or `default` (tuning off or failed).
+    pub source: String,
+    /// Milliseconds per candidate when timed now.
+    pub timings_ms: Vec<(String, f64)>,
+}
+
+/// The decisions taken so far in this process, in order.
+pub fn choices() -> Vec<Choice> {
+    log().lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn log() -> &'static std::sync::Mutex<Vec<Choice>> {
+    static LOG: std::sync::OnceLock<std::sync::Mutex<Vec<Choice>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(Default::default)
+}
+
+fn record(choice: Choice) {
+    log().lock().unwrap_or_else(|p| p.into_inner()).push(choice);
+}
+
+/// The directory of the cache file.
+pub fn cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("NFNET_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("nfnet")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("nfnet")))
+}
+
+/// The cache key of the adapter: choices are only valid on the same device and driver.
+fn adapter_key(gpu: &Gpu) -> String {
+    let i = &gpu.info;
+    format!("{} | {:?} | {} {}", i.name, i.backend, i.driver, i.driver_info)
+}
+
+type CacheFile = BTreeMap<String, BTreeMap<String, String>>;
+
+fn read_cache() -> CacheFile {
+    cache_dir()
+        .and_then(|d| std::fs::read(d.join("autotune.json")).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// The cache file's contents, read once per process.
+fn memory() -> &'static std::sync::Mutex<CacheFile> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<CacheFile>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| std::sync::Mutex::new(read_cache()))
+}
+
+fn cached(gpu: &Gpu, name: &str) -> Option<String> {
+    let cache = memory().lock().unwrap_or_else(|p| p.into_inner());
+    cache.get(&adapter_key(gpu)).and_then(|m| m.get(name)).cloned()
+}
+
+/// Adds one choice to the cache, and to the cache file atomically (a temporary file, then a
+/// rename; merged with what other processes wrote meanwhile).
+fn write_cache(gpu: &Gpu, name: &str, value: &str) -> Result<()> {
+    memory()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(adapter_key(gpu))
+        .or_default()
+        .insert(name.into(), value.into());
+    let dir = cache_dir().ok_or_else(|| Error::invalid("autotune", "no cache directory (set NFNET_CACHE_DIR or HOME)"))?;
+    let io = |e: std::io::Error| Error::invalid("autotune", format!("writing the cache in {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let mut cache = read_cache();
+    cache.entry(adapter_key(gpu)).or_default().insert(name.into(), value.into());
+    let tmp = dir.join(format!("autotune.json.{}.tmp", std::process::id()));
+    let json = serde_json::to_vec_pretty(&cache).map_err(|e| Error::invalid("autotune", e.to_string()))?;
+    std::fs::write(&tmp, json).map_err(io)?;
+    std::fs::rename(&tmp, dir.join("autotune.json")).map_err(io)
+}
+
+/// Runs `launch` once to warm up, then `reps` times, and returns the best time in milliseconds.
+pub(crate) fn time(gpu: &Gpu, launch: &Launch, reps: usize) -> Result<f64> {
+    gpu.run(&[launch])?;
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let start = Instant::now();
+        gpu.run(&[launch])?;
+        best = best.min(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(best)
+}
+
+/// Whether plans should keep packed conv weights in textures on this adapter: the cached
+/// choice, else timed now (see the module docs), else `false`.
+pub fn packed_in_textures(gpu: &Gpu) -> bool {
+    const NAME: &str = "packed_weights";
+    if let Some(value) = cached(gpu, NAME) {
+        record(Choice {
+            name: NAME.into(),
+            value: value.clone(),
+            source: "cached".into(),
+            timings_ms: vec![],
+        });
+        return value == "texture";
+    }
+    match time_packed_storage(gpu) {
+        Ok((value, timings_ms)) => {
+            // A read-only cache directory only costs the next run the timing again.
+            let _ = write_cache(gpu, NAME, value);
+            record(Choice {
+                name: NAME.into(),
+                value: value.into(),
+                source: "timed".into(),
+                timings_ms,
+            });
+            value == "texture"
+        }
+        Err(e) => {
+            record(Choice {
+                name: NAME.into(),
+                value: format!("buffer (tuning failed: {e})"),
+                source: "default".into(),
+                timings_ms: vec![],
+            });
+            false
+        }
+    }
+}
+
+/// The fastest of `candidates` (the default first) for the choice `name`: cached, else timed
+/// with `measure` (milliseconds and the output), keeping only candidates whose output equals the
+/// default's bitwise. `None` when tuning fails (the caller keeps the default).
+pub(crate) fn pick<T>(gpu: &Gpu, name: &str, candidates: &[T], mut measure: impl FnMut(T) -> Result<(f64, Vec<f32>)>) -> Option<T>
+where
+    T: Copy + PartialEq + std::fmt::Display + std::str::FromStr,
+{
+    if let Some(value) = cached(gpu, name) {
+        if let Some(t) = value.parse::<T>().ok().filter(|t| candidates.contains(t)) {
+            record(Choice {
+                name: name.into(),
+                value,
+                source: "cached".into(),
+                timings_ms: vec![],
+            });
+            return Some(t);
+        }
+    }
+    let mut timed = || -> Result<(T, Vec<(String, f64)>)> {
+        let (ms0, reference) = measure(candidates[0])?;
+        let (mut best, mut best_ms) = (candidates[0], ms0);
+        let mut timings = vec![(candidates[0].to_string(), ms0)];
+        for &t in &candidates[1..] {
+            let (ms, out) = measure(t)?;
+            if out.iter().zip(&reference).any(|(a, b)| a.to_bits() != b.to_bits()) {
+                timings.push((format!("{t} (rejected: output differs)"), ms));
+                continue;
+            }
+            timings.push((t.to_string(), ms));
+            if ms < best_ms {
+                (best, best_ms) = (t, ms);
+            }
+        }
+        Ok((best, timings))
+    };
+    match timed() {
+        Ok((best, timings_ms)) => {
+            let _ = write_cache(gpu, name, &best.to_string());
+            record(Choice {
+                name: name.into(),
+                value: best.to_string(),
+                source: "timed".into(),
+                timings_ms,
+            });
+            Some(best)
+        }
+        Err(e) => {
+            record(Choice {
+                name: name.into(),
+                value: format!("{} (tuning failed: {e})", candidates[0]),
+                source: "default".into(),
+                timings_ms: vec![],
+            });
+            None
+        }
+    }
+}
+
+/// Times the forward conv at a stage-like grouped 3x3 shape with buffer- and texture-packed
+/// weights; the texture candidate must reproduce the buffer result bitwise.
+fn time_packed_storage(gpu: &Gpu) -> Result<(&'static str, Vec<(String, f64)>)> {
+    let spec = Conv2d {
+        n: 2,
+        c: 256,
+        h: 12,
+        w: 12,
+        k: 256,
+        r: 3,
+        s: 3,
+        groups: 2,
+        stride: (1, 1),
+        pad: Padding::symmetric(3, 3, (1, 1)),
+        bias: false,
+    };
+    let mut rng = crate::testing::Rng::new(0x7e57);
+    let data = |n: usize, rng: &mut crate::testing::Rng| rng.normal(n).iter().map(|&v| v as f32).collect::<Vec<_>>();
+    let x = GpuTensor::from_f32(gpu, "autotune x", &spec.x_shape(), &data(spec.x_shape().iter().product(), &mut rng))?;
+    let w = GpuTensor::from_f32(gpu, "autotune w", &spec.w_shape(), &data(spec.w_shape().iter().product(), &mut rng))?;
+    let len = grouped_conv::packed_len(&spec, Packing::OutputInner);
+    let mut timings = Vec::new();
+    let mut outputs = Vec::new();
+    for textures in [false, true] {
+        let packed = match textures {
+            true => GpuTensor::texture(gpu, "autotune packed", &[len])?,
+            false => GpuTensor::zeros(gpu, "autotune packed", &[len])?,
+        };
+        let y = GpuTensor::filled(gpu, "autotune y", &spec.y_shape(), f32::NAN)?;
+        gpu.run(&[&grouped_conv::pack_weight(gpu, &spec, &w, &packed, Packing::OutputInner)?])?;
+        let launch = grouped_conv::forward_packed(gpu, &spec, &x, &packed, None, &y)?;
+        let ms = time(gpu, &launch, 3)?;
+        outputs.push(y.read_f32(gpu)?);
+        timings.push((if textures { "texture" } else { "buffer" }.to_string(), ms));
+    }
+    if outputs[0].iter().zip(&outputs[1]).any(|(a, b)| a.to_bits() != b.to_bits()) {
+        return Err(Error::invalid(
+            "autotune",
+            "the texture-packed conv did not reproduce the buffer-packed result; keeping buffers",
+        ));
+    }
+    let value = if timings[1].1 < timings[0].1 { "texture" } else { "buffer" };
+    Ok((value, timings))
+}
