@@ -13,6 +13,10 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Run the default kernels instead of autotuned ones, for reproducible timings (the same as
+    /// NFNET_AUTOTUNE=0). Results are bitwise the same either way.
+    #[arg(long, global = true)]
+    no_autotune: bool,
 }
 
 #[derive(Subcommand)]
@@ -206,6 +210,10 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.no_autotune {
+        // Read by Gpu::new; set before any thread starts.
+        std::env::set_var("NFNET_AUTOTUNE", "0");
+    }
     match cli.command {
         Command::Devices => devices(),
         Command::Info { model, resolution, batch } => {
