@@ -64,7 +64,7 @@ impl Step {
             return Err(Error::shape(kernel.name(), "bindings", bindings.len() - 1, args.len()));
         }
         let limits = &gpu.limits;
-        for (arg, access) in args.iter().zip(&bindings[1..]) {
+        for (i, (arg, access)) in args.iter().zip(&bindings[1..]).enumerate() {
             let wants_texture = matches!(access, Access::Texture | Access::StorageTexture);
             if wants_texture != arg.tensor.is_texture() || (wants_texture && (arg.offset, arg.len) != (0, arg.tensor.numel())) {
                 let wanted = if wants_texture {
@@ -74,7 +74,7 @@ impl Step {
                 };
                 return Err(Error::invalid(
                     kernel.name(),
-                    format!("binding {} takes {wanted}; {} is not one", arg.tensor.label(), arg.tensor.label()),
+                    format!("binding {} takes {wanted}; {} is not one", i + 1, arg.tensor.label()),
                 ));
             }
             if wants_texture {
