@@ -93,6 +93,49 @@ fn font() {
     });
 }
 
+/// One half of the plot: two curves (lines with a dot per epoch) against the epoch, with a
+/// legend at `legend`.
+fn panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    caption: &str,
+    epochs: f64,
+    y_max: f64,
+    curves: [(&str, RGBColor, Vec<(f64, f64)>); 2],
+    legend: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..epochs, 0.0..y_max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (name, color, data) in curves {
+        chart
+            .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// The curves as a PNG file's bytes.
 fn plot(rows: &[Row]) -> std::result::Result<Vec<u8>, String> {
     font();
@@ -111,71 +154,20 @@ fn plot(rows: &[Row]) -> std::result::Result<Vec<u8>, String> {
             * 1.05;
         let series = |get: fn(&Row) -> f64| rows.iter().map(move |r| (r.epoch as f64, get(r))).collect::<Vec<_>>();
 
-        let mut chart = ChartBuilder::on(&left)
-            .caption("loss", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..epochs, 0.0..max_loss)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        for (name, color, data) in [
+        let loss = [
             ("train", BLUE, series(|r| r.train_loss)),
             ("validation", RED, series(|r| r.val_loss)),
-        ] {
-            chart
-                .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart
-                .draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| e.to_string())?;
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
-
-        let mut chart = ChartBuilder::on(&right)
-            .caption("validation accuracy", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..epochs, 0.0..1.0)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        for (name, color, data) in [("top-1", GREEN, series(|r| r.val_top1)), ("top-5", MAGENTA, series(|r| r.val_top5))] {
-            chart
-                .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart
-                .draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| e.to_string())?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        ];
+        panel(&left, "loss", epochs, max_loss, loss, SeriesLabelPosition::MiddleRight)?;
+        let accuracy = [("top-1", GREEN, series(|r| r.val_top1)), ("top-5", MAGENTA, series(|r| r.val_top5))];
+        panel(
+            &right,
+            "validation accuracy",
+            epochs,
+            1.0,
+            accuracy,
+            SeriesLabelPosition::LowerRight,
+        )?;
         root.present().map_err(|e| e.to_string())?;
     }
     let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels).ok_or("plot buffer size")?;
