@@ -24,8 +24,8 @@
 //! [`GpuOptions::autotune`]: crate::gpu::GpuOptions::autotune
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuTensor, Launch};
-use crate::ops::grouped_conv::{self, Conv2d, Packing, Padding};
+use crate::gpu::{Gpu, Kernel, Launch};
+use crate::ops::grouped_conv::{self, Conv2d, Padding, Trial};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -121,41 +121,56 @@ pub(crate) fn time(gpu: &Gpu, launch: &Launch, reps: usize) -> Result<f64> {
     Ok(best)
 }
 
+/// Where packed conv weights live: the `packed_weights` choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PackedWeights {
+    Buffer,
+    Texture,
+}
+
+impl std::fmt::Display for PackedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PackedWeights::Buffer => "buffer",
+            PackedWeights::Texture => "texture",
+        })
+    }
+}
+
+impl std::str::FromStr for PackedWeights {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<PackedWeights, ()> {
+        match s {
+            "buffer" => Ok(PackedWeights::Buffer),
+            "texture" => Ok(PackedWeights::Texture),
+            _ => Err(()),
+        }
+    }
+}
+
 /// Whether plans should keep packed conv weights in textures on this adapter: the cached
-/// choice, else timed now (see the module docs), else `false`.
+/// choice, else timed now on the forward conv of a stage-like grouped 3x3 shape (default
+/// tile), else `false`.
 pub fn packed_in_textures(gpu: &Gpu) -> bool {
-    const NAME: &str = "packed_weights";
-    if let Some(value) = cached(gpu, NAME) {
-        record(Choice {
-            name: NAME.into(),
-            value: value.clone(),
-            source: "cached".into(),
-            timings_ms: vec![],
-        });
-        return value == "texture";
-    }
-    match time_packed_storage(gpu) {
-        Ok((value, timings_ms)) => {
-            // A read-only cache directory only costs the next run the timing again.
-            let _ = write_cache(gpu, NAME, value);
-            record(Choice {
-                name: NAME.into(),
-                value: value.into(),
-                source: "timed".into(),
-                timings_ms,
-            });
-            value == "texture"
-        }
-        Err(e) => {
-            record(Choice {
-                name: NAME.into(),
-                value: format!("buffer (tuning failed: {e})"),
-                source: "default".into(),
-                timings_ms: vec![],
-            });
-            false
-        }
-    }
+    let spec = Conv2d {
+        n: 2,
+        c: 256,
+        h: 12,
+        w: 12,
+        k: 256,
+        r: 3,
+        s: 3,
+        groups: 2,
+        stride: (1, 1),
+        pad: Padding::symmetric(3, 3, (1, 1)),
+        bias: false,
+    };
+    let tile = grouped_conv::forward_tiles(&spec)[0];
+    let candidates = [PackedWeights::Buffer, PackedWeights::Texture];
+    let choice = pick(gpu, "packed_weights", &candidates, |storage| {
+        Trial::new(gpu, Kernel::GroupedConvForward, &spec, storage == PackedWeights::Texture)?.run(tile)
+    });
+    choice == Some(PackedWeights::Texture)
 }
 
 /// The fastest of `candidates` (the default first) for the choice `name`: cached, else timed
@@ -214,49 +229,4 @@ where
             None
         }
     }
-}
-
-/// Times the forward conv at a stage-like grouped 3x3 shape with buffer- and texture-packed
-/// weights; the texture candidate must reproduce the buffer result bitwise.
-fn time_packed_storage(gpu: &Gpu) -> Result<(&'static str, Vec<(String, f64)>)> {
-    let spec = Conv2d {
-        n: 2,
-        c: 256,
-        h: 12,
-        w: 12,
-        k: 256,
-        r: 3,
-        s: 3,
-        groups: 2,
-        stride: (1, 1),
-        pad: Padding::symmetric(3, 3, (1, 1)),
-        bias: false,
-    };
-    let mut rng = crate::testing::Rng::new(0x7e57);
-    let data = |n: usize, rng: &mut crate::testing::Rng| rng.normal(n).iter().map(|&v| v as f32).collect::<Vec<_>>();
-    let x = GpuTensor::from_f32(gpu, "autotune x", &spec.x_shape(), &data(spec.x_shape().iter().product(), &mut rng))?;
-    let w = GpuTensor::from_f32(gpu, "autotune w", &spec.w_shape(), &data(spec.w_shape().iter().product(), &mut rng))?;
-    let len = grouped_conv::packed_len(&spec, Packing::OutputInner);
-    let mut timings = Vec::new();
-    let mut outputs = Vec::new();
-    for textures in [false, true] {
-        let packed = match textures {
-            true => GpuTensor::texture(gpu, "autotune packed", &[len])?,
-            false => GpuTensor::zeros(gpu, "autotune packed", &[len])?,
-        };
-        let y = GpuTensor::filled(gpu, "autotune y", &spec.y_shape(), f32::NAN)?;
-        gpu.run(&[&grouped_conv::pack_weight(gpu, &spec, &w, &packed, Packing::OutputInner)?])?;
-        let launch = grouped_conv::forward_packed(gpu, &spec, &x, &packed, None, &y)?;
-        let ms = time(gpu, &launch, 3)?;
-        outputs.push(y.read_f32(gpu)?);
-        timings.push((if textures { "texture" } else { "buffer" }.to_string(), ms));
-    }
-    if outputs[0].iter().zip(&outputs[1]).any(|(a, b)| a.to_bits() != b.to_bits()) {
-        return Err(Error::invalid(
-            "autotune",
-            "the texture-packed conv did not reproduce the buffer-packed result; keeping buffers",
-        ));
-    }
-    let value = if timings[1].1 < timings[0].1 { "texture" } else { "buffer" };
-    Ok((value, timings))
 }

@@ -319,6 +319,24 @@ impl std::str::FromStr for Tile {
     }
 }
 
+/// The launch `build` makes with the autotuned tile of `kernel` at `spec` (the default tile,
+/// `candidates[0]`, with autotuning off). The default launch is built first: it checks the
+/// shapes, so tuning never runs on a call that is wrong.
+fn tuned(
+    gpu: &Gpu,
+    kernel: Kernel,
+    spec: &Conv2d,
+    textures: bool,
+    candidates: &[Tile],
+    build: impl Fn(Tile) -> Result<Launch>,
+) -> Result<Launch> {
+    let launch = build(candidates[0])?;
+    match tune_tile(gpu, kernel, spec, textures, candidates) {
+        Some(tile) if tile != candidates[0] => build(tile),
+        _ => Ok(launch),
+    }
+}
+
 /// The autotuned tile of `kernel` at `spec` among `candidates` (the default first), or `None`
 /// with autotuning off. Candidates run on seeded data of the same shape (packed weights in
 /// the same storage) and must reproduce the default's output bitwise; see [`crate::tune`].
@@ -346,13 +364,37 @@ fn tune_tile(gpu: &Gpu, kernel: Kernel, spec: &Conv2d, textures: bool, candidate
         spec.pad.right,
         if spec.bias { "_bias" } else { "" },
     );
-    crate::tune::pick(gpu, &key, candidates, |tile| {
+    // Inputs are made once; a shape whose trial cannot be set up keeps the default.
+    let trial = Trial::new(gpu, kernel, spec, textures).ok()?;
+    crate::tune::pick(gpu, &key, candidates, |tile| trial.run(tile))
+}
+
+/// Seeded inputs and a NaN-poisoned output of one conv pass at one shape, reused by every
+/// candidate the autotuner times on it.
+pub(crate) struct Trial<'a> {
+    gpu: &'a Gpu,
+    kernel: Kernel,
+    spec: Conv2d,
+    /// x (forward, weight gradient) or dy (input gradient).
+    input: GpuTensor,
+    /// The packed weights (forward, input gradient) or dy (weight gradient).
+    other: GpuTensor,
+    /// b (forward) or db (weight gradient), when the conv has a bias.
+    bias: Option<GpuTensor>,
+    partials: Option<GpuTensor>,
+    out: GpuTensor,
+}
+
+impl<'a> Trial<'a> {
+    /// A trial of `kernel` (forward, input or weight gradient) at `spec`, with packed weights
+    /// in a texture when `textures`.
+    pub(crate) fn new(gpu: &'a Gpu, kernel: Kernel, spec: &Conv2d, textures: bool) -> Result<Trial<'a>> {
         let mut rng = crate::testing::Rng::new(0x711e);
         let mut random = |label: &str, shape: &[usize]| {
             let data: Vec<f32> = rng.normal(shape.iter().product()).iter().map(|&v| v as f32).collect();
             GpuTensor::from_f32(gpu, label, shape, &data)
         };
-        let packed_for = |w: &GpuTensor, packing: Packing| -> Result<GpuTensor> {
+        let packed = |w: &GpuTensor, packing: Packing| -> Result<GpuTensor> {
             let len = packed_len(spec, packing);
             let packed = match textures {
                 true => GpuTensor::texture(gpu, "autotune packed", &[len])?,
@@ -361,40 +403,60 @@ fn tune_tile(gpu: &Gpu, kernel: Kernel, spec: &Conv2d, textures: bool, candidate
             gpu.run(&[&pack_weight(gpu, spec, w, &packed, packing)?])?;
             Ok(packed)
         };
-        let (x, w, dy) = (
-            random("x", &spec.x_shape())?,
-            random("w", &spec.w_shape())?,
-            random("dy", &spec.y_shape())?,
-        );
-        let bias = random("b", &[spec.k])?;
-        let b = spec.bias.then_some(&bias);
-        let (out, launch, scratch) = match kernel {
+        let (input, other, out, partials) = match kernel {
             Kernel::GroupedConvForward => {
-                let y = GpuTensor::filled(gpu, "y", &spec.y_shape(), f32::NAN)?;
-                let packed = packed_for(&w, Packing::OutputInner)?;
-                let launch = forward_tiled(gpu, spec, &x, &packed, b, &y, tile)?;
-                (y, launch, Some(packed))
+                let x = random("x", &spec.x_shape())?;
+                let w = packed(&random("w", &spec.w_shape())?, Packing::OutputInner)?;
+                (x, w, GpuTensor::zeros(gpu, "y", &spec.y_shape())?, None)
             }
             Kernel::GroupedConvBackwardInput => {
-                let dx = GpuTensor::filled(gpu, "dx", &spec.x_shape(), f32::NAN)?;
-                let packed = packed_for(&w, Packing::InputInner)?;
-                let launch = backward_input_tiled(gpu, spec, &dy, &packed, &dx, false, tile)?;
-                (dx, launch, Some(packed))
+                let dy = random("dy", &spec.y_shape())?;
+                let w = packed(&random("w", &spec.w_shape())?, Packing::InputInner)?;
+                (dy, w, GpuTensor::zeros(gpu, "dx", &spec.x_shape())?, None)
             }
             _ => {
-                let dw = GpuTensor::filled(gpu, "dw", &spec.w_shape(), f32::NAN)?;
-                let db = GpuTensor::zeros(gpu, "db", &[spec.k])?;
+                let (x, dy) = (random("x", &spec.x_shape())?, random("dy", &spec.y_shape())?);
                 let partials = partials_shape(&gpu.limits, spec)
                     .map(|shape| GpuTensor::zeros(gpu, "partials", &shape))
                     .transpose()?;
-                let launch = backward_weight_tiled(gpu, spec, &x, &dy, &dw, b.map(|_| &db), partials.as_ref(), tile)?;
-                (dw, launch, partials)
+                (x, dy, GpuTensor::zeros(gpu, "dw", &spec.w_shape())?, partials)
             }
         };
+        let bias = spec.bias.then(|| random("b", &[spec.k])).transpose()?;
+        Ok(Trial {
+            gpu,
+            kernel,
+            spec: *spec,
+            input,
+            other,
+            bias,
+            partials,
+            out,
+        })
+    }
+
+    /// Runs the pass with `tile` on a poisoned output: the best time in milliseconds and the
+    /// output.
+    pub(crate) fn run(&self, tile: Tile) -> Result<(f64, Vec<f32>)> {
+        let (gpu, spec) = (self.gpu, &self.spec);
+        self.out.write_f32(gpu, &vec![f32::NAN; self.out.numel()])?;
+        let launch = match self.kernel {
+            Kernel::GroupedConvForward => forward_tiled(gpu, spec, &self.input, &self.other, self.bias.as_ref(), &self.out, tile)?,
+            Kernel::GroupedConvBackwardInput => backward_input_tiled(gpu, spec, &self.input, &self.other, &self.out, false, tile)?,
+            _ => backward_weight_tiled(
+                gpu,
+                spec,
+                &self.input,
+                &self.other,
+                &self.out,
+                self.bias.as_ref(),
+                self.partials.as_ref(),
+                tile,
+            )?,
+        };
         let ms = crate::tune::time(gpu, &launch, 2)?;
-        drop(scratch);
-        Ok((ms, out.read_f32(gpu)?))
-    })
+        Ok((ms, self.out.read_f32(gpu)?))
+    }
 }
 
 /// The number of outputs per invocation along a row of `cols` pixels (at most `max`) that
@@ -446,12 +508,14 @@ pub fn forward(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: Option
 /// `y = conv(x, w) + b` with `w` already packed ([`pack_weight`], [`Packing::OutputInner`]),
 /// with the register tile the autotuner picks for this shape ([`crate::tune`]).
 pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTensor, b: Option<&GpuTensor>, y: &GpuTensor) -> Result<Launch> {
-    let candidates = forward_tiles(spec);
-    let launch = forward_tiled(gpu, spec, x, packed, b, y, candidates[0])?;
-    match tune_tile(gpu, Kernel::GroupedConvForward, spec, packed.is_texture(), &candidates) {
-        Some(tile) if tile != candidates[0] => forward_tiled(gpu, spec, x, packed, b, y, tile),
-        _ => Ok(launch),
-    }
+    tuned(
+        gpu,
+        Kernel::GroupedConvForward,
+        spec,
+        packed.is_texture(),
+        &forward_tiles(spec),
+        |tile| forward_tiled(gpu, spec, x, packed, b, y, tile),
+    )
 }
 
 /// The forward's tiles: the default first (4*TK4 <= 16 channels, the row tile that loads least),
@@ -581,11 +645,14 @@ pub fn backward_input_packed(
     accumulate: bool,
 ) -> Result<Launch> {
     let candidates = backward_input_tiles(spec);
-    let launch = backward_input_tiled(gpu, spec, dy, packed, dx, accumulate, candidates[0])?;
-    match tune_tile(gpu, Kernel::GroupedConvBackwardInput, spec, packed.is_texture(), &candidates) {
-        Some(tile) if tile != candidates[0] => backward_input_tiled(gpu, spec, dy, packed, dx, accumulate, tile),
-        _ => Ok(launch),
-    }
+    tuned(
+        gpu,
+        Kernel::GroupedConvBackwardInput,
+        spec,
+        packed.is_texture(),
+        &candidates,
+        |tile| backward_input_tiled(gpu, spec, dy, packed, dx, accumulate, tile),
+    )
 }
 
 /// The input gradient's tiles, the default (16 channels) first: the row tile is chosen per
@@ -785,12 +852,14 @@ pub fn backward_weight_into(
     db: Option<&GpuTensor>,
     partials: Option<&GpuTensor>,
 ) -> Result<Launch> {
-    let candidates = backward_weight_tiles(spec);
-    let launch = backward_weight_tiled(gpu, spec, x, dy, dw, db, partials, candidates[0])?;
-    match tune_tile(gpu, Kernel::GroupedConvBackwardWeight, spec, false, &candidates) {
-        Some(tile) if tile != candidates[0] => backward_weight_tiled(gpu, spec, x, dy, dw, db, partials, tile),
-        _ => Ok(launch),
-    }
+    tuned(
+        gpu,
+        Kernel::GroupedConvBackwardWeight,
+        spec,
+        false,
+        &backward_weight_tiles(spec),
+        |tile| backward_weight_tiled(gpu, spec, x, dy, dw, db, partials, tile),
+    )
 }
 
 /// The weight gradient with an explicit tile (one of [`backward_weight_tiles`]).
