@@ -26,6 +26,18 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
+/// The entries of `dir` that `keep` accepts, sorted by path (a fixed order on every system).
+fn sorted_entries(dir: &Path, keep: fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| keep(p))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
 /// The files of `root/<class>/`, sorted, with their class indices; classes sorted by name.
 fn scan(root: &Path, classes: Option<&[String]>) -> Result<(Vec<String>, Vec<(PathBuf, u32)>)> {
     if !root.is_dir() {
@@ -34,13 +46,7 @@ fn scan(root: &Path, classes: Option<&[String]>) -> Result<(Vec<String>, Vec<(Pa
             format!("{} is not a folder (expected root/<class>/<image>)", root.display()),
         ));
     }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(io(root))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+    let dirs = sorted_entries(root, Path::is_dir)?;
     let names: Vec<String> = dirs
         .iter()
         .map(|d| d.file_name().expect("a dir name").to_string_lossy().into_owned())
@@ -58,20 +64,12 @@ fn scan(root: &Path, classes: Option<&[String]>) -> Result<(Vec<String>, Vec<(Pa
             }
             c.to_vec()
         }
-        None => names,
+        None => names.clone(),
     };
     let mut files = Vec::new();
-    for dir in &dirs {
-        let name = dir.file_name().expect("a dir name").to_string_lossy();
-        let label = classes.iter().position(|c| *c == name).expect("checked above") as u32;
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io(dir))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        entries.sort();
-        files.extend(entries.into_iter().map(|p| (p, label)));
+    for (dir, name) in dirs.iter().zip(&names) {
+        let label = classes.iter().position(|c| c == name).expect("checked above") as u32;
+        files.extend(sorted_entries(dir, Path::is_file)?.into_iter().map(|p| (p, label)));
     }
     if classes.is_empty() || files.is_empty() {
         return Err(Error::invalid(
