@@ -7,14 +7,13 @@
 //! stochastic depth are off, so every output is a deterministic function of the inputs.
 
 use super::config::NfnetConfig;
-use super::model::{build, Mode};
+use super::model::{build, Mode, Model};
 use super::weights::{self, HostData, HostTensor};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor};
 use crate::graph::autodiff;
 use crate::graph::optim::{add_optimizer, Optimizer};
 use crate::graph::plan::{ParamStore, Plan, PlanOptions};
-use crate::graph::Graph;
 use crate::ops::step_info::{self, StepInfo};
 use std::collections::BTreeMap;
 
@@ -157,8 +156,8 @@ pub fn forward(
     drop(plan);
 
     if options.train_steps > 0 {
-        let train = training_graph(&config, n, (h, w), &gpu.limits, &options.optimizer)?;
-        let plan = Plan::new(gpu, train, &store, &PlanOptions::default())?;
+        let train = training_model(&config, n, (h, w), &gpu.limits, &options.optimizer)?;
+        let plan = Plan::new(gpu, train.graph, &store, &PlanOptions::default())?;
         upload(gpu, &plan, images, labels.as_deref())?;
         let info = plan.tensor("step_info").expect("a training graph has a step info");
         for step in 0..options.train_steps {
@@ -181,8 +180,8 @@ pub fn forward(
     Ok(out)
 }
 
-/// The graph of one training step: forward, loss, backward, AGC and SGD.
-pub fn training_graph(config: &NfnetConfig, n: usize, hw: (usize, usize), limits: &wgpu::Limits, optimizer: &Optimizer) -> Result<Graph> {
+/// The model of one training step: forward, loss (no label smoothing), backward, AGC and SGD.
+pub fn training_model(config: &NfnetConfig, n: usize, hw: (usize, usize), limits: &wgpu::Limits, optimizer: &Optimizer) -> Result<Model> {
     let mut model = build(
         config,
         n,
@@ -195,5 +194,5 @@ pub fn training_graph(config: &NfnetConfig, n: usize, hw: (usize, usize), limits
     )?;
     let grads = autodiff::backward(&mut model.graph, limits)?;
     add_optimizer(&mut model.graph, &grads, optimizer, 1);
-    Ok(model.graph)
+    Ok(model)
 }

@@ -10,8 +10,7 @@ pub use config::NfnetConfig;
 pub use model::{build, Mode, Model};
 
 use crate::error::Result;
-use crate::graph::autodiff;
-use crate::graph::optim::{add_optimizer, AgcConfig, AgcStyle, Optimizer};
+use crate::graph::optim::{AgcConfig, AgcStyle, Optimizer};
 use crate::graph::plan::{MemoryPlan, MemoryReport, PlanOptions};
 use std::fmt::Write;
 
@@ -19,17 +18,6 @@ use std::fmt::Write;
 /// AGC + SGD update, keeping only the loss. Limits are WebGPU's defaults (128 MiB bindings)
 /// unless given.
 pub fn training_memory(config: &NfnetConfig, batch: usize, resolution: usize, limits: &wgpu::Limits) -> Result<MemoryReport> {
-    let mut model = build(
-        config,
-        batch,
-        (resolution, resolution),
-        Mode::Train {
-            label_smoothing: 0.0,
-            mixed_targets: false,
-        },
-        0,
-    )?;
-    let grads = autodiff::backward(&mut model.graph, limits)?;
     let opt = Optimizer {
         momentum: 0.9,
         weight_decay: 2e-5,
@@ -40,7 +28,7 @@ pub fn training_memory(config: &NfnetConfig, batch: usize, resolution: usize, li
             style: AgcStyle::Timm,
         }),
     };
-    add_optimizer(&mut model.graph, &grads, &opt, 1);
+    let model = forward::training_model(config, batch, (resolution, resolution), limits, &opt)?;
     let keep = model.loss.into_iter().collect();
     Ok(MemoryPlan::new(
         &model.graph,
