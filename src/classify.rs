@@ -12,7 +12,8 @@ use crate::graph::plan::{ParamStore, Plan, PlanOptions};
 use crate::graph::TensorId;
 use crate::nfnet::weights::{self, HostTensor};
 use crate::nfnet::{build, Mode, NfnetConfig};
-use crate::train::{checkpoint, EvalStats};
+use crate::train::checkpoint::{self, Checkpoint};
+use crate::train::EvalStats;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -73,9 +74,13 @@ impl<'g> Classifier<'g> {
         })
     }
 
-    /// A classifier from a training checkpoint, with the EMA weights when it has them.
+    /// A classifier from a training checkpoint file, with the EMA weights when it has them.
     pub fn from_checkpoint(gpu: &'g Gpu, path: &Path, batch: usize) -> Result<Classifier<'g>> {
-        let ckpt = checkpoint::read(path)?;
+        Classifier::from_read_checkpoint(gpu, &checkpoint::read(path)?, &path.display().to_string(), batch)
+    }
+
+    /// [`Classifier::from_checkpoint`] for a checkpoint already read from `source`.
+    pub fn from_read_checkpoint(gpu: &'g Gpu, ckpt: &Checkpoint, source: &str, batch: usize) -> Result<Classifier<'g>> {
         let ema = ckpt.options.ema_decay.is_some();
         let tensors: BTreeMap<String, HostTensor> = ckpt
             .tensors
@@ -91,7 +96,7 @@ impl<'g> Classifier<'g> {
             gpu,
             &o.model,
             &tensors,
-            &path.display().to_string(),
+            source,
             ckpt.classes.clone(),
             o.resolution,
             o.eval_margin,

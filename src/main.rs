@@ -292,12 +292,6 @@ fn run_forward(args: &ForwardArgs) -> anyhow::Result<()> {
 /// software device for an image folder to train in minutes.
 const DEFAULT_RESOLUTION: u32 = 32;
 
-fn threads(requested: Option<usize>) -> usize {
-    requested
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) / 2)
-        .max(1)
-}
-
 fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
     use nfnet::train::{checkpoint, DataSpec, Event, FitEnd, TrainOptions, Trainer};
     let gpu = nfnet::Gpu::new()?;
@@ -375,7 +369,7 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
                     mixup: args.mixup,
                     cutmix: args.cutmix,
                 },
-                eval_margin: args.eval_margin.unwrap_or(if resolution >= 128 { 32 } else { 0 }),
+                eval_margin: args.eval_margin.unwrap_or(nfnet::train::default_eval_margin(resolution)),
                 seed: args.seed,
                 loss_every: args.loss_every,
                 threads: args.threads.unwrap_or(defaults.threads).max(1),
@@ -474,8 +468,12 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
 
 fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
     let gpu = nfnet::Gpu::new()?;
-    let classifier = nfnet::classify::Classifier::from_checkpoint(&gpu, &args.checkpoint, args.batch_size)?;
-    let ckpt_seed = nfnet::train::checkpoint::read(&args.checkpoint)?.options.seed;
+    // Read once: the weights and the seed that split the data.
+    let ckpt = nfnet::train::checkpoint::read(&args.checkpoint)?;
+    let name = args.checkpoint.display().to_string();
+    let classifier = nfnet::classify::Classifier::from_read_checkpoint(&gpu, &ckpt, &name, args.batch_size)?;
+    let ckpt_seed = ckpt.options.seed;
+    drop(ckpt); // its host copy of the weights is no longer needed
     let source: Arc<dyn nfnet::data::Source> = if args.data.starts_with("synthetic") || args.data.starts_with("cifar10:") {
         nfnet::data::open(&args.data, None, 0.1, ckpt_seed, 64)?.val
     } else {
@@ -485,7 +483,7 @@ fn run_eval(args: &EvalArgs) -> anyhow::Result<()> {
             2 * classifier.resolution.max(64),
         )?)
     };
-    let stats = classifier.evaluate(&source, threads(None))?;
+    let stats = classifier.evaluate(&source, nfnet::train::default_threads())?;
     println!(
         "{} images: loss {:.4}, top-1 {:.2}%, top-5 {:.2}%",
         stats.images,
@@ -528,7 +526,7 @@ fn run_predict(args: &PredictArgs) -> anyhow::Result<()> {
                 &w.display().to_string(),
                 classes,
                 resolution,
-                if resolution >= 128 { 32 } else { 0 },
+                nfnet::train::default_eval_margin(resolution),
                 args.images.len().min(32),
             )?
         }

@@ -69,6 +69,23 @@ pub struct TrainOptions {
     pub data: DataSpec,
 }
 
+/// Threads that decode and augment images by default: half the cores (the rest drive the GPU,
+/// or on a software device run its kernels), at least one.
+pub fn default_threads() -> usize {
+    (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1)
+}
+
+/// The evaluation margin by default at `resolution`: 32 pixels from 128 up (the usual resize
+/// then centre crop of ImageNet-sized inputs), none for small images, which have no border to
+/// spare.
+pub fn default_eval_margin(resolution: u32) -> u32 {
+    if resolution >= 128 {
+        32
+    } else {
+        0
+    }
+}
+
 /// The arguments `data::open` was called with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DataSpec {
@@ -105,10 +122,10 @@ impl TrainOptions {
                 mixup: 0.0,
                 cutmix: 0.0,
             },
-            eval_margin: 0,
+            eval_margin: default_eval_margin(32),
             seed: 0,
             loss_every: 10,
-            threads: (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
+            threads: default_threads(),
             data: DataSpec {
                 spec: "synthetic".into(),
                 val_data: None,
@@ -256,6 +273,13 @@ struct LossLog {
     pending: [(u64, usize); 2],
 }
 
+/// The training plan's tensors the host writes before every pass, looked up once.
+struct Feeds {
+    input: GpuTensor,
+    labels: GpuTensor,
+    step_info: GpuTensor,
+}
+
 /// A model being trained; see the module docs.
 pub struct Trainer<'g> {
     gpu: &'g Gpu,
@@ -263,6 +287,7 @@ pub struct Trainer<'g> {
     pub classes: Vec<String>,
     pub state: TrainState,
     plan: Plan,
+    feeds: Feeds,
     loss: TensorId,
     store: ParamStore,
     eval: Plan,
@@ -354,6 +379,17 @@ impl<'g> Trainer<'g> {
             },
         )?;
 
+        let feed = |name: &str| {
+            plan.tensor(name)
+                .cloned()
+                .ok_or_else(|| Error::invalid("training plan", format!("no {name} tensor")))
+        };
+        let feeds = Feeds {
+            input: feed("input")?,
+            labels: feed("labels")?,
+            step_info: feed("step_info")?,
+        };
+
         let eval_model = build(&options.model, micro, (res, res), Mode::Eval, options.seed)?;
         let eval_logits = eval_model.logits;
         let eval_store = match options.ema_decay {
@@ -398,6 +434,7 @@ impl<'g> Trainer<'g> {
                 ..Default::default()
             },
             plan,
+            feeds,
             loss,
             store,
             eval,
@@ -437,12 +474,6 @@ impl<'g> Trainer<'g> {
             .filter(|(_, t)| matches!(t.role, Role::Param(_) | Role::Momentum | Role::Ema))
             .filter_map(|(i, t)| self.plan.tensor_id(i).map(|g| (t.name.clone(), g.clone())))
             .collect()
-    }
-
-    fn tensor(&self, name: &str) -> &GpuTensor {
-        self.plan
-            .tensor(name)
-            .expect("every training graph has an input, labels and step info")
     }
 
     /// Records the losses of a completed read-back window; a non-finite one stops training.
@@ -523,13 +554,14 @@ impl<'g> Trainer<'g> {
             let micro_index = batch.index % k;
             let step = self.state.step;
             let lr = self.options.lr_at(step, self.steps_per_epoch);
-            self.tensor("input").write_f32(self.gpu, &batch.images)?;
-            self.tensor("labels")
+            self.feeds.input.write_f32(self.gpu, &batch.images)?;
+            self.feeds
+                .labels
                 .write_u32(self.gpu, batch.targets.as_deref().unwrap_or(&batch.labels))?;
             let decay = self.options.ema_decay.map_or(0.0, |d| ema::decay(d, step));
             step_info::write(
                 self.gpu,
-                self.tensor("step_info"),
+                &self.feeds.step_info,
                 StepInfo {
                     lr,
                     ema_decay: decay,
@@ -677,7 +709,9 @@ pub fn evaluate(
     classes: usize,
 ) -> Result<EvalStats> {
     eval.prepare(gpu)?;
-    let batch = eval.tensor("input").expect("an input").shape()[0];
+    let input = eval.tensor("input").expect("an input");
+    let output = eval.tensor_id(logits).expect("kept");
+    let batch = input.shape()[0];
     let loader = Loader::start(source.clone(), batch, resolution, Transform::Eval { margin }, 0, 0, 0, threads);
     let mut stats = EvalStats {
         confusion: vec![vec![0; classes]; classes],
@@ -685,9 +719,9 @@ pub fn evaluate(
     };
     let (mut loss, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
     for b in loader {
-        eval.tensor("input").expect("an input").write_f32(gpu, &b.images)?;
+        input.write_f32(gpu, &b.images)?;
         eval.step(gpu)?;
-        let z = eval.tensor_id(logits).expect("kept").read_f32(gpu)?;
+        let z = output.read_f32(gpu)?;
         for (row, &label) in z.chunks(classes).zip(&b.labels).take(b.count) {
             let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
             let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
