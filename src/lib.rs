@@ -27,6 +27,7 @@
 //! Every reduction is deterministic: partial sums then a fixed-order aggregate, never float
 //! atomics, so the same inputs on the same adapter give bitwise the same outputs.
 
+pub mod bench;
 pub mod classify;
 pub mod data;
 pub mod error;

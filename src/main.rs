@@ -43,6 +43,8 @@ enum Command {
     Eval(EvalArgs),
     /// Classify image files with a checkpoint or timm weights: the top-5 classes.
     Predict(PredictArgs),
+    /// Benchmark the kernels and whole models on this adapter: a table here and a JSON file.
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -145,6 +147,26 @@ struct EvalArgs {
 }
 
 #[derive(clap::Args)]
+struct BenchArgs {
+    /// Models to time (a training step and an inference pass each), MODEL@RESOLUTIONxBATCH.
+    #[arg(long, value_delimiter = ',', default_value = "nano@32x32,f0@128x8,f0@192x8")]
+    models: Vec<nfnet::bench::ModelCase>,
+    /// Only the kernel rows whose text contains every one of these words (e.g. c768 forward).
+    #[arg(long, num_args = 1..)]
+    filter: Vec<String>,
+    /// Skip the kernel rows.
+    #[arg(long)]
+    no_kernels: bool,
+    /// The yardstick's line `matmul_gflops=X copy_gbs=Y` from the same adapter, for ratios
+    /// (default: NFNET_YARDSTICK; tools/bench_vs_yardstick.sh runs it first).
+    #[arg(long)]
+    yardstick: Option<String>,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "nfnet-bench.json")]
+    json: PathBuf,
+}
+
+#[derive(clap::Args)]
 struct PredictArgs {
     /// A training checkpoint (class names included).
     #[arg(long, conflicts_with_all = ["weights", "model"])]
@@ -225,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => run_train(&args),
         Command::Eval(args) => run_eval(&args),
         Command::Predict(args) => run_predict(&args),
+        Command::Bench(args) => run_bench(&args),
     }
 }
 
@@ -552,5 +575,85 @@ fn run_predict(args: &PredictArgs) -> anyhow::Result<()> {
             println!("  {:>6.2}%  {}", 100.0 * p, names[class]);
         }
     }
+    Ok(())
+}
+
+fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    use nfnet::bench::{kernel_rows, model_rows, Report, Yardstick};
+    let gpu = nfnet::Gpu::new()?;
+    let yardstick = match &args.yardstick {
+        Some(s) => Some(Yardstick::parse(s).ok_or_else(|| anyhow::anyhow!("--yardstick {s:?}: expected `matmul_gflops=X copy_gbs=Y`"))?),
+        None => Yardstick::from_env(),
+    };
+    println!("adapter: {}", gpu.describe());
+    match yardstick {
+        Some(y) => println!("yardstick: matmul {:.2} GFLOP/s, copy {:.2} GB/s", y.matmul_gflops, y.copy_gbs),
+        None => println!("yardstick: not given (no ratios); see tools/bench_vs_yardstick.sh"),
+    }
+    println!("autotune: {}", if gpu.autotune() { "on" } else { "off" });
+    let ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}x"));
+    let mut kernels = Vec::new();
+    if !args.no_kernels {
+        println!(
+            "\n{:<16} {:<16} {:<32} {:>10} {:>16} {:>7}",
+            "op", "pass", "shape", "ms", "rate", "ratio"
+        );
+        kernels = kernel_rows(&gpu, &args.filter, yardstick, &mut |r| {
+            println!(
+                "{:<16} {:<16} {:<32} {:>10.1} {:>8.3} {:<7} {:>7}",
+                r.op,
+                r.pass,
+                r.shape,
+                r.ms,
+                r.rate,
+                r.unit,
+                ratio(r.ratio)
+            );
+        })?;
+    }
+    let mut models = Vec::new();
+    if !args.models.is_empty() {
+        println!(
+            "\n{:<12} {:>5} {:>5} {:<9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>7} {:>6}",
+            "model", "res", "batch", "mode", "img/s", "ms/step", "gpu ms", "encode%", "GFLOP/s", "ratio", "conv%"
+        );
+    }
+    for case in &args.models {
+        for r in model_rows(&gpu, case, yardstick)? {
+            println!(
+                "{:<12} {:>5} {:>5} {:<9} {:>9.2} {:>10.1} {:>10} {:>8.2}% {:>9.3} {:>7} {:>6}",
+                r.model,
+                r.resolution,
+                r.batch,
+                r.mode,
+                r.images_per_second,
+                r.ms,
+                r.gpu_ms.map_or("-".to_string(), |g| format!("{g:.1}")),
+                100.0 * r.encode_ms / r.ms,
+                r.effective_gflops,
+                ratio(r.ratio),
+                r.conv_share.map_or("-".to_string(), |c| format!("{:.1}%", 100.0 * c)),
+            );
+            models.push(r);
+        }
+    }
+    let choices = nfnet::tune::choices();
+    if !choices.is_empty() {
+        println!("\nautotune choices:");
+        for c in &choices {
+            println!("  {} = {} ({})", c.name, c.value, c.source);
+        }
+    }
+    let report = Report {
+        adapter: gpu.describe(),
+        yardstick,
+        autotune: gpu.autotune(),
+        kernels,
+        models,
+        autotune_choices: choices,
+    };
+    let json = serde_json::to_vec_pretty(&report)?;
+    nfnet::nfnet::weights::write_atomic(&args.json, &json)?;
+    println!("\nwrote {}", args.json.display());
     Ok(())
 }

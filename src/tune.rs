@@ -41,7 +41,7 @@ pub struct Choice {
     pub timings_ms: Vec<(String, f64)>,
 }
 
-/// The decisions taken so far in this process, in order.
+/// The decisions taken so far in this process, in order, one per choice.
 pub fn choices() -> Vec<Choice> {
     log().lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
@@ -51,8 +51,12 @@ fn log() -> &'static std::sync::Mutex<Vec<Choice>> {
     LOG.get_or_init(Default::default)
 }
 
+/// Logs a decision once: a shape met again (a repeated block) reads the same choice.
 fn record(choice: Choice) {
-    log().lock().unwrap_or_else(|p| p.into_inner()).push(choice);
+    let mut log = log().lock().unwrap_or_else(|p| p.into_inner());
+    if !log.iter().any(|c| c.name == choice.name) {
+        log.push(choice);
+    }
 }
 
 /// The directory of the cache file.

@@ -383,3 +383,45 @@ fn cifar10_records_read_as_labelled_images() {
     assert_eq!((img.width(), img.height(), img.get_pixel(5, 7).0), (32, 32, [200, 100, 0]));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `nfnet bench` measures a kernel row and a model's training step and inference pass, prints
+/// them, and writes them (with the autotune setting) to its JSON file. Structure only: speed is
+/// never asserted in a test.
+#[test]
+fn the_bench_command_writes_kernel_and_model_rows_to_json() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = scratch("bench");
+    let json = dir.join("bench.json");
+    let out = nfnet()
+        .args(["bench", "--models", "nano@32x4", "--filter", "c3_g1", "forward", "--yardstick"])
+        .arg("matmul_gflops=1.0 copy_gbs=1.0")
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "nfnet bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let kernels = report["kernels"].as_array().unwrap();
+    assert_eq!(kernels.len(), 1, "one kernel row matches the filter: {kernels:?}");
+    assert_eq!(kernels[0]["shape"], "n8_c3_g1_192x192_k3_s2_o16");
+    assert!(kernels[0]["rate"].as_f64().unwrap() > 0.0 && kernels[0]["ratio"].as_f64().is_some());
+    let models = report["models"].as_array().unwrap();
+    let modes: Vec<&str> = models.iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["train", "inference"]);
+    for m in models {
+        assert!(m["images_per_second"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(m["encode_ms"].as_f64().unwrap() > 0.0, "{m}");
+    }
+    let share = models[0]["conv_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share <= 1.0, "conv share {share}");
+    assert_eq!(report["autotune"], false, "the test runs untuned (NFNET_AUTOTUNE=0)");
+    assert!(stdout.contains("nano") && stdout.contains("grouped_conv"), "{stdout}");
+    std::fs::remove_dir_all(dir).ok();
+}

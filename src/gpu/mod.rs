@@ -19,12 +19,14 @@ mod kernel;
 mod pipeline;
 pub mod step;
 mod tensor;
+mod timer;
 
 pub use kernel::{Access, Kernel};
 pub use pipeline::Overrides;
 pub use pipeline::PipelineCache;
 pub use step::{batch_chunks, grid, Arg, Launch, Step};
 pub use tensor::{DType, GpuTensor, Readback, TEXTURE_WIDTH};
+pub use timer::GpuTimer;
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -19,7 +19,7 @@
 
 use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
-use crate::gpu::{DType, Gpu, GpuTensor, Launch, TEXTURE_WIDTH};
+use crate::gpu::{DType, Gpu, GpuTensor, GpuTimer, Launch, TEXTURE_WIDTH};
 use crate::ops::{
     agc, avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent,
     weight_std,
@@ -386,6 +386,19 @@ impl Plan {
     /// micro-batches of an accumulated step), then the commands `after` encodes (copies for
     /// readback), all in one command buffer and one submit.
     pub fn submit(&self, gpu: &Gpu, with_update: bool, after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<()> {
+        self.submit_timed(gpu, with_update, None, after).map(|_| ())
+    }
+
+    /// [`Plan::submit`] with the compute pass timed by `timer` (read it with
+    /// [`GpuTimer::read_ms`]); returns the seconds the CPU spent encoding and submitting.
+    pub fn submit_timed(
+        &self,
+        gpu: &Gpu,
+        with_update: bool,
+        timer: Option<&GpuTimer>,
+        after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<f64> {
+        let started = std::time::Instant::now();
         let end = if with_update { self.step.len() } else { self.update_from };
         let mut encoder = gpu
             .device
@@ -393,15 +406,19 @@ impl Plan {
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("nfnet step"),
-                timestamp_writes: None,
+                timestamp_writes: timer.map(GpuTimer::pass_writes),
             });
             for launch in &self.step[..end] {
                 launch.encode(&mut pass);
             }
         }
+        if let Some(timer) = timer {
+            timer.resolve(&mut encoder);
+        }
         after(&mut encoder)?;
         gpu.submit(encoder.finish());
-        gpu.take_errors("step")
+        let seconds = started.elapsed().as_secs_f64();
+        gpu.take_errors("step").map(|_| seconds)
     }
 }
 
