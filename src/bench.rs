@@ -18,7 +18,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor, GpuTimer, Launch};
-use crate::graph::optim::{AgcConfig, AgcStyle, Optimizer};
+use crate::graph::optim::Optimizer;
 use crate::graph::plan::{ParamStore, Plan, PlanOptions};
 use crate::graph::Op;
 use crate::nfnet::{build, forward, weights, Mode, NfnetConfig};
@@ -398,16 +398,7 @@ pub fn model_rows(gpu: &Gpu, case: &ModelCase, yardstick: Option<Yardstick>) -> 
         }
     };
 
-    let optimizer = Optimizer {
-        momentum: 0.9,
-        weight_decay: 2e-5,
-        nesterov: true,
-        agc: Some(AgcConfig {
-            clip: 0.01,
-            eps: 1e-3,
-            style: AgcStyle::Timm,
-        }),
-    };
+    let optimizer = Optimizer::paper();
     let model = forward::training_model(&config, n, (res, res), &gpu.limits, &optimizer)?;
     let keep = model.loss.into_iter().collect();
     let store = ParamStore::for_graph(gpu, &model.graph)?;

@@ -38,6 +38,23 @@ pub struct Optimizer {
     pub agc: Option<AgcConfig>,
 }
 
+impl Optimizer {
+    /// The NFNet paper's recipe (and the parity fixtures'): SGD with Nesterov momentum 0.9,
+    /// weight decay 2e-5, AGC with lambda 0.01 and eps 1e-3 in timm's units.
+    pub fn paper() -> Optimizer {
+        Optimizer {
+            momentum: 0.9,
+            weight_decay: 2e-5,
+            nesterov: true,
+            agc: Some(AgcConfig {
+                clip: 0.01,
+                eps: 1e-3,
+                style: AgcStyle::Timm,
+            }),
+        }
+    }
+}
+
 /// Appends AGC and SGD nodes for every parameter, with a `momentum.<name>` tensor each. With
 /// `micro_batches > 1` each gradient is first summed into an `accum.<name>` tensor (mean over
 /// the micro-batches) and the update phase reads the sums.

@@ -10,7 +10,7 @@ pub use config::NfnetConfig;
 pub use model::{build, Mode, Model};
 
 use crate::error::Result;
-use crate::graph::optim::{AgcConfig, AgcStyle, Optimizer};
+use crate::graph::optim::Optimizer;
 use crate::graph::plan::{MemoryPlan, MemoryReport, PlanOptions};
 use std::fmt::Write;
 
@@ -18,16 +18,7 @@ use std::fmt::Write;
 /// AGC + SGD update, keeping only the loss. Limits are WebGPU's defaults (128 MiB bindings)
 /// unless given.
 pub fn training_memory(config: &NfnetConfig, batch: usize, resolution: usize, limits: &wgpu::Limits) -> Result<MemoryReport> {
-    let opt = Optimizer {
-        momentum: 0.9,
-        weight_decay: 2e-5,
-        nesterov: true,
-        agc: Some(AgcConfig {
-            clip: 0.01,
-            eps: 1e-3,
-            style: AgcStyle::Timm,
-        }),
-    };
+    let opt = Optimizer::paper();
     let model = forward::training_model(config, batch, (resolution, resolution), limits, &opt)?;
     let keep = model.loss.into_iter().collect();
     Ok(MemoryPlan::new(
