@@ -1,6 +1,7 @@
 // grouped_conv_backward_input: the gradient of grouped_conv_forward with respect to x.
 //   dy: [N, K, P, Q]   wp: [G, K/G, R, S, C_pad/4] (vec4; grouped_conv_pack_weight, mode 1),
-//   binding 2, read with load_packed (a storage buffer or a texture: common/packed_*.wgsl)
+//   binding 2, a storage buffer read with load_packed (common/packed_buffer.wgsl; the
+//   _textured variant reads it from a texture)
 //   dx: [N, C, H, W]
 //   dx[n,c,iy,ix] (+)= sum_{k in group(c), r, s} dy[n,k,p,q] * w[k, c mod C/G, r, s]
 //   over the (p, q) with p*SH + r - pad_top = iy and q*SW + s - pad_left = ix.
@@ -24,7 +25,8 @@ struct Params {
     phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
     rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
     rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
-    _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
+    n_base: u32,                             // textured kernels: the chunk's first image
+    _pad1: u32, _pad2: u32, _pad3: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;

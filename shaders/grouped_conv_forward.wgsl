@@ -1,6 +1,7 @@
 // grouped_conv_forward: y = conv2d(x, w) + b, grouped, strided, zero padding given per side.
 //   x: [N, C, H, W]   wp: [G, C/G, R, S, K_pad/4] (vec4; grouped_conv_pack_weight, mode 0),
-//   binding 2, read with load_packed (a storage buffer or a texture: common/packed_*.wgsl)
+//   binding 2, a storage buffer read with load_packed (common/packed_buffer.wgsl; the
+//   _textured variant reads it from a texture)
 //   b: [K] (unread unless has_bias)   y: [N, K, P, Q]
 //   y[n,k,p,q] = b[k] + sum_{c < C/G, r < R, s < S} x[n, g*C/G + c, p*SH + r - pad_top, q*SW + s - pad_left] * w[k,c,r,s]
 //   where g = k / (K/G) and x outside the image reads as 0.
@@ -23,7 +24,8 @@ struct Params {
     phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
     rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
     rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
-    _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
+    n_base: u32,                             // textured kernels: the chunk's first image
+    _pad1: u32, _pad2: u32, _pad3: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

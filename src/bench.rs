@@ -270,7 +270,7 @@ pub fn kernel_rows(
         // time the convs on packed weights, where the autotuner keeps them.
         let packed = |packing| -> Result<GpuTensor> {
             let len = grouped_conv::packed_len(&s, packing);
-            let t = match gpu.packed_in_textures() {
+            let t = match gpu.conv_textures() {
                 true => GpuTensor::texture(gpu, "packed", &[len])?,
                 false => GpuTensor::zeros(gpu, "packed", &[len])?,
             };
@@ -434,7 +434,7 @@ pub fn model_rows(gpu: &Gpu, case: &ModelCase, yardstick: Option<Yardstick>) -> 
         .filter(|(node, _)| {
             matches!(
                 node.op,
-                Op::Conv(_) | Op::ConvBackwardInput(..) | Op::ConvBackwardWeight(_) | Op::PackWeight(..)
+                Op::Conv(_) | Op::ConvBackwardInput(..) | Op::ConvBackwardWeight(_) | Op::PackWeight(..) | Op::PackActivation(_)
             )
         })
         .map(|(_, s)| s)

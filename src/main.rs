@@ -17,6 +17,11 @@ struct Cli {
     /// NFNET_AUTOTUNE=0). Results are bitwise the same either way.
     #[arg(long, global = true)]
     no_autotune: bool,
+    /// Where conv kernels read weights and activations: `buffer` (storage buffers) or `texture`
+    /// (4-channel texels; fast on software devices). Default: the autotuner's timed choice,
+    /// `buffer` with autotuning off. The same as NFNET_CONV_STORAGE.
+    #[arg(long, global = true, value_parser = ["buffer", "texture"])]
+    conv_storage: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -157,6 +162,9 @@ struct BenchArgs {
     /// Skip the kernel rows.
     #[arg(long)]
     no_kernels: bool,
+    /// Skip the model rows.
+    #[arg(long)]
+    no_models: bool,
     /// The yardstick's line `matmul_gflops=X copy_gbs=Y` from the same adapter, for ratios
     /// (default: NFNET_YARDSTICK; tools/bench_vs_yardstick.sh runs it first).
     #[arg(long)]
@@ -235,6 +243,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.no_autotune {
         // Read by Gpu::new; set before any thread starts.
         std::env::set_var("NFNET_AUTOTUNE", "0");
+    }
+    if let Some(storage) = &cli.conv_storage {
+        std::env::set_var("NFNET_CONV_STORAGE", storage);
     }
     match cli.command {
         Command::Devices => devices(),
@@ -612,13 +623,14 @@ fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         })?;
     }
     let mut models = Vec::new();
-    if !args.models.is_empty() {
+    let cases = if args.no_models { &[][..] } else { &args.models[..] };
+    if !cases.is_empty() {
         println!(
             "\n{:<12} {:>5} {:>5} {:<9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>7} {:>6}",
             "model", "res", "batch", "mode", "img/s", "ms/step", "gpu ms", "encode%", "GFLOP/s", "ratio", "conv%"
         );
     }
-    for case in &args.models {
+    for case in cases {
         for r in model_rows(&gpu, case, yardstick)? {
             println!(
                 "{:<12} {:>5} {:>5} {:<9} {:>9.2} {:>10.1} {:>10} {:>8.2}% {:>9.3} {:>7} {:>6}",

@@ -10,10 +10,12 @@
 //! turns tuning off: every choice is then the default, for reproducible timings.
 //!
 //! Choices today:
-//! * `packed_weights`, per adapter: where the conv kernels read packed weights from, `buffer`
-//!   (default) or `texture`. On a software rasterizer a texel fetch is several times cheaper
-//!   than a bounds-checked storage-buffer load, and the weight loads dominate the conv kernels'
-//!   cost; on a discrete GPU the two are close.
+//! * `conv_storage`, per adapter: where the conv kernels read their operands, `buffer`
+//!   (default: storage buffers) or `texture` (packed weights and activations as 4-channel
+//!   texels, read by the `_textured` kernels). On a software rasterizer a texel fetch costs a
+//!   fraction of a bounds-checked storage-buffer load, and loads dominate the conv kernels'
+//!   cost; on a discrete GPU the two are close. Timed on a forward conv, the texture side
+//!   paying for packing its input.
 //! * the register tile of each conv kernel, per shape ([`grouped_conv::Tile`]): made when a
 //!   plan builds the conv's launch, timed on that shape.
 //!
@@ -25,7 +27,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Kernel, Launch};
-use crate::ops::grouped_conv::{self, Conv2d, Padding, Trial};
+use crate::ops::grouped_conv::{Conv2d, Padding, Trial};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -125,37 +127,37 @@ pub(crate) fn time(gpu: &Gpu, launch: &Launch, reps: usize) -> Result<f64> {
     Ok(best)
 }
 
-/// Where packed conv weights live: the `packed_weights` choice.
+/// Where conv operands live: the `conv_storage` choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PackedWeights {
+enum ConvStorage {
     Buffer,
     Texture,
 }
 
-impl std::fmt::Display for PackedWeights {
+impl std::fmt::Display for ConvStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            PackedWeights::Buffer => "buffer",
-            PackedWeights::Texture => "texture",
+            ConvStorage::Buffer => "buffer",
+            ConvStorage::Texture => "texture",
         })
     }
 }
 
-impl std::str::FromStr for PackedWeights {
+impl std::str::FromStr for ConvStorage {
     type Err = ();
-    fn from_str(s: &str) -> std::result::Result<PackedWeights, ()> {
+    fn from_str(s: &str) -> std::result::Result<ConvStorage, ()> {
         match s {
-            "buffer" => Ok(PackedWeights::Buffer),
-            "texture" => Ok(PackedWeights::Texture),
+            "buffer" => Ok(ConvStorage::Buffer),
+            "texture" => Ok(ConvStorage::Texture),
             _ => Err(()),
         }
     }
 }
 
-/// Whether plans should keep packed conv weights in textures on this adapter: the cached
-/// choice, else timed now on the forward conv of a stage-like grouped 3x3 shape (default
-/// tile), else `false`.
-pub fn packed_in_textures(gpu: &Gpu) -> bool {
+/// Whether plans should give conv kernels their operands in textures on this adapter: the
+/// cached choice, else timed now on the forward conv of a stage-like grouped 3x3 shape (default
+/// tiles; the texture side packs x as part of the timed launch, as a plan does), else `false`.
+pub fn conv_textures(gpu: &Gpu) -> bool {
     let spec = Conv2d {
         n: 2,
         c: 256,
@@ -169,12 +171,11 @@ pub fn packed_in_textures(gpu: &Gpu) -> bool {
         pad: Padding::symmetric(3, 3, (1, 1)),
         bias: false,
     };
-    let tile = grouped_conv::forward_tiles(&spec)[0];
-    let candidates = [PackedWeights::Buffer, PackedWeights::Texture];
-    let choice = pick(gpu, "packed_weights", &candidates, |storage| {
-        Trial::new(gpu, Kernel::GroupedConvForward, &spec, storage == PackedWeights::Texture)?.run(tile)
+    let candidates = [ConvStorage::Buffer, ConvStorage::Texture];
+    let choice = pick(gpu, "conv_storage", &candidates, |storage| {
+        Trial::new(gpu, Kernel::GroupedConvForward, &spec)?.run_storage(storage == ConvStorage::Texture)
     });
-    choice == Some(PackedWeights::Texture)
+    choice == Some(ConvStorage::Texture)
 }
 
 /// The fastest of `candidates` (the default first) for the choice `name`: cached, else timed

@@ -40,7 +40,7 @@ fn f0_counts_match_deepmind() {
 #[test]
 fn f0_training_step_plans_shared_memory_below_six_tenths_of_all_tensors() {
     let f0 = NfnetConfig::builtin("f0").unwrap();
-    let m = training_memory(&f0, 8, 192, &wgpu::Limits::default()).unwrap();
+    let m = training_memory(&f0, 8, 192, &wgpu::Limits::default(), false).unwrap();
     let ratio = m.shared as f64 / m.all_tensors as f64;
     eprintln!("dm_nfnet_f0 training step, batch 8, 192x192: planned activations, gradients and workspaces {} MiB; sum of all tensor sizes {} MiB; ratio {ratio:.3}", m.shared >> 20, m.all_tensors >> 20);
     assert!(ratio <= 0.6, "planned {} of {} bytes ({ratio:.3})", m.shared, m.all_tensors);
@@ -128,6 +128,47 @@ fn a_training_step_is_one_submit_and_allocates_nothing_after_the_first() {
         last.is_finite() && last < 0.5 * first,
         "the loss should fall when fitting one batch: {first} -> {last}"
     );
+}
+
+/// Conv operands packed in textures (the `_textured` kernels, activation packing inserted by
+/// the plan) train bitwise like storage buffers: same loss, same parameters after three steps,
+/// still one submit per step and nothing allocated after the first.
+#[test]
+fn textured_conv_plan_trains_bitwise_like_buffers() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let textured = nfnet::Gpu::with_options(&nfnet::GpuOptions {
+        autotune: Some(false),
+        conv_textures: Some(true),
+        ..Default::default()
+    })
+    .unwrap();
+    let (plan, store) = nano_training_plan(gpu);
+    let (tplan, tstore) = nano_training_plan(&textured);
+    let packs = tplan
+        .step_nodes()
+        .filter(|n| matches!(n.op, nfnet::graph::Op::PackActivation(_)))
+        .count();
+    assert!(packs > 0, "the textured plan packs conv activations");
+    assert!(plan.step_nodes().all(|n| !matches!(n.op, nfnet::graph::Op::PackActivation(_))));
+    tplan.step(&textured).unwrap();
+    textured.wait().unwrap();
+    let before = textured.counters();
+    for _ in 0..2 {
+        tplan.step(&textured).unwrap();
+    }
+    textured.wait().unwrap();
+    let after = textured.counters();
+    assert_eq!(after.submits - before.submits, 2, "one submit per step");
+    assert_eq!((after.buffers, after.bind_groups), (before.buffers, before.bind_groups));
+    for _ in 0..3 {
+        plan.step(gpu).unwrap();
+    }
+    let bits = |g: &nfnet::Gpu, t: &GpuTensor| t.read_f32(g).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let loss = |p: &Plan| p.tensor("loss.loss").unwrap().clone();
+    assert_eq!(bits(gpu, &loss(&plan)), bits(&textured, &loss(&tplan)), "loss");
+    for ((name, a), (_, b)) in store.iter().zip(tstore.iter()) {
+        assert_eq!(bits(gpu, a), bits(&textured, b), "{name} differs after three steps");
+    }
 }
 
 #[test]

@@ -96,15 +96,21 @@ fn grouped_conv_matches_reference() {
     }
 }
 
-/// Every register tile the autotuner may pick, with packed weights in a storage buffer and in
-/// a texture, gives bitwise the default kernel's output (tiles and storage change which
-/// invocation computes what, never the order of a sum); the default itself is checked against
-/// the reference above.
+/// The register tiles the autotuner may pick, of the buffer kernels and of the `_textured`
+/// kernels (weights and activations as texels, activations packed by the caller or by the
+/// launch), give bitwise the default buffer kernel's output: tiles and storage change which
+/// invocation computes what, never the order of a sum. The default itself is checked against
+/// the reference above. Each case runs every kernel's default tile and one other, in turn, so
+/// that the cases together cover every candidate without compiling each one for every case.
 #[test]
-fn grouped_conv_tiles_and_texture_weights_agree_bitwise() {
+fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
     let Some(gpu) = gpu_or_skip() else { return };
     let (mut rng, seed) = rng("grouped_conv_tiles");
-    for case in conv_cases() {
+    let some = |tiles: Vec<grouped_conv::Tile>, i: usize| {
+        let other = tiles.get(1 + i % (tiles.len() - 1).max(1)).copied();
+        std::iter::once(tiles[0]).chain(other).collect::<Vec<_>>()
+    };
+    for (i, case) in conv_cases().into_iter().enumerate() {
         let s = case.spec;
         let x = upload(gpu, "x", &s.x_shape(), &normal(&mut rng, s.x_shape().iter().product(), 1.0));
         let w = upload(gpu, "w", &s.w_shape(), &normal(&mut rng, s.w_shape().iter().product(), 0.3));
@@ -120,7 +126,15 @@ fn grouped_conv_tiles_and_texture_weights_agree_bitwise() {
             gpu.run(&[&grouped_conv::pack_weight(gpu, &s, &w, &t, packing).unwrap()]).unwrap();
             t
         };
-        let mut reference: [Option<Vec<u32>>; 3] = [None, None, None];
+        let texels = |t: &GpuTensor, shape: [usize; 4]| {
+            let packed = GpuTensor::texture(gpu, "texels", &grouped_conv::packed_activation_shape(shape, s.groups)).unwrap();
+            gpu.run(&[&grouped_conv::pack_activation(gpu, s.groups, t, &packed).unwrap()])
+                .unwrap();
+            packed
+        };
+        let (x_texels, dy_texels) = (texels(&x, s.x_shape()), texels(&dy, s.y_shape()));
+        let old_dx = normal(&mut rng, s.x_shape().iter().product(), 1.0);
+        let mut reference: [Option<Vec<u32>>; 5] = [None, None, None, None, None];
         let mut agree = |pass: usize, what: String, got: Vec<u32>| match &reference[pass] {
             None => reference[pass] = Some(got),
             Some(want) => {
@@ -134,25 +148,38 @@ fn grouped_conv_tiles_and_texture_weights_agree_bitwise() {
         };
         for texture in [false, true] {
             let (out, inp) = (packed(Packing::OutputInner, texture), packed(Packing::InputInner, texture));
-            for tile in grouped_conv::forward_tiles(&s) {
+            // The textured forward reads x packed by the caller, the textured input gradient
+            // packs its buffer dy itself.
+            let x_in = if texture { &x_texels } else { &x };
+            for tile in some(grouped_conv::forward_tiles(&s, texture), i) {
                 let y = poisoned(gpu, "y", &s.y_shape());
-                gpu.run(&[&grouped_conv::forward_tiled(gpu, &s, &x, &out, b.as_ref(), &y, tile).unwrap()])
+                gpu.run(&[&grouped_conv::forward_tiled(gpu, &s, x_in, &out, b.as_ref(), &y, tile).unwrap()])
                     .unwrap();
                 agree(0, format!("forward {tile} texture={texture}"), bits(&y));
             }
-            for tile in grouped_conv::backward_input_tiles(&s) {
+            for tile in some(grouped_conv::backward_input_tiles(&s, texture), i) {
                 let dx = poisoned(gpu, "dx", &s.x_shape());
                 gpu.run(&[&grouped_conv::backward_input_tiled(gpu, &s, &dy, &inp, &dx, false, tile).unwrap()])
                     .unwrap();
                 agree(1, format!("backward_input {tile} texture={texture}"), bits(&dx));
             }
-        }
-        for tile in grouped_conv::backward_weight_tiles(&s) {
-            let (dw, db) = (poisoned(gpu, "dw", &s.w_shape()), poisoned(gpu, "db", &[s.k]));
-            let part = grouped_conv::partials_shape(&gpu.limits, &s).map(|shape| GpuTensor::zeros(gpu, "partials", &shape).unwrap());
-            let launch = grouped_conv::backward_weight_tiled(gpu, &s, &x, &dy, &dw, s.bias.then_some(&db), part.as_ref(), tile).unwrap();
-            gpu.run(&[&launch]).unwrap();
-            agree(2, format!("backward_weight {tile}"), bits(&dw));
+            let dx = upload(gpu, "dx accumulated", &s.x_shape(), &old_dx);
+            let dy_in = if texture { &dy_texels } else { &dy };
+            gpu.run(&[&grouped_conv::backward_input_packed(gpu, &s, dy_in, &inp, &dx, true).unwrap()])
+                .unwrap();
+            agree(2, format!("backward_input accumulate texture={texture}"), bits(&dx));
+            // The textured weight gradient with x packed by the caller and dy by the launch.
+            for tile in some(grouped_conv::backward_weight_tiles(&s, texture), i) {
+                let (dw, db) = (poisoned(gpu, "dw", &s.w_shape()), poisoned(gpu, "db", &[s.k]));
+                let part = grouped_conv::partials_shape(&gpu.limits, &s).map(|shape| GpuTensor::zeros(gpu, "partials", &shape).unwrap());
+                let launch =
+                    grouped_conv::backward_weight_tiled(gpu, &s, x_in, &dy, &dw, s.bias.then_some(&db), part.as_ref(), tile).unwrap();
+                gpu.run(&[&launch]).unwrap();
+                agree(3, format!("backward_weight {tile} texture={texture}"), bits(&dw));
+                if s.bias {
+                    agree(4, format!("backward_bias {tile} texture={texture}"), bits(&db));
+                }
+            }
         }
     }
 }

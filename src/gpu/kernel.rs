@@ -2,10 +2,12 @@
 //!
 //! Shader file = entry point = pipeline label = `Kernel::name()`. Each source is the shared
 //! prelude (`shaders/common/*.wgsl`, joined at compile time: WGSL has no `#include`) followed by
-//! the kernel's own file. The conv kernels that touch packed weights come twice, with the packed
-//! weights in a storage buffer or in a texture: the same file behind a different prelude
-//! (`packed_buffer` or `packed_texture`, which declare the binding and its accessors). `bindings()` is the contract with the shader's `@binding`s: binding 0
-//! is always the uniform `Params`, then the inputs (read-only), then the outputs (read-write).
+//! the kernel's own file. The conv kernels come twice: reading storage buffers, and (suffix
+//! `_textured`) reading their activation and packed weights as texels, for adapters where a
+//! texel fetch costs less than a buffer load. Weight packing writes either storage through the
+//! `packed_buffer_out` or `packed_texture_out` prelude. `bindings()` is the contract with the
+//! shader's `@binding`s: binding 0 is always the uniform `Params`, then the inputs
+//! (read-only), then the outputs (read-write).
 //! The naga test validates every source in `Kernel::ALL` without a GPU.
 
 /// How a shader accesses one binding.
@@ -65,11 +67,13 @@ macro_rules! kernels {
 kernels! {
     GroupedConvPackWeight => "grouped_conv_pack_weight", ["index", "packed_buffer_out"], (Read, ReadWrite);
     GroupedConvPackWeightTexture => "grouped_conv_pack_weight", ["index", "packed_texture_out"], (Read, StorageTexture);
+    GroupedConvPackActivation => "grouped_conv_pack_activation", ["index"], (Read, StorageTexture);
     GroupedConvForward => "grouped_conv_forward", ["index", "packed_buffer"], (Read, Read, Read, ReadWrite);
-    GroupedConvForwardTexture => "grouped_conv_forward", ["index", "packed_texture"], (Read, Texture, Read, ReadWrite);
+    GroupedConvForwardTextured => "grouped_conv_forward_textured", ["index"], (Texture, Texture, Read, ReadWrite);
     GroupedConvBackwardInput => "grouped_conv_backward_input", ["index", "packed_buffer"], (Read, Read, ReadWrite);
-    GroupedConvBackwardInputTexture => "grouped_conv_backward_input", ["index", "packed_texture"], (Read, Texture, ReadWrite);
+    GroupedConvBackwardInputTextured => "grouped_conv_backward_input_textured", ["index"], (Texture, Texture, ReadWrite);
     GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index"], (Read, Read, ReadWrite);
+    GroupedConvBackwardWeightTextured => "grouped_conv_backward_weight_textured", ["index"], (Texture, Texture, ReadWrite, ReadWrite);
     GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index"], (Read, ReadWrite);
     SumPartials => "sum_partials", ["index"], (Read, ReadWrite);
     WeightStdForward => "weight_std_forward", ["index", "reduce"], (Read, Read, ReadWrite, ReadWrite);

@@ -48,9 +48,11 @@ pub struct GpuOptions {
     /// Autotuning ([`crate::tune`]): `None` follows `NFNET_AUTOTUNE` (on unless `0`); off, every
     /// choice is the default kernel's, for reproducible timings.
     pub autotune: Option<bool>,
-    /// Where plans keep packed conv weights: `Some(true)` textures, `Some(false)` storage
-    /// buffers, `None` the autotuner's choice (buffers with autotuning off).
-    pub packed_in_textures: Option<bool>,
+    /// Where conv kernels read their operands: `Some(true)` packed weights and activations in
+    /// textures (the `_textured` kernels), `Some(false)` storage buffers, `None` the
+    /// `NFNET_CONV_STORAGE` environment variable (`buffer` or `texture`) if set, else the
+    /// autotuner's choice (buffers with autotuning off).
+    pub conv_textures: Option<bool>,
 }
 
 /// What `nfnet devices` prints about one adapter.
@@ -186,7 +188,7 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     counters: Counters,
     autotune: bool,
-    packed_in_textures: OnceLock<bool>,
+    conv_textures: OnceLock<bool>,
 }
 
 /// What the context has created and submitted so far: the tests check that a planned training
@@ -303,9 +305,20 @@ impl Gpu {
         let autotune = options
             .autotune
             .unwrap_or_else(|| std::env::var("NFNET_AUTOTUNE").map_or(true, |v| v.trim() != "0"));
-        let packed_in_textures = OnceLock::new();
-        if let Some(textures) = options.packed_in_textures {
-            let _ = packed_in_textures.set(textures);
+        let conv_textures = OnceLock::new();
+        let from_env = match std::env::var("NFNET_CONV_STORAGE").as_deref().map(str::trim) {
+            Ok("texture") => Some(true),
+            Ok("buffer") => Some(false),
+            Ok("") | Err(_) => None,
+            Ok(other) => {
+                return Err(Error::invalid(
+                    "NFNET_CONV_STORAGE",
+                    format!("expected `buffer` or `texture`, got `{other}`"),
+                ))
+            }
+        };
+        if let Some(textures) = options.conv_textures.or(from_env) {
+            let _ = conv_textures.set(textures);
         }
         Ok(Gpu {
             pipelines: PipelineCache::new(),
@@ -317,7 +330,7 @@ impl Gpu {
             errors,
             counters: Counters::default(),
             autotune,
-            packed_in_textures,
+            conv_textures,
         })
     }
 
@@ -334,12 +347,11 @@ impl Gpu {
         self.autotune
     }
 
-    /// Whether plans keep packed conv weights in textures: the option if given, else the
-    /// autotuner's timed choice for this adapter (cached on disk), else storage buffers.
-    pub fn packed_in_textures(&self) -> bool {
-        *self
-            .packed_in_textures
-            .get_or_init(|| self.autotune && crate::tune::packed_in_textures(self))
+    /// Whether plans give the conv kernels their packed weights and activations in textures:
+    /// the option if given, else the autotuner's timed choice for this adapter (cached on
+    /// disk), else storage buffers.
+    pub fn conv_textures(&self) -> bool {
+        *self.conv_textures.get_or_init(|| self.autotune && crate::tune::conv_textures(self))
     }
 
     /// The pipeline cache: one compiled pipeline per kernel, built on first use.

@@ -140,6 +140,12 @@ pub fn backward(graph: &mut Graph, limits: &wgpu::Limits) -> Result<Gradients> {
                 }
             }
             Op::PackWeight(..) => {} // handled with its conv
+            Op::PackActivation(_) => {
+                return Err(Error::invalid(
+                    "autodiff",
+                    format!("{name}: activation packing is added by the plan, after the backward pass"),
+                ))
+            }
             Op::WeightStd(spec) => {
                 let dw_hat = dy.expect("checked above");
                 let (dw, _) = grads.contribute(graph, ins[0]);

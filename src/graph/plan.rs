@@ -8,9 +8,10 @@
 //!    buffers of their own. Every other tensor lives from the first node that touches it to the
 //!    last, and tensors whose lifetimes do not overlap share one buffer (best fit, growing a
 //!    buffer when nothing free is large enough). Two tensors bound by the same node never share,
-//!    so no dispatch binds one buffer twice. Where the adapter reads packed conv weights faster
-//!    from textures ([`Gpu::packed_in_textures`]), the outputs of `PackWeight` nodes live in
-//!    textures, pooled the same way among themselves.
+//!    so no dispatch binds one buffer twice. Where the adapter's conv kernels read textures
+//!    ([`Gpu::conv_textures`]), [`with_conv_texels`] first packs every conv's activations into
+//!    texels, and the outputs of `PackWeight` and `PackActivation` nodes live in textures,
+//!    pooled the same way among themselves.
 //! 3. **Launches.** Each node becomes a [`Launch`]: shapes checked by its op's launcher,
 //!    pipelines fetched from the cache, bind groups built. This is where shape errors surface.
 //!
@@ -116,12 +117,16 @@ pub struct MemoryReport {
 
 impl MemoryPlan {
     /// Plans the memory of `graph` (see the module docs); with `textures`, packed conv weights
-    /// live in textures.
+    /// and activations live in textures.
     pub fn new(graph: &Graph, options: &PlanOptions, textures: bool) -> MemoryPlan {
         let count = graph.tensors.len();
         let mut texture = vec![false; count];
         if textures {
-            for node in graph.nodes.iter().filter(|n| matches!(n.op, Op::PackWeight(..))) {
+            for node in graph
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.op, Op::PackWeight(..) | Op::PackActivation(_)))
+            {
                 node.outputs.iter().for_each(|&t| texture[t] = true);
             }
         }
@@ -273,7 +278,9 @@ pub struct Plan {
 impl Plan {
     /// Compiles `graph`, taking its parameters from `store` (by name).
     pub fn new(gpu: &Gpu, graph: Graph, store: &ParamStore, options: &PlanOptions) -> Result<Plan> {
-        let memory_plan = MemoryPlan::new(&graph, options, gpu.packed_in_textures());
+        let textures = gpu.conv_textures();
+        let graph = if textures { with_conv_texels(&graph) } else { graph };
+        let memory_plan = MemoryPlan::new(&graph, options, textures);
         let memory = memory_plan.report(&graph);
         let pools: Vec<GpuTensor> = memory_plan
             .slot_bytes
@@ -422,6 +429,65 @@ impl Plan {
     }
 }
 
+/// `graph` with its conv activations packed for the `_textured` kernels: before each conv node
+/// a `PackActivation` node writes x (forward, weight gradient) or dy (input and weight gradient)
+/// as 4-channel texels ([`grouped_conv::pack_activation`]), and the conv reads those. Conv
+/// nodes in a row that read the same tensor (the two gradients of one conv, a shortcut conv
+/// and the first conv of its block) share one packing; a packing never outlives its run of
+/// conv nodes, so the texels of an activation do not stay alive from the forward to the
+/// backward.
+pub fn with_conv_texels(graph: &Graph) -> Graph {
+    let mut out = Graph {
+        tensors: graph.tensors.clone(),
+        nodes: Vec::with_capacity(graph.nodes.len() * 2),
+        update_start: None,
+    };
+    // (source, groups, texels) packed in the current run of conv nodes.
+    let mut packed: Vec<(TensorId, usize, TensorId)> = Vec::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if graph.update_start == Some(i) {
+            out.update_start = Some(out.nodes.len());
+        }
+        // The inputs each conv pass reads as texels, and their names.
+        let (groups, slots): (usize, &[(usize, &str)]) = match &node.op {
+            Op::Conv(s) => (s.groups, &[(0, "x")]),
+            Op::ConvBackwardInput(s, _) => (s.groups, &[(0, "dy")]),
+            Op::ConvBackwardWeight(s) => (s.groups, &[(0, "x"), (1, "dy")]),
+            Op::PackWeight(..) => (0, &[]),
+            _ => {
+                packed.clear();
+                (0, &[])
+            }
+        };
+        let mut node = node.clone();
+        for &(slot, what) in slots {
+            let src = node.inputs[slot];
+            let Ok(shape) = <[usize; 4]>::try_from(&graph.tensors[src].shape[..]) else {
+                continue; // not a conv activation: the launcher reports it
+            };
+            let texels = match packed.iter().find(|(s, g, _)| (*s, *g) == (src, groups)) {
+                Some(&(_, _, t)) => t,
+                None => {
+                    let texel_shape = grouped_conv::packed_activation_shape(shape, groups);
+                    let t = out.node(
+                        format!("{}.pack_{what}", node.name),
+                        Op::PackActivation(groups),
+                        &[src],
+                        &[("texels", &texel_shape)],
+                    )[0];
+                    packed.push((src, groups, t));
+                    t
+                }
+            };
+            node.inputs[slot] = texels;
+        }
+        // A tensor written again (a gradient accumulated into) must be packed again.
+        packed.retain(|(s, _, _)| !node.outputs.contains(s));
+        out.nodes.push(node);
+    }
+    out
+}
+
 /// The launch of one node: its op's launcher over the planned tensors.
 fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launch> {
     let get = |t: TensorId| {
@@ -435,6 +501,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
     let launch = match &node.op {
         Op::WeightStd(s) => weight_std::forward(gpu, s, i[0], i[1], o[0], o[1]),
         Op::PackWeight(s, packing) => grouped_conv::pack_weight(gpu, s, i[0], o[0], *packing),
+        Op::PackActivation(groups) => grouped_conv::pack_activation(gpu, *groups, i[0], o[0]),
         Op::Conv(s) => grouped_conv::forward_packed(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
         Op::Act(s) => scaled_act::forward(gpu, s, i[0], o[0]),
         Op::AvgPool(s) => avg_pool::forward(gpu, s, i[0], o[0]),

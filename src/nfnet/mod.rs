@@ -11,25 +11,32 @@ pub use model::{build, Mode, Model};
 
 use crate::error::Result;
 use crate::graph::optim::Optimizer;
-use crate::graph::plan::{MemoryPlan, MemoryReport, PlanOptions};
+use crate::graph::plan::{with_conv_texels, MemoryPlan, MemoryReport, PlanOptions};
 use std::fmt::Write;
 
 /// The memory a training step of `config` plans: the graph with its backward pass and a full
 /// AGC + SGD update, keeping only the loss. Limits are WebGPU's defaults (128 MiB bindings)
-/// unless given.
-pub fn training_memory(config: &NfnetConfig, batch: usize, resolution: usize, limits: &wgpu::Limits) -> Result<MemoryReport> {
+/// unless given. With `textures`, conv operands are packed into textures as on adapters whose
+/// conv kernels read texels ([`crate::Gpu::conv_textures`]).
+pub fn training_memory(
+    config: &NfnetConfig,
+    batch: usize,
+    resolution: usize,
+    limits: &wgpu::Limits,
+    textures: bool,
+) -> Result<MemoryReport> {
     let opt = Optimizer::paper();
     let model = forward::training_model(config, batch, (resolution, resolution), limits, &opt)?;
     let keep = model.loss.into_iter().collect();
-    Ok(MemoryPlan::new(
-        &model.graph,
-        &PlanOptions {
-            keep,
-            prepare_params: false,
-        },
-        false,
-    )
-    .report(&model.graph))
+    let graph = match textures {
+        true => with_conv_texels(&model.graph),
+        false => model.graph,
+    };
+    let options = PlanOptions {
+        keep,
+        prepare_params: false,
+    };
+    Ok(MemoryPlan::new(&graph, &options, textures).report(&graph))
 }
 
 /// The memory an inference pass of `config` plans (weights standardized once, logits kept).
@@ -172,7 +179,7 @@ pub fn describe(config: &NfnetConfig, resolution: usize, batch: usize) -> Result
         mib(inf.shared_tensors)
     )
     .unwrap();
-    let train = training_memory(config, batch, resolution, &wgpu::Limits::default())?;
+    let train = training_memory(config, batch, resolution, &wgpu::Limits::default(), false)?;
     writeln!(
         s,
         "  training step:  {} parameters and momentum + {} inputs and outputs + {} shared activations, gradients and workspaces",
@@ -186,6 +193,15 @@ pub fn describe(config: &NfnetConfig, resolution: usize, batch: usize) -> Result
         "                  sum of all tensor sizes in the graph: {}; shared memory / that sum: {:.3}",
         mib(train.all_tensors),
         train.shared as f64 / train.all_tensors as f64
+    )
+    .unwrap();
+    let textured = training_memory(config, batch, resolution, &wgpu::Limits::default(), true)?;
+    let total = |m: &MemoryReport| m.params + m.other_dedicated + m.shared;
+    writeln!(
+        s,
+        "                  in all: {} with conv operands in buffers, {} with them packed in textures (--conv-storage texture)",
+        mib(total(&train)),
+        mib(total(&textured))
     )
     .unwrap();
     Ok(s)

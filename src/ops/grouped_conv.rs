@@ -168,7 +168,8 @@ struct Params {
     cols: u32,
     rows_per_split: u32,
     split_base: u32,
-    _pad: [u32; 4],
+    n_base: u32,
+    _pad: [u32; 3],
 }
 
 impl Params {
@@ -283,10 +284,86 @@ pub fn pack_weight(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packed: &GpuTensor, 
 }
 
 /// Packs `w` into a new scratch tensor: the convenience path of the one-call launchers.
+/// The weights go where the adapter's conv kernels read them ([`Gpu::conv_textures`]).
 fn pack_scratch(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packing: Packing) -> Result<(Launch, GpuTensor)> {
     check_shape(Kernel::GroupedConvPackWeight.name(), "w", w, &spec.w_shape())?;
-    let packed = GpuTensor::zeros(gpu, &format!("{} packed", w.label()), &[packed_len(spec, packing)])?;
+    let (label, len) = (format!("{} packed", w.label()), [packed_len(spec, packing)]);
+    let packed = match gpu.conv_textures() {
+        true => GpuTensor::texture(gpu, &label, &len)?,
+        false => GpuTensor::zeros(gpu, &label, &len)?,
+    };
     Ok((pack_weight(gpu, spec, w, &packed, packing)?, packed))
+}
+
+/// The shape of an activation `[N, C, H, W]` laid out by [`pack_activation`] for `groups`:
+/// `[N, G * CQ * 4, H, W]` with `CQ = ceil((C/G) / 4)`, each group's channels padded with
+/// zeros to a multiple of 4 (4 channels of one pixel per texel).
+pub fn packed_activation_shape(shape: [usize; 4], groups: usize) -> [usize; 4] {
+    let [n, c, h, w] = shape;
+    [n, groups * (c / groups.max(1)).div_ceil(4) * 4, h, w]
+}
+
+/// `struct Params` of `grouped_conv_pack_activation`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackActivationParams {
+    c: u32,
+    groups: u32,
+    hw: u32,
+    texels: u32,
+    texel_base: u32,
+    _pad: [u32; 3],
+}
+
+/// Writes the activation `src` `[N, C, H, W]` (a conv's x, or its dy with C = K) into the
+/// texture-backed `packed` ([`packed_activation_shape`]) as 4-channel texels, the layout the
+/// `_textured` conv kernels read.
+pub fn pack_activation(gpu: &Gpu, groups: usize, src: &GpuTensor, packed: &GpuTensor) -> Result<Launch> {
+    let op = Kernel::GroupedConvPackActivation.name();
+    let shape: [usize; 4] = src
+        .shape()
+        .try_into()
+        .map_err(|_| Error::shape(op, src.label(), "[N, C, H, W]", format!("{:?}", src.shape())))?;
+    if groups == 0 || shape[1] % groups != 0 {
+        return Err(Error::shape(op, "groups", format!("a divisor of C = {}", shape[1]), groups));
+    }
+    check_shape(op, "packed", packed, &packed_activation_shape(shape, groups))?;
+    if !packed.is_texture() {
+        return Err(Error::invalid(op, format!("{} must live in a texture", packed.label())));
+    }
+    let [n, c, h, w] = shape;
+    let per_sample = packed.numel() / n / 4;
+    let mut launch = Launch::new();
+    for (first, count) in batch_chunks(&gpu.limits, op, n, &[(src.label(), (c * h * w * 4) as u64)])? {
+        let params = PackActivationParams {
+            c: c as u32,
+            groups: groups as u32,
+            hw: (h * w) as u32,
+            texels: (count * per_sample) as u32,
+            texel_base: (first * per_sample) as u32,
+            _pad: [0; 3],
+        };
+        let args = [Arg::range(src, first * c * h * w, count * c * h * w), packed.into()];
+        let groups = grid(&gpu.limits, op, (count * per_sample).div_ceil(256))?;
+        launch.push(Step::new(gpu, Kernel::GroupedConvPackActivation, &[], &params, &args, groups)?);
+    }
+    Ok(launch)
+}
+
+/// `t` as the texels a `_textured` kernel reads: `t` itself when it is already packed
+/// (texture-backed, `packed_activation_shape(shape)`), else a scratch texture that a pack step
+/// appended to `launch` fills from the buffer `t` (`shape`).
+fn texels(gpu: &Gpu, op: &str, what: &str, groups: usize, t: &GpuTensor, shape: [usize; 4], launch: &mut Launch) -> Result<GpuTensor> {
+    let packed_shape = packed_activation_shape(shape, groups);
+    if t.is_texture() {
+        check_shape(op, what, t, &packed_shape)?;
+        return Ok(t.clone());
+    }
+    check_shape(op, what, t, &shape)?;
+    let packed = GpuTensor::texture(gpu, &format!("{} texels", t.label()), &packed_shape)?;
+    launch.extend(pack_activation(gpu, groups, t, &packed)?);
+    launch.scratch.push(packed.clone());
+    Ok(packed)
 }
 
 /// A register tile of a conv kernel (its override constants): `pixels` outputs along a row
@@ -322,32 +399,24 @@ impl std::str::FromStr for Tile {
 /// The launch `build` makes with the autotuned tile of `kernel` at `spec` (the default tile,
 /// `candidates[0]`, with autotuning off). The default launch is built first: it checks the
 /// shapes, so tuning never runs on a call that is wrong.
-fn tuned(
-    gpu: &Gpu,
-    kernel: Kernel,
-    spec: &Conv2d,
-    textures: bool,
-    candidates: &[Tile],
-    build: impl Fn(Tile) -> Result<Launch>,
-) -> Result<Launch> {
+fn tuned(gpu: &Gpu, kernel: Kernel, spec: &Conv2d, candidates: &[Tile], build: impl Fn(Tile) -> Result<Launch>) -> Result<Launch> {
     let launch = build(candidates[0])?;
-    match tune_tile(gpu, kernel, spec, textures, candidates) {
+    match tune_tile(gpu, kernel, spec, candidates) {
         Some(tile) if tile != candidates[0] => build(tile),
         _ => Ok(launch),
     }
 }
 
 /// The autotuned tile of `kernel` at `spec` among `candidates` (the default first), or `None`
-/// with autotuning off. Candidates run on seeded data of the same shape (packed weights in
-/// the same storage) and must reproduce the default's output bitwise; see [`crate::tune`].
-fn tune_tile(gpu: &Gpu, kernel: Kernel, spec: &Conv2d, textures: bool, candidates: &[Tile]) -> Option<Tile> {
+/// with autotuning off. Candidates run on seeded data of the same shape (in the same storage)
+/// and must reproduce the default's output bitwise; see [`crate::tune`].
+fn tune_tile(gpu: &Gpu, kernel: Kernel, spec: &Conv2d, candidates: &[Tile]) -> Option<Tile> {
     if !gpu.autotune() || candidates.len() < 2 {
         return None;
     }
     let key = format!(
-        "{} {} n{}_c{}_{}x{}_k{}_{}x{}_g{}_s{}x{}_pad{},{},{},{}{}",
+        "{} n{}_c{}_{}x{}_k{}_{}x{}_g{}_s{}x{}_pad{},{},{},{}{}",
         kernel.name(),
-        if textures { "texture" } else { "buffer" },
         spec.n,
         spec.c,
         spec.h,
@@ -365,16 +434,19 @@ fn tune_tile(gpu: &Gpu, kernel: Kernel, spec: &Conv2d, textures: bool, candidate
         if spec.bias { "_bias" } else { "" },
     );
     // Inputs are made once; a shape whose trial cannot be set up keeps the default.
-    let trial = Trial::new(gpu, kernel, spec, textures).ok()?;
+    let trial = Trial::new(gpu, kernel, spec).ok()?;
     crate::tune::pick(gpu, &key, candidates, |tile| trial.run(tile))
 }
 
 /// Seeded inputs and a NaN-poisoned output of one conv pass at one shape, reused by every
-/// candidate the autotuner times on it.
+/// candidate the autotuner times on it. The `_textured` kernels get their activations and
+/// packed weights as textures.
 pub(crate) struct Trial<'a> {
     gpu: &'a Gpu,
     kernel: Kernel,
     spec: Conv2d,
+    /// The weights, unpacked.
+    w: GpuTensor,
     /// x (forward, weight gradient) or dy (input gradient).
     input: GpuTensor,
     /// The packed weights (forward, input gradient) or dy (weight gradient).
@@ -386,13 +458,29 @@ pub(crate) struct Trial<'a> {
 }
 
 impl<'a> Trial<'a> {
-    /// A trial of `kernel` (forward, input or weight gradient) at `spec`, with packed weights
-    /// in a texture when `textures`.
-    pub(crate) fn new(gpu: &'a Gpu, kernel: Kernel, spec: &Conv2d, textures: bool) -> Result<Trial<'a>> {
+    /// A trial of `kernel` (a forward, input or weight gradient kernel) at `spec`.
+    pub(crate) fn new(gpu: &'a Gpu, kernel: Kernel, spec: &Conv2d) -> Result<Trial<'a>> {
+        let textures = matches!(
+            kernel,
+            Kernel::GroupedConvForwardTextured | Kernel::GroupedConvBackwardInputTextured | Kernel::GroupedConvBackwardWeightTextured
+        );
         let mut rng = crate::testing::Rng::new(0x711e);
-        let mut random = |label: &str, shape: &[usize]| {
+        let mut buffer = |label: &str, shape: &[usize]| {
             let data: Vec<f32> = rng.normal(shape.iter().product()).iter().map(|&v| v as f32).collect();
             GpuTensor::from_f32(gpu, label, shape, &data)
+        };
+        // Activations the kernel reads as texels are packed once, here, not in every timed run.
+        let mut random = |label: &str, shape: &[usize]| -> Result<GpuTensor> {
+            let t = buffer(label, shape)?;
+            match (textures, shape.len(), label) {
+                (true, 4, "x" | "dy") => {
+                    let shape = [shape[0], shape[1], shape[2], shape[3]];
+                    let packed = GpuTensor::texture(gpu, label, &packed_activation_shape(shape, spec.groups))?;
+                    gpu.run(&[&pack_activation(gpu, spec.groups, &t, &packed)?])?;
+                    Ok(packed)
+                }
+                _ => Ok(t),
+            }
         };
         let packed = |w: &GpuTensor, packing: Packing| -> Result<GpuTensor> {
             let len = packed_len(spec, packing);
@@ -403,16 +491,17 @@ impl<'a> Trial<'a> {
             gpu.run(&[&pack_weight(gpu, spec, w, &packed, packing)?])?;
             Ok(packed)
         };
+        let w = random("w", &spec.w_shape())?;
         let (input, other, out, partials) = match kernel {
-            Kernel::GroupedConvForward => {
+            Kernel::GroupedConvForward | Kernel::GroupedConvForwardTextured => {
                 let x = random("x", &spec.x_shape())?;
-                let w = packed(&random("w", &spec.w_shape())?, Packing::OutputInner)?;
-                (x, w, GpuTensor::zeros(gpu, "y", &spec.y_shape())?, None)
+                let packed = packed(&w, Packing::OutputInner)?;
+                (x, packed, GpuTensor::zeros(gpu, "y", &spec.y_shape())?, None)
             }
-            Kernel::GroupedConvBackwardInput => {
+            Kernel::GroupedConvBackwardInput | Kernel::GroupedConvBackwardInputTextured => {
                 let dy = random("dy", &spec.y_shape())?;
-                let w = packed(&random("w", &spec.w_shape())?, Packing::InputInner)?;
-                (dy, w, GpuTensor::zeros(gpu, "dx", &spec.x_shape())?, None)
+                let packed = packed(&w, Packing::InputInner)?;
+                (dy, packed, GpuTensor::zeros(gpu, "dx", &spec.x_shape())?, None)
             }
             _ => {
                 let (x, dy) = (random("x", &spec.x_shape())?, random("dy", &spec.y_shape())?);
@@ -427,6 +516,7 @@ impl<'a> Trial<'a> {
             gpu,
             kernel,
             spec: *spec,
+            w,
             input,
             other,
             bias,
@@ -435,14 +525,35 @@ impl<'a> Trial<'a> {
         })
     }
 
+    /// A buffer-kernel forward trial run with its default tile, or (`textures`) with its
+    /// weights packed into a texture: the `_textured` kernel with its default tile, packing x
+    /// inside the timed launch as a plan does.
+    pub(crate) fn run_storage(&self, textures: bool) -> Result<(f64, Vec<f32>)> {
+        if !textures {
+            return self.run(forward_tiles(&self.spec, false)[0]);
+        }
+        let tile = forward_tiles(&self.spec, true)[0];
+        let gpu = self.gpu;
+        let packed = GpuTensor::texture(gpu, "autotune packed", &[self.other.numel()])?;
+        gpu.run(&[&pack_weight(gpu, &self.spec, &self.w, &packed, Packing::OutputInner)?])?;
+        self.out.write_f32(gpu, &vec![f32::NAN; self.out.numel()])?;
+        let launch = forward_tiled(gpu, &self.spec, &self.input, &packed, self.bias.as_ref(), &self.out, tile)?;
+        let ms = crate::tune::time(gpu, &launch, 2)?;
+        Ok((ms, self.out.read_f32(gpu)?))
+    }
+
     /// Runs the pass with `tile` on a poisoned output: the best time in milliseconds and the
     /// output.
     pub(crate) fn run(&self, tile: Tile) -> Result<(f64, Vec<f32>)> {
         let (gpu, spec) = (self.gpu, &self.spec);
         self.out.write_f32(gpu, &vec![f32::NAN; self.out.numel()])?;
         let launch = match self.kernel {
-            Kernel::GroupedConvForward => forward_tiled(gpu, spec, &self.input, &self.other, self.bias.as_ref(), &self.out, tile)?,
-            Kernel::GroupedConvBackwardInput => backward_input_tiled(gpu, spec, &self.input, &self.other, &self.out, false, tile)?,
+            Kernel::GroupedConvForward | Kernel::GroupedConvForwardTextured => {
+                forward_tiled(gpu, spec, &self.input, &self.other, self.bias.as_ref(), &self.out, tile)?
+            }
+            Kernel::GroupedConvBackwardInput | Kernel::GroupedConvBackwardInputTextured => {
+                backward_input_tiled(gpu, spec, &self.input, &self.other, &self.out, false, tile)?
+            }
             _ => backward_weight_tiled(
                 gpu,
                 spec,
@@ -507,27 +618,40 @@ pub fn forward(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: Option
 
 /// `y = conv(x, w) + b` with `w` already packed ([`pack_weight`], [`Packing::OutputInner`]),
 /// with the register tile the autotuner picks for this shape ([`crate::tune`]).
+///
+/// Packed weights in a texture select `grouped_conv_forward_textured`, which reads x as texels:
+/// `x` may then be packed already ([`pack_activation`]) or a buffer that the launch packs into
+/// a scratch texture first.
 pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTensor, b: Option<&GpuTensor>, y: &GpuTensor) -> Result<Launch> {
-    tuned(
-        gpu,
-        Kernel::GroupedConvForward,
-        spec,
-        packed.is_texture(),
-        &forward_tiles(spec),
-        |tile| forward_tiled(gpu, spec, x, packed, b, y, tile),
-    )
+    let kernel = match packed.is_texture() {
+        true => Kernel::GroupedConvForwardTextured,
+        false => Kernel::GroupedConvForward,
+    };
+    let tiles = forward_tiles(spec, packed.is_texture());
+    tuned(gpu, kernel, spec, &tiles, |tile| forward_tiled(gpu, spec, x, packed, b, y, tile))
 }
 
 /// The forward's tiles: the default first (4*TK4 <= 16 channels, the row tile that loads least),
 /// then 32 channels and other row tiles.
-pub fn forward_tiles(spec: &Conv2d) -> Vec<Tile> {
+pub fn forward_tiles(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let (_, q) = spec.out_hw();
     let sw = spec.stride.1;
     let tile4 = Packing::OutputInner.tile4(spec);
     let row = |tk4: usize| row_tile(q, ((17 - spec.s) / sw + 1).min(8), |tp| (tp - 1) * sw + spec.s, spec.s * 4 * tk4);
+    // (channels4, pixels) pairs. The textured kernel fetches 4 channels at once and is fastest
+    // with a handful of accumulators (measured on lavapipe: 4 pixels x 4 channels beat every
+    // larger tile); the buffer kernel amortises its costly loads over large tiles.
+    let pairs: Vec<(usize, usize)> = match textured {
+        true => vec![(1, 4), (1, 2), (1, 6), (tile4.min(2), 4)],
+        false => [tile4.min(4), tile4]
+            .into_iter()
+            .flat_map(|tk4| [(tk4, row(tk4)), (tk4, 4), (tk4, 8)])
+            .collect(),
+    };
     let mut tiles = Vec::new();
-    for tk4 in [tile4.min(4), tile4] {
-        for tp in [row(tk4), 4.min(q), 8.min(q)] {
+    for (tk4, tp) in pairs {
+        let tp = tp.min(q);
+        {
             let tile = Tile {
                 pixels: tp,
                 channels4: tk4,
@@ -554,9 +678,10 @@ pub fn forward_tiled(
     let op = Kernel::GroupedConvForward.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;
-    check_shape(op, "x", x, &spec.x_shape())?;
     check_numel(op, "packed weights", packed, packed_len(spec, Packing::OutputInner))?;
     check_shape(op, "y", y, &spec.y_shape())?;
+    let mut launch = Launch::new();
+    let xt = textured_input(gpu, op, "x", spec, x, packed, spec.x_shape(), &mut launch)?;
     let mut placeholder = None;
     let b = bias_arg(gpu, op, spec, b, &mut placeholder)?;
     let (p, q) = spec.out_hw();
@@ -576,29 +701,49 @@ pub fn forward_tiled(
     ];
     let blocks = q.div_ceil(tp);
     let kblocks = kg.div_ceil(4 * tk4);
-    let mut launch = Launch::new();
     for (first, n) in chunks(&gpu.limits, op, spec, x.label(), y.label())? {
         let params = Params {
             w_stride: Packing::OutputInner.row(spec) as u32,
             blocks: blocks as u32,
+            n_base: first as u32,
             ..Params::new(spec, n)
         };
-        let args = [
-            Arg::range(x, first * xs, n * xs),
-            packed.into(),
-            b,
-            Arg::range(y, first * ys, n * ys),
-        ];
-        let groups = [(n * p * blocks * kblocks).div_ceil(WG) as u32, spec.groups as u32, 1];
-        let kernel = if packed.is_texture() {
-            Kernel::GroupedConvForwardTexture
-        } else {
-            Kernel::GroupedConvForward
+        let (kernel, x_arg) = match &xt {
+            Some(t) => (Kernel::GroupedConvForwardTextured, t.into()),
+            None => (Kernel::GroupedConvForward, Arg::range(x, first * xs, n * xs)),
         };
+        let args = [x_arg, packed.into(), b, Arg::range(y, first * ys, n * ys)];
+        let groups = [(n * p * blocks * kblocks).div_ceil(WG) as u32, spec.groups as u32, 1];
         launch.push(Step::new(gpu, kernel, &overrides, &params, &args, groups)?);
     }
     launch.scratch.extend(placeholder);
     Ok(launch)
+}
+
+/// The activation a conv pass reads, checked: `None` for the buffer kernels (packed weights in
+/// a buffer), else the texels the `_textured` kernel reads (see [`texels`]).
+#[allow(clippy::too_many_arguments)]
+fn textured_input(
+    gpu: &Gpu,
+    op: &str,
+    what: &str,
+    spec: &Conv2d,
+    t: &GpuTensor,
+    packed: &GpuTensor,
+    shape: [usize; 4],
+    launch: &mut Launch,
+) -> Result<Option<GpuTensor>> {
+    if packed.is_texture() {
+        return texels(gpu, op, what, spec.groups, t, shape, launch).map(Some);
+    }
+    if t.is_texture() {
+        return Err(Error::invalid(
+            op,
+            format!("{what} is packed in a texture, so the packed weights must live in a texture too"),
+        ));
+    }
+    check_shape(op, what, t, &shape)?;
+    Ok(None)
 }
 
 /// The bias binding: the given bias, or (without one) a 1-element placeholder the shader never reads.
@@ -636,6 +781,8 @@ pub fn backward_input(gpu: &Gpu, spec: &Conv2d, dy: &GpuTensor, w: &GpuTensor, d
 
 /// `dx (+)= d conv / dx` with `w` already packed ([`Packing::InputInner`]). One dispatch per
 /// stride phase (see the shader), with the channel tile the autotuner picks for this shape.
+/// Packed weights in a texture select the `_textured` kernel, which reads dy as texels (packed
+/// already, or packed by the launch as in [`forward_packed`]).
 pub fn backward_input_packed(
     gpu: &Gpu,
     spec: &Conv2d,
@@ -644,31 +791,33 @@ pub fn backward_input_packed(
     dx: &GpuTensor,
     accumulate: bool,
 ) -> Result<Launch> {
-    let candidates = backward_input_tiles(spec);
-    tuned(
-        gpu,
-        Kernel::GroupedConvBackwardInput,
-        spec,
-        packed.is_texture(),
-        &candidates,
-        |tile| backward_input_tiled(gpu, spec, dy, packed, dx, accumulate, tile),
-    )
+    let kernel = match packed.is_texture() {
+        true => Kernel::GroupedConvBackwardInputTextured,
+        false => Kernel::GroupedConvBackwardInput,
+    };
+    tuned(gpu, kernel, spec, &backward_input_tiles(spec, packed.is_texture()), |tile| {
+        backward_input_tiled(gpu, spec, dy, packed, dx, accumulate, tile)
+    })
 }
 
 /// The input gradient's tiles, the default (16 channels) first: the row tile is chosen per
 /// stride phase, so the candidates differ in the channels per invocation.
-pub fn backward_input_tiles(spec: &Conv2d) -> Vec<Tile> {
+///
+/// `pixels` caps the row tile (0: up to 8); the textured kernel, like the textured forward,
+/// runs best with small tiles.
+pub fn backward_input_tiles(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let tile4 = Packing::InputInner.tile4(spec);
-    let mut tiles = vec![tile4.min(4), tile4];
+    let tile = |pixels: usize, channels4: usize| Tile {
+        pixels,
+        channels4: channels4.min(tile4),
+        inputs: 1,
+    };
+    let mut tiles = match textured {
+        true => vec![tile(4, 1), tile(2, 1), tile(4, 2), tile(2, 2), tile(8, 1)],
+        false => vec![tile(0, 4), tile(0, 8)],
+    };
     tiles.dedup();
     tiles
-        .into_iter()
-        .map(|tc4| Tile {
-            pixels: 0,
-            channels4: tc4,
-            inputs: 1,
-        })
-        .collect()
 }
 
 /// The input gradient with an explicit channel tile (one of [`backward_input_tiles`]).
@@ -684,22 +833,23 @@ pub fn backward_input_tiled(
     let op = Kernel::GroupedConvBackwardInput.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;
-    check_shape(op, "dy", dy, &spec.y_shape())?;
     check_numel(op, "packed weights", packed, packed_len(spec, Packing::InputInner))?;
     check_shape(op, "dx", dx, &spec.x_shape())?;
+    let mut launch = Launch::new();
+    let dyt = textured_input(gpu, op, "dy", spec, dy, packed, spec.y_shape(), &mut launch)?;
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
     let cg = spec.c / spec.groups;
     let tc4 = tile.channels4;
     let (sh, sw) = spec.stride;
-    let mut launch = Launch::new();
     let chunks = chunks(&gpu.limits, op, spec, dx.label(), dy.label())?;
     for a in 0..sh.min(spec.h) {
         for b in 0..sw.min(spec.w) {
             let (r0, nr) = phase_taps(a, spec.pad.top, sh, spec.r);
             let (s0, ns) = phase_taps(b, spec.pad.left, sw, spec.s);
             let (rows, cols) = ((spec.h - a).div_ceil(sh), (spec.w - b).div_ceil(sw));
-            let tp = row_tile(cols, (64 / tc4).min(8), |tp| tp + ns.saturating_sub(1), ns * 4 * tc4);
+            let max = if tile.pixels > 0 { tile.pixels } else { 8 };
+            let tp = row_tile(cols, (64 / tc4).min(max), |tp| tp + ns.saturating_sub(1), ns * 4 * tc4);
             let overrides = [
                 ("R", spec.r as f64),
                 ("S", spec.s as f64),
@@ -723,23 +873,19 @@ pub fn backward_input_tiled(
                     phase_x: b as u32,
                     rows: rows as u32,
                     cols: cols as u32,
+                    n_base: first as u32,
                     ..Params::new(spec, n)
                 };
-                let args = [
-                    Arg::range(dy, first * ys, n * ys),
-                    packed.into(),
-                    Arg::range(dx, first * xs, n * xs),
-                ];
+                let (kernel, dy_arg) = match &dyt {
+                    Some(t) => (Kernel::GroupedConvBackwardInputTextured, t.into()),
+                    None => (Kernel::GroupedConvBackwardInput, Arg::range(dy, first * ys, n * ys)),
+                };
+                let args = [dy_arg, packed.into(), Arg::range(dx, first * xs, n * xs)];
                 let groups = [
                     (n * rows * blocks * cg.div_ceil(4 * tc4)).div_ceil(WG) as u32,
                     spec.groups as u32,
                     1,
                 ];
-                let kernel = if packed.is_texture() {
-                    Kernel::GroupedConvBackwardInputTexture
-                } else {
-                    Kernel::GroupedConvBackwardInput
-                };
                 launch.push(Step::new(gpu, kernel, &overrides, &params, &args, groups)?);
             }
         }
@@ -764,21 +910,27 @@ impl WeightGradPlan {
     /// Enough splits of the N*P rows to give the adapter a few hundred workgroups, never fewer
     /// than 4 rows in one, and no more partial sums than fit one storage binding. A function of
     /// the shape and the adapter's limits only, so the summation order is reproducible.
-    fn new(limits: &wgpu::Limits, spec: &Conv2d, x: &str, dy: &str, tile: Option<Tile>) -> Result<WeightGradPlan> {
+    fn new(limits: &wgpu::Limits, spec: &Conv2d, x: &str, dy: &str, tile: Option<(Tile, bool)>) -> Result<WeightGradPlan> {
         let (p, _) = spec.out_hw();
         let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
-        // The splits follow from the default tile whatever tile runs, so that the partial-sum
-        // workspace and the summation order do not depend on tuning.
-        let default = backward_weight_tiles(spec)[0];
-        let xgroups_of = |t: Tile| (cg.div_ceil(t.inputs) * kg.div_ceil(4 * t.channels4)).div_ceil(WG);
-        let tile = tile.unwrap_or(default);
+        // The splits follow from the buffer kernel's default tile whatever tile and kernel run,
+        // so that the partial-sum workspace and the summation order do not depend on tuning.
+        let default = backward_weight_tiles(spec, false)[0];
+        let xgroups_of = |t: Tile, textured: bool| match textured {
+            // The textured kernel works in channel quads.
+            true => {
+                (cg.div_ceil(4).div_ceil(t.inputs / 4) * kg.div_ceil(4).div_ceil(t.channels4) * spec.r * spec.s / t.pixels).div_ceil(WG)
+            }
+            false => (cg.div_ceil(t.inputs) * kg.div_ceil(4 * t.channels4)).div_ceil(WG),
+        };
+        let (tile, textured) = tile.unwrap_or((default, false));
         let (tk4, cb) = (tile.channels4, tile.inputs);
         // Lanes over (input tile, output tile) within a group; y over groups.
-        let xgroups = xgroups_of(tile);
+        let xgroups = xgroups_of(tile, textured);
         let kblocks = spec.groups;
         let chunks = chunks(limits, Kernel::GroupedConvBackwardWeight.name(), spec, x, dy)?;
         let rows = chunks.iter().map(|&(_, n)| n * p).max().unwrap_or(1);
-        let wanted = 256usize.div_ceil(xgroups_of(default) * kblocks).min(rows.div_ceil(4));
+        let wanted = 256usize.div_ceil(xgroups_of(default, false) * kblocks).min(rows.div_ceil(4));
         let fit = (limits.max_storage_buffer_binding_size / (spec.k * cg * spec.r * spec.s * 4) as u64) as usize;
         let rows_per_split = rows.div_ceil(wanted.min(fit).max(1));
         Ok(WeightGradPlan {
@@ -806,32 +958,49 @@ pub fn partials_shape(limits: &wgpu::Limits, spec: &Conv2d) -> Option<Vec<usize>
 }
 
 /// `dw = d conv / dw` and, when the conv has a bias, `db = d conv / db` (both overwritten), with
-/// a partial-sum workspace of its own.
+/// a partial-sum workspace of its own. Where the adapter's conv kernels read textures ([`Gpu::conv_textures`]), x and dy are
+/// packed into scratch textures first.
 pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, db: Option<&GpuTensor>) -> Result<Launch> {
     let partials = partials_shape(&gpu.limits, spec)
         .map(|shape| GpuTensor::zeros(gpu, &format!("{} partials", dw.label()), &shape))
         .transpose()?;
-    let mut launch = backward_weight_into(gpu, spec, x, dy, dw, db, partials.as_ref())?;
+    let mut launch = Launch::new();
+    let op = Kernel::GroupedConvBackwardWeight.name();
+    let (x, dy) = match gpu.conv_textures() && !x.is_texture() && !dy.is_texture() {
+        true => (
+            texels(gpu, op, "x", spec.groups, x, spec.x_shape(), &mut launch)?,
+            texels(gpu, op, "dy", spec.groups, dy, spec.y_shape(), &mut launch)?,
+        ),
+        false => (x.clone(), dy.clone()),
+    };
+    launch.extend(backward_weight_into(gpu, spec, &x, &dy, dw, db, partials.as_ref())?);
     launch.scratch.extend(partials);
     Ok(launch)
 }
 
 /// The weight gradient's tiles (input channels x output channel vec4s per invocation), the
-/// default first.
-pub fn backward_weight_tiles(spec: &Conv2d) -> Vec<Tile> {
+/// default first, for the buffer kernel or (`textured`) the `_textured` one, whose input
+/// channels come in quads and whose `pixels` is the number of kernel taps per invocation (all
+/// R*S, one row of S, or 1): on lavapipe it runs fastest with few accumulators.
+pub fn backward_weight_tiles(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
-    let tile = |inputs: usize, channels4: usize| Tile {
-        pixels: 0,
+    let cg = if textured { cg.div_ceil(4) * 4 } else { cg };
+    let rs = spec.r * spec.s;
+    let tile = |inputs: usize, channels4: usize, taps: usize| Tile {
+        pixels: if textured { taps } else { 0 },
         inputs: inputs.min(cg),
         channels4: channels4.min(kg.div_ceil(4)),
     };
-    let mut tiles = match spec.r * spec.s {
-        1 => vec![tile(8, 2), tile(8, 4), tile(16, 2)],
-        _ => vec![tile(1, 2), tile(1, 4), tile(2, 2)],
+    let mut tiles = match (rs, textured) {
+        (1, false) => vec![tile(8, 2, 0), tile(8, 4, 0), tile(16, 2, 0)],
+        (_, false) => vec![tile(1, 2, 0), tile(1, 4, 0), tile(2, 2, 0)],
+        (1, true) => vec![tile(4, 1, 1), tile(8, 1, 1), tile(4, 2, 1)],
+        (_, true) => vec![tile(4, 1, 1), tile(4, 1, spec.s), tile(8, 1, 1), tile(4, 2, 1), tile(4, 1, rs)],
     };
     tiles.dedup();
     let first = tiles[0];
-    tiles.retain(|t| *t == first || t.inputs * spec.r * spec.s * t.channels4 <= 72);
+    let taps = |t: &Tile| if textured { t.pixels } else { rs };
+    tiles.retain(|t| *t == first || t.inputs * taps(t) * t.channels4 <= 72);
     tiles.sort_by_key(|t| *t != first);
     tiles.dedup();
     tiles
@@ -852,17 +1021,19 @@ pub fn backward_weight_into(
     db: Option<&GpuTensor>,
     partials: Option<&GpuTensor>,
 ) -> Result<Launch> {
-    tuned(
-        gpu,
-        Kernel::GroupedConvBackwardWeight,
-        spec,
-        false,
-        &backward_weight_tiles(spec),
-        |tile| backward_weight_tiled(gpu, spec, x, dy, dw, db, partials, tile),
-    )
+    let textured = x.is_texture() || dy.is_texture();
+    let kernel = match textured {
+        true => Kernel::GroupedConvBackwardWeightTextured,
+        false => Kernel::GroupedConvBackwardWeight,
+    };
+    tuned(gpu, kernel, spec, &backward_weight_tiles(spec, textured), |tile| {
+        backward_weight_tiled(gpu, spec, x, dy, dw, db, partials, tile)
+    })
 }
 
-/// The weight gradient with an explicit tile (one of [`backward_weight_tiles`]).
+/// The weight gradient with an explicit tile (one of [`backward_weight_tiles`]). When x or dy
+/// is packed in a texture ([`pack_activation`]) the `_textured` kernel runs (packing the other
+/// one if it is a buffer) and computes the bias gradient too.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_weight_tiled(
     gpu: &Gpu,
@@ -877,9 +1048,20 @@ pub fn backward_weight_tiled(
     let op = Kernel::GroupedConvBackwardWeight.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;
-    check_shape(op, "x", x, &spec.x_shape())?;
-    check_shape(op, "dy", dy, &spec.y_shape())?;
     check_shape(op, "dw", dw, &spec.w_shape())?;
+    let mut launch = Launch::new();
+    let textured = x.is_texture() || dy.is_texture();
+    let texels = match textured {
+        true => Some((
+            texels(gpu, op, "x", spec.groups, x, spec.x_shape(), &mut launch)?,
+            texels(gpu, op, "dy", spec.groups, dy, spec.y_shape(), &mut launch)?,
+        )),
+        false => {
+            check_shape(op, "x", x, &spec.x_shape())?;
+            check_shape(op, "dy", dy, &spec.y_shape())?;
+            None
+        }
+    };
     match (spec.bias, db) {
         (true, Some(db)) => check_shape(op, "db", db, &[spec.k])?,
         (false, None) => {}
@@ -891,7 +1073,16 @@ pub fn backward_weight_tiled(
         }
         (false, Some(_)) => return Err(Error::invalid(op, "a bias gradient tensor was given but the conv has none")),
     }
-    let plan = WeightGradPlan::new(&gpu.limits, spec, x.label(), dy.label(), Some(tile))?;
+    let plan = WeightGradPlan::new(&gpu.limits, spec, x.label(), dy.label(), Some((tile, textured)))?;
+    let taps = tile.pixels;
+    if textured
+        && (tile.inputs % 4 != 0
+            || ![1, spec.s, spec.r * spec.s].contains(&taps)
+            || tile.inputs * taps * tile.channels4 > 72
+            || tile.channels4 > 4)
+    {
+        return Err(Error::invalid(op, format!("{tile} is not a tile of the textured kernel")));
+    }
     let wpart = match (plan.direct(), partials) {
         (true, _) => None,
         (false, Some(part)) => {
@@ -911,39 +1102,74 @@ pub fn backward_weight_tiled(
     };
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
-    let overrides = [
+    let mut overrides = vec![
         ("R", spec.r as f64),
         ("S", spec.s as f64),
         ("SH", spec.stride.0 as f64),
         ("SW", spec.stride.1 as f64),
-        ("CB", plan.cb as f64),
         ("TK4", plan.tk4 as f64),
     ];
+    if textured {
+        let (rows, cols) = match taps {
+            1 => (1, 1),
+            t if t == spec.r * spec.s => (spec.r, spec.s),
+            _ => (1, spec.s),
+        };
+        overrides.extend([
+            ("CB4", (plan.cb / 4) as f64),
+            ("TAPS", taps as f64),
+            ("TR", rows as f64),
+            ("TS", cols as f64),
+        ]);
+    } else {
+        overrides.push(("CB", plan.cb as f64));
+    }
     // The bias partials are K floats a split: small enough to own.
     let bpart = match db {
         Some(db) if !plan.direct() => Some(GpuTensor::zeros(gpu, &format!("{} partials", db.label()), &[plan.splits, spec.k])?),
         _ => None,
     };
-    let mut launch = Launch::new();
+    let mut placeholder = None;
     for (i, &(first, n)) in plan.chunks.iter().enumerate() {
         let params = Params {
             rows_per_split: plan.rows_per_split as u32,
+            n_base: first as u32,
             ..Params::new(spec, n)
         };
         let zs = (n * p).div_ceil(plan.rows_per_split);
-        let dy_chunk = Arg::range(dy, first * ys, n * ys);
-        let args = [Arg::range(x, first * xs, n * xs), dy_chunk, wpart.unwrap_or(dw).into()];
         let groups = [plan.xgroups as u32, plan.kblocks as u32, zs as u32];
-        launch.push(Step::new(
-            gpu,
-            Kernel::GroupedConvBackwardWeight,
-            &overrides,
-            &params,
-            &args,
-            groups,
-        )?);
-        if let Some(db) = db {
-            let args = [dy_chunk, bpart.as_ref().unwrap_or(db).into()];
+        if let Some((xt, dyt)) = &texels {
+            let bias_out = match (&bpart, db) {
+                (Some(part), _) => part,
+                (None, Some(db)) => db,
+                (None, None) => &*placeholder.insert(GpuTensor::zeros(gpu, "no bias", &[1])?),
+            };
+            let args = [xt.into(), dyt.into(), wpart.unwrap_or(dw).into(), bias_out.into()];
+            launch.push(Step::new(
+                gpu,
+                Kernel::GroupedConvBackwardWeightTextured,
+                &overrides,
+                &params,
+                &args,
+                groups,
+            )?);
+        } else {
+            let args = [
+                Arg::range(x, first * xs, n * xs),
+                Arg::range(dy, first * ys, n * ys),
+                wpart.unwrap_or(dw).into(),
+            ];
+            launch.push(Step::new(
+                gpu,
+                Kernel::GroupedConvBackwardWeight,
+                &overrides,
+                &params,
+                &args,
+                groups,
+            )?);
+        }
+        if let (Some(db), None) = (db, &texels) {
+            let args = [Arg::range(dy, first * ys, n * ys), bpart.as_ref().unwrap_or(db).into()];
             launch.push(Step::new(
                 gpu,
                 Kernel::GroupedConvBackwardBias,
@@ -961,6 +1187,7 @@ pub fn backward_weight_tiled(
         }
     }
     launch.scratch.extend(bpart);
+    launch.scratch.extend(placeholder);
     Ok(launch)
 }
 

@@ -1,0 +1,130 @@
+// grouped_conv_backward_input_textured: grouped_conv_backward_input with dy read as 4-channel
+// texels (grouped_conv_pack_activation) and the packed weights from a texture, for adapters where
+// texel fetches are cheaper than storage-buffer loads.
+//   dyt: texels [N, G, KQ, P, Q] of dy (KQ = ceil((K/G)/4); a texture 4096 texels wide)
+//   wp: [G, K/G, R, S, C_pad/4] (vec4; grouped_conv_pack_weight, mode 1), a texture
+//   dx: [N, C, H, W] (this dispatch's batch chunk), overwritten or (accumulate) added to
+// Stride phases and register tile as in grouped_conv_backward_input. Per output quad it
+// fetches the NR*SPAN dy texels the tile needs once, then runs the four output channels in
+// turn, each over its taps in grouped_conv_backward_input's order: the result is bitwise its.
+// Dispatch: x = ceil(N*rows*ceil(cols/TP) * ceil((C/G) / (4*TC4)) / 64), y = G.
+// Launcher: ops::grouped_conv::backward_input, one dispatch per phase.
+
+struct Params {
+    n: u32, c: u32, h: u32, w: u32,          // input N (of this batch chunk), C, H, W
+    k: u32, p: u32, q: u32, groups: u32,     // output channels K, output P, Q; groups G
+    pad_top: u32, pad_left: u32, has_bias: u32, accumulate: u32,
+    w_stride: u32,                           // packed weight row length (a multiple of 4)
+    blocks: u32,                             // pixel blocks per row (ceil(Q / TP)), or splits
+    phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
+    rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
+    rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
+    n_base: u32,                             // textured kernels: the chunk's first image
+    _pad1: u32, _pad2: u32, _pad3: u32,
+}
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var dyt: texture_2d<f32>;
+@group(0) @binding(2) var wp: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+override R: u32 = 3u;
+override S: u32 = 3u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override R0: u32 = 0u;      // first row tap of this phase
+override NR: u32 = 3u;      // row taps of this phase
+override S0: u32 = 0u;      // first column tap of this phase
+override NS: u32 = 3u;      // column taps of this phase: 0 to 3
+override TP: u32 = 6u;      // pixels per invocation, at most 8
+override TC4: u32 = 4u;     // input channels per invocation / 4, at most 8; TP * TC4 <= 64
+override SPAN: u32 = 8u;    // TP + NS - 1, at most 10
+
+fn fetch(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+// Adds output channel (component e of the ds texels, weights from packed row wk) to every
+// accumulator: grouped_conv_backward_input's per-channel sum over the phase's taps, in its order.
+fn channel(acc: ptr<function, array<vec4<f32>, 64>>, ds: ptr<function, array<vec4<f32>, 30>>, e: u32, wk: u32, ws: u32) {
+    for (var ir = 0u; ir < NR; ir++) {
+        let r = R0 + ir * SH;
+        let wrow = wk + (r * S + S0) * ws;
+        let d = ir * SPAN;
+        for (var j = 0u; j < TC4; j++) {
+            var w0 = vec4<f32>(0.0);
+            var w1 = vec4<f32>(0.0);
+            var w2 = vec4<f32>(0.0);
+            if (NS >= 1u) { w0 = fetch(wp, wrow + j); }
+            if (NS >= 2u) { w1 = fetch(wp, wrow + SW * ws + j); }
+            if (NS >= 3u) { w2 = fetch(wp, wrow + 2u * SW * ws + j); }
+            for (var t = 0u; t < TP; t++) {
+                var a = (*acc)[t * TC4 + j];
+                if (NS >= 1u) { a = fma(vec4<f32>((*ds)[d + t + NS - 1u][e]), w0, a); }
+                if (NS >= 2u) { a = fma(vec4<f32>((*ds)[d + t + NS - 2u][e]), w1, a); }
+                if (NS >= 3u) { a = fma(vec4<f32>((*ds)[d + t][e]), w2, a); }
+                (*acc)[t * TC4 + j] = a;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn grouped_conv_backward_input_textured(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let kg = prm.k / prm.groups;
+    let cg = prm.c / prm.groups;
+    let cblocks = (cg + 4u * TC4 - 1u) / (4u * TC4);
+    let items = prm.n * prm.rows * prm.blocks;
+    if (gid.x >= items * cblocks) {
+        return;
+    }
+    // Lanes run over (pixel tile, channel tile), as in the forward.
+    let g = wid.y;
+    let item = gid.x % items;
+    let c0 = (gid.x / items) * 4u * TC4;       // first input channel of the tile, within the group
+    let n = item / (prm.rows * prm.blocks);
+    let iy = prm.phase_y + SH * ((item / prm.blocks) % prm.rows);
+    let q0 = (item % prm.blocks) * TP;          // first pixel of the tile, in phase columns
+
+    var acc: array<vec4<f32>, 64>;              // [t * TC4 + j], zero-initialised
+    // dy column of tap NS-1 for the tile's first pixel; tap i reads qbase + t + NS - 1 - i.
+    let s_last = S0 + (max(NS, 1u) - 1u) * SW;
+    let qbase = (i32(prm.phase_x + prm.pad_left) - i32(s_last)) / i32(SW) + i32(q0);
+    let ws = prm.w_stride / 4u;
+    let kq = (kg + 3u) / 4u;
+    let pq = prm.p * prm.q;
+    for (var b = 0u; b < kq; b++) {
+        let plane = ((prm.n_base + n) * prm.groups * kq + g * kq + b) * pq;
+        var ds: array<vec4<f32>, 30>;           // [ir * SPAN + u]: output channels 4b .. 4b+3
+        for (var ir = 0u; ir < NR; ir++) {
+            let r = R0 + ir * SH;
+            let p = (i32(iy + prm.pad_top) - i32(r)) / i32(SH);
+            let row_ok = i32(iy + prm.pad_top) >= i32(r) && p < i32(prm.p);
+            let row = plane + u32(p) * prm.q;
+            for (var u = 0u; u < SPAN; u++) {
+                let q = qbase + i32(u);
+                let ok = row_ok && q >= 0 && q < i32(prm.q);
+                ds[ir * SPAN + u] = select(vec4<f32>(0.0), fetch(dyt, select(0u, row + u32(q), ok)), ok);
+            }
+        }
+        // The four output channels in turn, each a constant component: the tile stays in
+        // registers.
+        let kk = 4u * b;
+        let wk = (g * kg + kk) * R * S * ws + c0 / 4u;
+        channel(&acc, &ds, 0u, wk, ws);
+        if (kk + 1u < kg) { channel(&acc, &ds, 1u, wk + R * S * ws, ws); }
+        if (kk + 2u < kg) { channel(&acc, &ds, 2u, wk + 2u * R * S * ws, ws); }
+        if (kk + 3u < kg) { channel(&acc, &ds, 3u, wk + 3u * R * S * ws, ws); }
+    }
+    for (var t = 0u; t < TP; t++) {
+        let ix = prm.phase_x + SW * (q0 + t);
+        for (var j = 0u; j < TC4; j++) {
+            for (var e = 0u; e < 4u; e++) {
+                let c = c0 + 4u * j + e;
+                if (q0 + t < prm.cols && c < cg) {
+                    let i = ((n * prm.c + g * cg + c) * prm.h + iy) * prm.w + ix;
+                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + acc[t * TC4 + j][e];
+                }
+            }
+        }
+    }
+}

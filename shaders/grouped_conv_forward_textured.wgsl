@@ -1,0 +1,138 @@
+// grouped_conv_forward_textured: grouped_conv_forward with x read as 4-channel texels
+// (grouped_conv_pack_activation) and the packed weights from a texture, for adapters where texel
+// fetches are cheaper than storage-buffer loads.
+//   xt: texels [N, G, CQ, H, W] of x (CQ = ceil((C/G)/4); a texture 4096 texels wide)
+//   wp: [G, C/G, R, S, K_pad/4] (vec4; grouped_conv_pack_weight, mode 0), a texture
+//   b: [K] (unread unless has_bias)   y: [N, K, P, Q] (this dispatch's batch chunk)
+//   y[n,k,p,q] = b[k] + sum_{c < C/G, r < R, s < S} x[n, g*C/G + c, p*SH + r - pad_top, q*SW + s - pad_left] * w[k,c,r,s]
+// Register tile as in grouped_conv_forward: TP outputs of one row x 4*TK4 output channels. Per
+// input quad it fetches the R*SPAN texels the tile needs once, then runs the four channels in
+// turn, each summed over (r, s) in grouped_conv_forward's order: the result is bitwise its.
+// Dispatch: x = ceil(N*P*ceil(Q/TP) * ceil((K/G) / (4*TK4)) / 64), y = G.
+// Launcher: ops::grouped_conv::forward.
+
+struct Params {
+    n: u32, c: u32, h: u32, w: u32,          // input N (of this batch chunk), C, H, W
+    k: u32, p: u32, q: u32, groups: u32,     // output channels K, output P, Q; groups G
+    pad_top: u32, pad_left: u32, has_bias: u32, accumulate: u32,
+    w_stride: u32,                           // packed weight row length (a multiple of 4)
+    blocks: u32,                             // pixel blocks per row (ceil(Q / TP)), or splits
+    phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
+    rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
+    rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
+    n_base: u32,                             // textured kernels: the chunk's first image
+    _pad1: u32, _pad2: u32, _pad3: u32,
+}
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var xt: texture_2d<f32>;
+@group(0) @binding(2) var wp: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+override R: u32 = 3u;
+override S: u32 = 3u;       // 1 or 3
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override TP: u32 = 6u;      // outputs per invocation along q, at most 8
+override TK4: u32 = 4u;     // output channels per invocation / 4, at most 8; TP * TK4 <= 64
+override SPAN: u32 = 8u;    // (TP - 1) * SW + S, at most 17
+
+fn fetch(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+// Adds input channel (component e of the xs texels, weights from packed row wc) to every
+// accumulator: grouped_conv_forward's per-channel (r, s) sum, in its order.
+fn channel(acc: ptr<function, array<vec4<f32>, 64>>, xs: ptr<function, array<vec4<f32>, 51>>, e: u32, wc: u32, ws: u32) {
+    for (var r = 0u; r < R; r++) {
+        let wrow = wc + r * S * ws;
+        for (var j = 0u; j < TK4; j++) {
+            let w0 = fetch(wp, wrow + j);
+            var w1 = vec4<f32>(0.0);
+            var w2 = vec4<f32>(0.0);
+            if (S == 3u) {
+                w1 = fetch(wp, wrow + ws + j);
+                w2 = fetch(wp, wrow + 2u * ws + j);
+            }
+            for (var t = 0u; t < TP; t++) {
+                var a = (*acc)[t * TK4 + j];
+                a = fma(vec4<f32>((*xs)[r * SPAN + t * SW][e]), w0, a);
+                if (S == 3u) {
+                    a = fma(vec4<f32>((*xs)[r * SPAN + t * SW + 1u][e]), w1, a);
+                    a = fma(vec4<f32>((*xs)[r * SPAN + t * SW + 2u][e]), w2, a);
+                }
+                (*acc)[t * TK4 + j] = a;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn grouped_conv_forward_textured(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let kg = prm.k / prm.groups;
+    let cg = prm.c / prm.groups;
+    let kblocks = (kg + 4u * TK4 - 1u) / (4u * TK4);
+    let items = prm.n * prm.p * prm.blocks;
+    if (gid.x >= items * kblocks) {
+        return;
+    }
+    // Lanes run over (pixel tile, channel tile) so that small maps still fill the workgroups;
+    // neighbouring lanes take neighbouring pixels of the same channel tile.
+    let g = wid.y;
+    let item = gid.x % items;
+    let k0 = (gid.x / items) * 4u * TK4;       // first output channel of the tile, within the group
+    let n = item / (prm.p * prm.blocks);
+    let op = (item / prm.blocks) % prm.p;
+    let q0 = (item % prm.blocks) * TP;
+
+    var acc: array<vec4<f32>, 64>;              // [t * TK4 + j]: outputs q0 + t, channels k0 + 4j ..
+    for (var j = 0u; j < TK4; j++) {
+        var bv = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e++) {
+            let kk = k0 + 4u * j + e;
+            let ok = prm.has_bias != 0u && kk < kg;
+            bv[e] = select(0.0, b[select(0u, g * kg + kk, ok)], ok);
+        }
+        for (var t = 0u; t < TP; t++) {
+            acc[t * TK4 + j] = bv;
+        }
+    }
+    let iy0 = i32(op * SH) - i32(prm.pad_top);
+    let ix0 = i32(q0 * SW) - i32(prm.pad_left);
+    let ws = prm.w_stride / 4u;                 // vec4s per packed (c, r, s) row
+    let wbase = g * cg * R * S * ws + k0 / 4u;
+    let cq = (cg + 3u) / 4u;
+    let hw = prm.h * prm.w;
+    for (var b = 0u; b < cq; b++) {
+        let plane = ((prm.n_base + n) * prm.groups * cq + g * cq + b) * hw;
+        var xs: array<vec4<f32>, 51>;           // [r * SPAN + u]: channels 4b .. 4b+3
+        for (var r = 0u; r < R; r++) {
+            let iy = iy0 + i32(r);
+            let row_ok = iy >= 0 && iy < i32(prm.h);
+            let row = plane + u32(iy) * prm.w;
+            for (var u = 0u; u < SPAN; u++) {
+                let ix = ix0 + i32(u);
+                let ok = row_ok && ix >= 0 && ix < i32(prm.w);
+                xs[r * SPAN + u] = select(vec4<f32>(0.0), fetch(xt, select(0u, row + u32(ix), ok)), ok);
+            }
+        }
+        // The four channels in turn, each a constant component: the tile stays in registers.
+        let c = 4u * b;
+        let wc = wbase + c * R * S * ws;
+        channel(&acc, &xs, 0u, wc, ws);
+        if (c + 1u < cg) { channel(&acc, &xs, 1u, wc + R * S * ws, ws); }
+        if (c + 2u < cg) { channel(&acc, &xs, 2u, wc + 2u * R * S * ws, ws); }
+        if (c + 3u < cg) { channel(&acc, &xs, 3u, wc + 3u * R * S * ws, ws); }
+    }
+    for (var t = 0u; t < TP; t++) {
+        let q = q0 + t;
+        for (var j = 0u; j < TK4; j++) {
+            for (var e = 0u; e < 4u; e++) {
+                let kk = k0 + 4u * j + e;
+                if (q < prm.q && kk < kg) {
+                    y[((n * prm.k + g * kg + kk) * prm.p + op) * prm.q + q] = acc[t * TK4 + j][e];
+                }
+            }
+        }
+    }
+}

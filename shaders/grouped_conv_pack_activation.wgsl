@@ -1,0 +1,46 @@
+// grouped_conv_pack_activation: lays an activation (a conv's x, or its dy) out as 4-channel texels
+// for the textured conv kernels.
+//   x: [N, C, H, W] (this dispatch's batch chunk)
+//   packed: rgba32float texture 4096 texels wide (gpu::TEXTURE_WIDTH), texels [N, G, CQ, H, W]
+//   with CQ = ceil((C/G) / 4): texel ((n*G + g)*CQ + b)*H*W + y*W + x holds channels
+//   g*C/G + 4b .. 4b+3 of pixel (n, y, x), zero past the group's C/G channels.
+// One texel fetch then gives a conv kernel 4 channels of one pixel: on a software rasterizer
+// (lavapipe) that costs a fraction of one bounds-checked storage-buffer load per float.
+// Dispatch: gpu::step::grid over ceil(texels / 256), one invocation per texel of the chunk.
+// Launcher: ops::grouped_conv::pack_activation.
+
+struct Params {
+    c: u32,                                  // channels C
+    groups: u32,                             // groups G
+    hw: u32,                                 // H * W
+    texels: u32,                             // texels of this chunk
+    texel_base: u32,                         // the chunk's first texel in the texture
+    _pad0: u32, _pad1: u32, _pad2: u32,
+}
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var packed: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(256)
+fn grouped_conv_pack_activation(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = flat_group(wid, nwg) * 256u + lane;
+    if (t >= prm.texels) {
+        return;
+    }
+    let cg = prm.c / prm.groups;
+    let cq = (cg + 3u) / 4u;
+    let pix = t % prm.hw;
+    let b = (t / prm.hw) % cq;
+    let ng = t / (prm.hw * cq);                 // n * G + g, n within the chunk
+    let g = ng % prm.groups;
+    let n = ng / prm.groups;
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        let c = 4u * b + e;
+        let ok = c < cg;
+        v[e] = select(0.0, x[select(0u, (n * prm.c + g * cg + c) * prm.hw + pix, ok)], ok);
+    }
+    let i = prm.texel_base + t;
+    textureStore(packed, vec2<u32>(i % 4096u, i / 4096u), v);
+}
