@@ -18,19 +18,6 @@
 // output tile, tap block), y = G, z = splits.
 // Launcher: ops::grouped_conv::backward_weight.
 
-struct Params {
-    n: u32, c: u32, h: u32, w: u32,          // input N (of this batch chunk), C, H, W
-    k: u32, p: u32, q: u32, groups: u32,     // output channels K, output P, Q; groups G
-    pad_top: u32, pad_left: u32, has_bias: u32, accumulate: u32,
-    w_stride: u32,                           // packed weight row length (a multiple of 4)
-    blocks: u32,                             // pixel blocks per row (ceil(Q / TP)), or splits
-    phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
-    rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
-    rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
-    n_base: u32,                             // textured kernels: the chunk's first image
-    _pad1: u32, _pad2: u32, _pad3: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var xt: texture_2d<f32>;
 @group(0) @binding(2) var dyt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
@@ -45,10 +32,6 @@ override TK4: u32 = 2u;     // output channel quads per invocation, at most 4
 override TAPS: u32 = 9u;    // taps per invocation: R * S, S (one kernel row) or 1
 override TR: u32 = 3u;      // kernel rows per invocation: R when TAPS = R * S, else 1
 override TS: u32 = 3u;      // kernel columns per invocation: 1 when TAPS = 1, else S
-
-fn fetch(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
-}
 
 // The x texel at column ix of the row starting at texel xrow, zero outside the image.
 fn load_x(xrow: u32, ix: i32, row_ok: bool) -> vec4<f32> {

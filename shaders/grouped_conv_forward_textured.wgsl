@@ -11,19 +11,6 @@
 // Dispatch: x = ceil(N*P*ceil(Q/TP) * ceil((K/G) / (4*TK4)) / 64), y = G.
 // Launcher: ops::grouped_conv::forward.
 
-struct Params {
-    n: u32, c: u32, h: u32, w: u32,          // input N (of this batch chunk), C, H, W
-    k: u32, p: u32, q: u32, groups: u32,     // output channels K, output P, Q; groups G
-    pad_top: u32, pad_left: u32, has_bias: u32, accumulate: u32,
-    w_stride: u32,                           // packed weight row length (a multiple of 4)
-    blocks: u32,                             // pixel blocks per row (ceil(Q / TP)), or splits
-    phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
-    rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
-    rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
-    n_base: u32,                             // textured kernels: the chunk's first image
-    _pad1: u32, _pad2: u32, _pad3: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var xt: texture_2d<f32>;
 @group(0) @binding(2) var wp: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
@@ -36,10 +23,6 @@ override SW: u32 = 1u;
 override TP: u32 = 6u;      // outputs per invocation along q, at most 8
 override TK4: u32 = 4u;     // output channels per invocation / 4, at most 8; TP * TK4 <= 64
 override SPAN: u32 = 8u;    // (TP - 1) * SW + S, at most 17
-
-fn fetch(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
-}
 
 // Adds input channel (component e of the xs texels, weights from packed row wc) to every
 // accumulator: grouped_conv_forward's per-channel (r, s) sum, in its order.

@@ -1,7 +1,9 @@
 // linear_backward_input: dx (+)= dy W.
 //   dy: [N, O]   w: [O, I]   dx: [N, I]; accumulate = 0 never reads the old dx.
-// Dispatch: x = ceil(I / 64), lanes over inputs i (consecutive lanes read consecutive weights);
-// y = ceil(N / 4) blocks of 4 rows, dy broadcast. Launcher: ops::linear::backward_input.
+// Register tile: each invocation computes 4 rows x 4 inputs; per o, each value it loads feeds 4
+// multiply-adds. Each sum runs over o in order.
+// Dispatch: x = ceil(I / (4 * 64)), lanes over input tiles (consecutive lanes read consecutive
+// weights); y = ceil(N / 4) blocks of 4 rows, dy broadcast. Launcher: ops::linear::backward_input.
 
 struct Params {
     n: u32,
@@ -18,30 +20,44 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-const TN: u32 = 4u;
+const TN: u32 = 4u;   // rows of dy per invocation
+const TI: u32 = 4u;   // inputs per invocation
 
 @compute @workgroup_size(64)
 fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let i = gid.x;
-    if (i >= prm.i) {
+    let i0 = gid.x * TI;
+    if (i0 >= prm.i) {
         return;
     }
     let n0 = wid.y * TN;
     let nn = min(TN, prm.n - n0);
     var row: array<u32, 4>;
-    var acc: array<f32, 4>;
+    var col: array<u32, 4>;
+    var acc: array<f32, 16>;                    // [t * TI + j]: row n0 + t, input i0 + j
     for (var t = 0u; t < TN; t++) {
         row[t] = (n0 + min(t, nn - 1u)) * prm.o;
-        acc[t] = 0.0;
+    }
+    for (var j = 0u; j < TI; j++) {
+        col[j] = min(i0 + j, prm.i - 1u);
     }
     for (var o = 0u; o < prm.o; o++) {
-        let wv = w[o * prm.i + i];
+        var ds: array<f32, 4>;
         for (var t = 0u; t < TN; t++) {
-            acc[t] = fma(dy[row[t] + o], wv, acc[t]);
+            ds[t] = dy[row[t] + o];
+        }
+        for (var j = 0u; j < TI; j++) {
+            let wv = w[o * prm.i + col[j]];
+            for (var t = 0u; t < TN; t++) {
+                acc[t * TI + j] = fma(ds[t], wv, acc[t * TI + j]);
+            }
         }
     }
-    for (var t = 0u; t < nn; t++) {
-        let e = (n0 + t) * prm.i + i;
-        dx[e] = select(0.0, dx[e], prm.accumulate != 0u) + acc[t];
+    for (var t = 0u; t < TN; t++) {
+        for (var j = 0u; j < TI; j++) {
+            if (t < nn && i0 + j < prm.i) {
+                let e = (n0 + t) * prm.i + i0 + j;
+                dx[e] = select(0.0, dx[e], prm.accumulate != 0u) + acc[t * TI + j];
+            }
+        }
     }
 }

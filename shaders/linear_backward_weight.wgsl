@@ -2,8 +2,10 @@
 //   x: [N, I]   dy: [N, O]   dw: [O, I]   db: [O] (unwritten unless has_bias)
 //   Column i = I of x is taken as all ones, so its lane computes the bias gradient.
 //   The sum over n runs in order n = 0, 1, ... in one invocation (deterministic).
-// Dispatch: x = ceil((I + has_bias) / 64), lanes over columns; y = O, one output row per
-// workgroup row, dy broadcast. Launcher: ops::linear::backward_weight.
+// Register tile: each invocation computes 4 rows (outputs) x 4 columns; per n, each value it
+// loads feeds 4 multiply-adds.
+// Dispatch: x = ceil((I + has_bias) / (4 * 64)), lanes over column tiles; y = ceil(O / 4).
+// Launcher: ops::linear::backward_weight.
 
 struct Params {
     n: u32,
@@ -21,22 +23,43 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(4) var<storage, read_write> db: array<f32>;
 
+const TO: u32 = 4u;   // outputs (rows of dW) per invocation
+const TI: u32 = 4u;   // columns per invocation
+
 @compute @workgroup_size(64)
 fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let col = gid.x;
-    let o = wid.y;
-    if (col >= prm.i + prm.has_bias) {
+    let c0 = gid.x * TI;
+    let o0 = wid.y * TO;
+    let cols = prm.i + prm.has_bias;
+    if (c0 >= cols) {
         return;
     }
-    let is_bias = col == prm.i;
-    var acc = 0.0;
+    var acc: array<f32, 16>;                    // [j * TI + c]: output o0 + j, column c0 + c
     for (var n = 0u; n < prm.n; n++) {
-        let xv = select(x[select(n * prm.i + col, 0u, is_bias)], 1.0, is_bias);
-        acc = fma(dy[n * prm.o + o], xv, acc);
+        var ds: array<f32, 4>;
+        for (var j = 0u; j < TO; j++) {
+            ds[j] = dy[n * prm.o + min(o0 + j, prm.o - 1u)];
+        }
+        for (var c = 0u; c < TI; c++) {
+            let col = c0 + c;
+            let is_bias = col == prm.i;
+            let xv = select(x[n * prm.i + min(col, prm.i - 1u)], 1.0, is_bias);
+            for (var j = 0u; j < TO; j++) {
+                acc[j * TI + c] = fma(ds[j], xv, acc[j * TI + c]);
+            }
+        }
     }
-    if (is_bias) {
-        db[o] = acc;
-    } else {
-        dw[o * prm.i + col] = acc;
+    for (var j = 0u; j < TO; j++) {
+        for (var c = 0u; c < TI; c++) {
+            let o = o0 + j;
+            let col = c0 + c;
+            if (o < prm.o && col < cols) {
+                if (col == prm.i) {
+                    db[o] = acc[j * TI + c];
+                } else {
+                    dw[o * prm.i + col] = acc[j * TI + c];
+                }
+            }
+        }
     }
 }

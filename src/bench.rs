@@ -97,6 +97,8 @@ pub struct ModelRow {
     /// Training: the share of a node-by-node profile's time spent in conv kernels
     /// (forward, input and weight gradient, weight packing).
     pub conv_share: Option<f64>,
+    /// Training: the node-by-node profile summed per op, slowest first, `(op, ms)`.
+    pub profile_ms: Vec<(String, f64)>,
 }
 
 /// A model to benchmark: a built-in name (or JSON config), a resolution and a batch.
@@ -380,7 +382,7 @@ pub fn model_rows(gpu: &Gpu, case: &ModelCase, yardstick: Option<Yardstick>) -> 
     let mut input = crate::testing::Rng::new(1);
     let images: Vec<f32> = input.normal(n * 3 * res * res).iter().map(|&v| v as f32).collect();
     let labels: Vec<u32> = (0..n).map(|i| (i % config.num_classes) as u32).collect();
-    let row = |mode, (ms, gpu_ms, encode_ms): (f64, Option<f64>, f64), passes: f64, conv_share| {
+    let row = |mode, (ms, gpu_ms, encode_ms): (f64, Option<f64>, f64), passes: f64, conv_share, profile_ms| {
         let images_per_second = n as f64 / (ms / 1e3);
         let effective_gflops = 2.0 * passes * macs_per_image * images_per_second / 1e9;
         ModelRow {
@@ -395,6 +397,7 @@ pub fn model_rows(gpu: &Gpu, case: &ModelCase, yardstick: Option<Yardstick>) -> 
             effective_gflops,
             ratio: yardstick.map(|y| effective_gflops / y.matmul_gflops),
             conv_share,
+            profile_ms,
         }
     };
 
@@ -439,7 +442,15 @@ pub fn model_rows(gpu: &Gpu, case: &ModelCase, yardstick: Option<Yardstick>) -> 
         })
         .map(|(_, s)| s)
         .sum();
-    let train_row = row("train", train, 3.0, Some(conv / total.max(1e-12)));
+    let mut by_op: Vec<(String, f64)> = Vec::new();
+    for (node, secs) in &profile {
+        match by_op.iter_mut().find(|(op, _)| op == node.op.name()) {
+            Some((_, ms)) => *ms += secs * 1e3,
+            None => by_op.push((node.op.name().to_string(), secs * 1e3)),
+        }
+    }
+    by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let train_row = row("train", train, 3.0, Some(conv / total.max(1e-12)), by_op);
     drop(plan);
 
     let model = build(&config, n, (res, res), Mode::Eval, 0)?;
@@ -455,7 +466,7 @@ pub fn model_rows(gpu: &Gpu, case: &ModelCase, yardstick: Option<Yardstick>) -> 
     plan.prepare(gpu)?;
     feed(&plan, "input")?.write_f32(gpu, &images)?;
     let infer = time_plan(gpu, &plan)?;
-    Ok(vec![train_row, row("inference", infer, 1.0, None)])
+    Ok(vec![train_row, row("inference", infer, 1.0, None, Vec::new())])
 }
 
 /// Everything `nfnet bench` measured, as written to its JSON file.

@@ -646,6 +646,16 @@ fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
                 ratio(r.ratio),
                 r.conv_share.map_or("-".to_string(), |c| format!("{:.1}%", 100.0 * c)),
             );
+            if !r.profile_ms.is_empty() {
+                let total: f64 = r.profile_ms.iter().map(|(_, ms)| ms).sum();
+                let top: Vec<String> = r
+                    .profile_ms
+                    .iter()
+                    .take(8)
+                    .map(|(op, ms)| format!("{op} {:.1}%", 100.0 * ms / total))
+                    .collect();
+                println!("    profile: {}", top.join(", "));
+            }
             models.push(r);
         }
     }

@@ -18,6 +18,14 @@
 //! The weight and bias gradients contract over N*P*Q: the rows (n, p) are cut into splits, each
 //! split writes a partial sum, and `sum_partials` adds them in a fixed order (deterministic).
 //! Batches whose tensors exceed one storage binding are split along N into several dispatches.
+//!
+//! Every pass has two kernels. The buffer kernels read x, dy and the packed weights from
+//! storage buffers. The `_textured` kernels read the packed weights from a texture and the
+//! activations as 4-channel texels that [`pack_activation`] writes (the plan inserts the
+//! packing, [`crate::graph::plan::with_conv_texels`]): on a software device such as lavapipe a
+//! texel fetch costs a fraction of a bounds-checked buffer load, and those kernels run several
+//! times faster there with small register tiles. Both sum in the same order, so they agree
+//! bitwise; [`Gpu::conv_textures`] picks one per adapter.
 
 use crate::error::{Error, Result};
 use crate::gpu::{batch_chunks, grid, Arg, Gpu, GpuTensor, Kernel, Launch, Step};
@@ -144,7 +152,7 @@ impl Conv2d {
     }
 }
 
-/// The kernels' uniform parameters (mirrors `struct Params` of the grouped_conv shaders).
+/// The kernels' uniform parameters (mirrors `struct Params` in `shaders/common/conv_params.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -367,11 +375,12 @@ fn texels(gpu: &Gpu, op: &str, what: &str, groups: usize, t: &GpuTensor, shape: 
 }
 
 /// A register tile of a conv kernel (its override constants): `pixels` outputs along a row
-/// (forward `TP`; the input gradient picks its own per phase), `channels4` vec4s of the
-/// channels an invocation produces (forward and weight gradient `TK4`, input gradient `TC4`),
-/// `inputs` input channels per invocation (weight gradient `CB`). Tiles change only which
-/// invocation computes which outputs, never the order of any sum, so every tile gives bitwise
-/// the same result.
+/// (forward `TP`; the input gradient picks its own per phase, at most `pixels` when nonzero;
+/// the textured weight gradient reads it as kernel taps per invocation, `TAPS`), `channels4`
+/// vec4s of the channels an invocation produces (forward and weight gradient `TK4`, input
+/// gradient `TC4`), `inputs` input channels per invocation (weight gradient `CB`, or `4*CB4`
+/// textured). Tiles change only which invocation computes which outputs, never the order of
+/// any sum, so every tile gives bitwise the same result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     pub pixels: usize,

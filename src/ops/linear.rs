@@ -31,8 +31,11 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Rows of x per invocation (`TN` in the shaders).
+/// Rows of x (or dy) per invocation (`TN` in the shaders).
 const ROWS: usize = 4;
+/// Outputs, inputs or columns per invocation (`TO`, `TI` in the shaders): with `ROWS`, a
+/// 4 x 4 register tile, so each value loaded feeds 4 multiply-adds.
+const TILE: usize = 4;
 
 impl Linear {
     fn params(&self, accumulate: bool) -> Params {
@@ -96,7 +99,7 @@ pub fn forward(gpu: &Gpu, spec: &Linear, x: &GpuTensor, w: &GpuTensor, b: Option
         placeholder(gpu, &mut none)?;
     }
     let bias = b.or(none.as_ref()).expect("a bias or its placeholder");
-    let groups = [spec.out_features.div_ceil(64) as u32, spec.n.div_ceil(ROWS) as u32, 1];
+    let groups = [spec.out_features.div_ceil(TILE * 64) as u32, spec.n.div_ceil(ROWS) as u32, 1];
     let step = Step::new(
         gpu,
         kernel,
@@ -119,7 +122,7 @@ pub fn backward_input(gpu: &Gpu, spec: &Linear, dy: &GpuTensor, w: &GpuTensor, d
     check_shape(op, "dy", dy, &[spec.n, spec.out_features])?;
     check_numel(op, "w", w, spec.out_features * spec.in_features)?;
     check_shape(op, "dx", dx, &[spec.n, spec.in_features])?;
-    let groups = [spec.in_features.div_ceil(64) as u32, spec.n.div_ceil(ROWS) as u32, 1];
+    let groups = [spec.in_features.div_ceil(TILE * 64) as u32, spec.n.div_ceil(ROWS) as u32, 1];
     let step = Step::new(
         gpu,
         kernel,
@@ -148,8 +151,8 @@ pub fn backward_weight(gpu: &Gpu, spec: &Linear, x: &GpuTensor, dy: &GpuTensor, 
     }
     let bias = db.or(none.as_ref()).expect("a bias gradient or its placeholder");
     let groups = [
-        (spec.in_features + spec.bias as usize).div_ceil(64) as u32,
-        spec.out_features as u32,
+        (spec.in_features + spec.bias as usize).div_ceil(TILE * 64) as u32,
+        spec.out_features.div_ceil(TILE) as u32,
         1,
     ];
     let step = Step::new(
