@@ -16,7 +16,7 @@
 //!   fraction of a bounds-checked storage-buffer load, and loads dominate the conv kernels'
 //!   cost; on a discrete GPU the two are close. Timed on a forward conv, the texture side
 //!   paying for packing its input.
-//! * the register tile of each conv kernel, per shape ([`grouped_conv::Tile`]): made when a
+//! * the register tile of each conv kernel, per shape ([`crate::ops::grouped_conv::Tile`]): made when a
 //!   plan builds the conv's launch, timed on that shape.
 //!
 //! Every candidate computes the same sums in the same order as the default (only the work per

@@ -13,73 +13,32 @@ use nfnet::Error;
 /// 4 KiB per storage binding.
 const CAP: u64 = 4096;
 
-fn small_gpu() -> Option<Gpu> {
+/// The capped context; with `textures`, its conv kernels are the `_textured` ones.
+fn small_gpu(textures: bool) -> Option<Gpu> {
     gpu_or_skip()?;
     Some(
         Gpu::with_options(&GpuOptions {
             max_storage_binding: Some(CAP),
+            autotune: Some(false),
+            conv_textures: Some(textures),
             ..Default::default()
         })
         .expect("a capped device"),
     )
 }
 
+/// The textured conv kernels split the same way (each dispatch told its first image).
+#[test]
+fn split_textured_convs_match_the_reference() {
+    let Some(gpu) = small_gpu(true) else { return };
+    split_convs(&gpu);
+}
+
 #[test]
 fn split_dispatches_match_the_reference() {
-    let Some(gpu) = small_gpu() else { return };
-    assert_eq!(gpu.limits.max_storage_buffer_binding_size, CAP);
+    let Some(gpu) = small_gpu(false) else { return };
+    split_convs(&gpu);
     let mut rng = Rng::new(Rng::fresh_seed());
-    // 6*6*6*4 = 864 bytes per sample in, 1 KiB out: 9 samples need several dispatches.
-    let spec = Conv2d {
-        n: 9,
-        c: 6,
-        h: 6,
-        w: 6,
-        k: 16,
-        r: 3,
-        s: 3,
-        groups: 2,
-        stride: (2, 2),
-        pad: Padding::same(6, 6, 3, 3, (2, 2)),
-        bias: true,
-    };
-    let x = round_f32(&rng.normal(spec.x_shape().iter().product()));
-    let w = round_f32(&rng.normal(spec.w_shape().iter().product()));
-    let b = round_f32(&rng.normal(spec.k));
-    let dy = round_f32(&rng.normal(spec.y_shape().iter().product()));
-    let (tx, tw, tb, tdy) = (
-        upload(&gpu, "x", &spec.x_shape(), &x),
-        upload(&gpu, "w", &spec.w_shape(), &w),
-        upload(&gpu, "b", &[16], &b),
-        upload(&gpu, "dy", &spec.y_shape(), &dy),
-    );
-    let (ty, tdx, tdw, tdb) = (
-        poisoned(&gpu, "y", &spec.y_shape()),
-        poisoned(&gpu, "dx", &spec.x_shape()),
-        poisoned(&gpu, "dw", &spec.w_shape()),
-        poisoned(&gpu, "db", &[16]),
-    );
-    let fwd = grouped_conv::forward(&gpu, &spec, &tx, &tw, Some(&tb), &ty).unwrap();
-    let bin = grouped_conv::backward_input(&gpu, &spec, &tdy, &tw, &tdx, false).unwrap();
-    let bw = grouped_conv::backward_weight(&gpu, &spec, &tx, &tdy, &tdw, Some(&tdb)).unwrap();
-    assert!(fwd.steps.len() > 1 && bin.steps.len() > 1, "the batch should have been split");
-    gpu.run(&[&fwd, &bin, &bw]).unwrap();
-    check(
-        "split forward",
-        &read(&gpu, &ty),
-        &grouped_conv::cpu::forward(&spec, &x, &w, Some(&b)),
-        1e-5,
-    );
-    check(
-        "split backward_input",
-        &read(&gpu, &tdx),
-        &grouped_conv::cpu::backward_input(&spec, &dy, &w),
-        1e-5,
-    );
-    let (dw, db) = grouped_conv::cpu::backward_weight(&spec, &x, &dy);
-    check("split backward_weight", &read(&gpu, &tdw), &dw, 1e-5);
-    check("split backward_bias", &read(&gpu, &tdb), &db, 1e-5);
-
     // Elementwise ops split by elements, reductions keep one partial per workgroup across pieces.
     let n = 5000;
     let act = ScaledAct {
@@ -113,7 +72,7 @@ fn split_dispatches_match_the_reference() {
 
 #[test]
 fn a_sample_too_large_for_one_binding_is_a_typed_error() {
-    let Some(gpu) = small_gpu() else { return };
+    let Some(gpu) = small_gpu(false) else { return };
     // One sample of 2 x 32 x 32 floats is 8 KiB, twice the cap.
     let spec = Conv2d {
         n: 2,
@@ -141,4 +100,60 @@ fn a_sample_too_large_for_one_binding_is_a_typed_error() {
         }
         other => panic!("expected a limit error, got {:?}", other.err()),
     }
+}
+
+/// A strided grouped conv whose batch takes several dispatches, against the reference.
+fn split_convs(gpu: &Gpu) {
+    assert_eq!(gpu.limits.max_storage_buffer_binding_size, CAP);
+    let mut rng = Rng::new(Rng::fresh_seed());
+    // 6*6*6*4 = 864 bytes per sample in, 1 KiB out: 9 samples need several dispatches.
+    let spec = Conv2d {
+        n: 9,
+        c: 6,
+        h: 6,
+        w: 6,
+        k: 16,
+        r: 3,
+        s: 3,
+        groups: 2,
+        stride: (2, 2),
+        pad: Padding::same(6, 6, 3, 3, (2, 2)),
+        bias: true,
+    };
+    let x = round_f32(&rng.normal(spec.x_shape().iter().product()));
+    let w = round_f32(&rng.normal(spec.w_shape().iter().product()));
+    let b = round_f32(&rng.normal(spec.k));
+    let dy = round_f32(&rng.normal(spec.y_shape().iter().product()));
+    let (tx, tw, tb, tdy) = (
+        upload(gpu, "x", &spec.x_shape(), &x),
+        upload(gpu, "w", &spec.w_shape(), &w),
+        upload(gpu, "b", &[16], &b),
+        upload(gpu, "dy", &spec.y_shape(), &dy),
+    );
+    let (ty, tdx, tdw, tdb) = (
+        poisoned(gpu, "y", &spec.y_shape()),
+        poisoned(gpu, "dx", &spec.x_shape()),
+        poisoned(gpu, "dw", &spec.w_shape()),
+        poisoned(gpu, "db", &[16]),
+    );
+    let fwd = grouped_conv::forward(gpu, &spec, &tx, &tw, Some(&tb), &ty).unwrap();
+    let bin = grouped_conv::backward_input(gpu, &spec, &tdy, &tw, &tdx, false).unwrap();
+    let bw = grouped_conv::backward_weight(gpu, &spec, &tx, &tdy, &tdw, Some(&tdb)).unwrap();
+    assert!(fwd.steps.len() > 1 && bin.steps.len() > 1, "the batch should have been split");
+    gpu.run(&[&fwd, &bin, &bw]).unwrap();
+    check(
+        "split forward",
+        &read(gpu, &ty),
+        &grouped_conv::cpu::forward(&spec, &x, &w, Some(&b)),
+        1e-5,
+    );
+    check(
+        "split backward_input",
+        &read(gpu, &tdx),
+        &grouped_conv::cpu::backward_input(&spec, &dy, &w),
+        1e-5,
+    );
+    let (dw, db) = grouped_conv::cpu::backward_weight(&spec, &x, &dy);
+    check("split backward_weight", &read(gpu, &tdw), &dw, 1e-5);
+    check("split backward_bias", &read(gpu, &tdb), &db, 1e-5);
 }

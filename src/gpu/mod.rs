@@ -348,8 +348,8 @@ impl Gpu {
     }
 
     /// Whether plans give the conv kernels their packed weights and activations in textures:
-    /// the option if given, else the autotuner's timed choice for this adapter (cached on
-    /// disk), else storage buffers.
+    /// [`GpuOptions::conv_textures`] or `NFNET_CONV_STORAGE` if given, else the autotuner's
+    /// timed choice for this adapter (cached on disk), else storage buffers.
     pub fn conv_textures(&self) -> bool {
         *self.conv_textures.get_or_init(|| self.autotune && crate::tune::conv_textures(self))
     }
