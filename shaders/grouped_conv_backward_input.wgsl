@@ -17,41 +17,20 @@
 // Launcher: ops::grouped_conv::backward_input, one dispatch per phase.
 
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-
-override R: u32 = 3u;
-override S: u32 = 3u;
-override SH: u32 = 1u;
-override SW: u32 = 1u;
-override R0: u32 = 0u;      // first row tap of this phase
-override NR: u32 = 3u;      // row taps of this phase
-override S0: u32 = 0u;      // first column tap of this phase
-override NS: u32 = 3u;      // column taps of this phase: 0 to 3
-override TP: u32 = 6u;      // pixels per invocation, at most 8
-override TC4: u32 = 4u;     // input channels per invocation / 4, at most 8; TP * TC4 <= 64
-override SPAN: u32 = 8u;    // TP + NS - 1, at most 10
 
 @compute @workgroup_size(64)
 fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let kg = prm.k / prm.groups;
-    let cg = prm.c / prm.groups;
-    let cblocks = (cg + 4u * TC4 - 1u) / (4u * TC4);
-    let items = prm.n * prm.rows * prm.blocks;
-    if (gid.x >= items * cblocks) {
+    let o = in_tile(gid, wid);
+    if (!o.valid) {
         return;
     }
-    // Lanes run over (pixel tile, channel tile), as in the forward.
-    let g = wid.y;
-    let item = gid.x % items;
-    let c0 = (gid.x / items) * 4u * TC4;       // first input channel of the tile, within the group
-    let n = item / (prm.rows * prm.blocks);
-    let iy = prm.phase_y + SH * ((item / prm.blocks) % prm.rows);
-    let q0 = (item % prm.blocks) * TP;          // first pixel of the tile, in phase columns
-
+    let g = o.g;
+    let kg = o.kg;
+    let n = o.n;
+    let iy = o.iy;
+    let c0 = o.c0;
+    let qbase = o.qbase;
     var acc: array<vec4<f32>, 64>;              // [t * TC4 + j], zero-initialised
-    // dy column of tap NS-1 for the tile's first pixel; tap i reads qbase + t + NS - 1 - i.
-    let s_last = S0 + (max(NS, 1u) - 1u) * SW;
-    let qbase = (i32(prm.phase_x + prm.pad_left) - i32(s_last)) / i32(SW) + i32(q0);
     let ws = prm.w_stride / 4u;
     for (var kk = 0u; kk < kg; kk++) {
         let plane = (n * prm.k + g * kg + kk) * prm.p * prm.q;
@@ -85,16 +64,5 @@ fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @b
             }
         }
     }
-    for (var t = 0u; t < TP; t++) {
-        let ix = prm.phase_x + SW * (q0 + t);
-        for (var j = 0u; j < TC4; j++) {
-            for (var e = 0u; e < 4u; e++) {
-                let c = c0 + 4u * j + e;
-                if (q0 + t < prm.cols && c < cg) {
-                    let i = ((n * prm.c + g * cg + c) * prm.h + iy) * prm.w + ix;
-                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + acc[t * TC4 + j][e];
-                }
-            }
-        }
-    }
+    store_dx(&acc, o);
 }

@@ -13,16 +13,6 @@
 
 @group(0) @binding(1) var xt: texture_2d<f32>;
 @group(0) @binding(2) var wp: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-
-override R: u32 = 3u;
-override S: u32 = 3u;       // 1 or 3
-override SH: u32 = 1u;
-override SW: u32 = 1u;
-override TP: u32 = 6u;      // outputs per invocation along q, at most 8
-override TK4: u32 = 4u;     // output channels per invocation / 4, at most 8; TP * TK4 <= 64
-override SPAN: u32 = 8u;    // (TP - 1) * SW + S, at most 17
 
 // Adds input channel (component e of the xs texels, weights from packed row wc) to every
 // accumulator: grouped_conv_forward's per-channel (r, s) sum, in its order.
@@ -52,38 +42,19 @@ fn channel(acc: ptr<function, array<vec4<f32>, 64>>, xs: ptr<function, array<vec
 
 @compute @workgroup_size(64)
 fn grouped_conv_forward_textured(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let kg = prm.k / prm.groups;
-    let cg = prm.c / prm.groups;
-    let kblocks = (kg + 4u * TK4 - 1u) / (4u * TK4);
-    let items = prm.n * prm.p * prm.blocks;
-    if (gid.x >= items * kblocks) {
+    let o = out_tile(gid, wid);
+    if (!o.valid) {
         return;
     }
-    // Lanes run over (pixel tile, channel tile) so that small maps still fill the workgroups;
-    // neighbouring lanes take neighbouring pixels of the same channel tile.
-    let g = wid.y;
-    let item = gid.x % items;
-    let k0 = (gid.x / items) * 4u * TK4;       // first output channel of the tile, within the group
-    let n = item / (prm.p * prm.blocks);
-    let op = (item / prm.blocks) % prm.p;
-    let q0 = (item % prm.blocks) * TP;
-
+    let g = o.g;
+    let cg = o.cg;
+    let n = o.n;
     var acc: array<vec4<f32>, 64>;              // [t * TK4 + j]: outputs q0 + t, channels k0 + 4j ..
-    for (var j = 0u; j < TK4; j++) {
-        var bv = vec4<f32>(0.0);
-        for (var e = 0u; e < 4u; e++) {
-            let kk = k0 + 4u * j + e;
-            let ok = prm.has_bias != 0u && kk < kg;
-            bv[e] = select(0.0, b[select(0u, g * kg + kk, ok)], ok);
-        }
-        for (var t = 0u; t < TP; t++) {
-            acc[t * TK4 + j] = bv;
-        }
-    }
-    let iy0 = i32(op * SH) - i32(prm.pad_top);
-    let ix0 = i32(q0 * SW) - i32(prm.pad_left);
+    init_bias(&acc, o);
+    let iy0 = i32(o.op * SH) - i32(prm.pad_top);
+    let ix0 = i32(o.q0 * SW) - i32(prm.pad_left);
     let ws = prm.w_stride / 4u;                 // vec4s per packed (c, r, s) row
-    let wbase = g * cg * R * S * ws + k0 / 4u;
+    let wbase = g * cg * R * S * ws + o.k0 / 4u;
     let cq = (cg + 3u) / 4u;
     let hw = prm.h * prm.w;
     for (var b = 0u; b < cq; b++) {
@@ -107,15 +78,5 @@ fn grouped_conv_forward_textured(@builtin(global_invocation_id) gid: vec3<u32>, 
         if (c + 2u < cg) { channel(&acc, &xs, 2u, wc + 2u * R * S * ws, ws); }
         if (c + 3u < cg) { channel(&acc, &xs, 3u, wc + 3u * R * S * ws, ws); }
     }
-    for (var t = 0u; t < TP; t++) {
-        let q = q0 + t;
-        for (var j = 0u; j < TK4; j++) {
-            for (var e = 0u; e < 4u; e++) {
-                let kk = k0 + 4u * j + e;
-                if (q < prm.q && kk < kg) {
-                    y[((n * prm.k + g * kg + kk) * prm.p + op) * prm.q + q] = acc[t * TK4 + j][e];
-                }
-            }
-        }
-    }
+    store_outputs(&acc, o);
 }

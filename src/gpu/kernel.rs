@@ -68,10 +68,10 @@ kernels! {
     GroupedConvPackWeight => "grouped_conv_pack_weight", ["index", "packed_buffer_out"], (Read, ReadWrite);
     GroupedConvPackWeightTexture => "grouped_conv_pack_weight", ["index", "packed_texture_out"], (Read, StorageTexture);
     GroupedConvPackActivation => "grouped_conv_pack_activation", ["index"], (Read, StorageTexture);
-    GroupedConvForward => "grouped_conv_forward", ["index", "conv_params", "packed_buffer"], (Read, Read, Read, ReadWrite);
-    GroupedConvForwardTextured => "grouped_conv_forward_textured", ["index", "conv_params", "texels"], (Texture, Texture, Read, ReadWrite);
-    GroupedConvBackwardInput => "grouped_conv_backward_input", ["index", "conv_params", "packed_buffer"], (Read, Read, ReadWrite);
-    GroupedConvBackwardInputTextured => "grouped_conv_backward_input_textured", ["index", "conv_params", "texels"], (Texture, Texture, ReadWrite);
+    GroupedConvForward => "grouped_conv_forward", ["index", "conv_params", "conv_forward_tile", "packed_buffer"], (Read, Read, Read, ReadWrite);
+    GroupedConvForwardTextured => "grouped_conv_forward_textured", ["index", "conv_params", "conv_forward_tile", "texels"], (Texture, Texture, Read, ReadWrite);
+    GroupedConvBackwardInput => "grouped_conv_backward_input", ["index", "conv_params", "conv_backward_input_tile", "packed_buffer"], (Read, Read, ReadWrite);
+    GroupedConvBackwardInputTextured => "grouped_conv_backward_input_textured", ["index", "conv_params", "conv_backward_input_tile", "texels"], (Texture, Texture, ReadWrite);
     GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index", "conv_params"], (Read, Read, ReadWrite);
     GroupedConvBackwardWeightTextured => "grouped_conv_backward_weight_textured", ["index", "conv_params", "texels"], (Texture, Texture, ReadWrite, ReadWrite);
     GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index", "conv_params"], (Read, ReadWrite);

@@ -1,0 +1,61 @@
+// The input-gradient conv kernels' output tile (grouped_conv_backward_input and its _textured
+// variant): the dx binding, the phase and tile override constants, which pixels an invocation
+// owns, and the store that ends its sums.
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+override R: u32 = 3u;
+override S: u32 = 3u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override R0: u32 = 0u;      // first row tap of this phase
+override NR: u32 = 3u;      // row taps of this phase
+override S0: u32 = 0u;      // first column tap of this phase
+override NS: u32 = 3u;      // column taps of this phase: 0 to 3
+override TP: u32 = 6u;      // pixels per invocation, at most 8
+override TC4: u32 = 4u;     // input channels per invocation / 4, at most 8; TP * TC4 <= 64
+override SPAN: u32 = 8u;    // TP + NS - 1, at most 10
+
+// The pixels of one invocation: TP pixels of row iy of the phase (ix = phase_x + SW*(q0 + t))
+// x 4*TC4 input channels (c0 ..) of group g, and the dy column qbase of tap NS-1 for its first
+// pixel (tap i reads qbase + t + NS - 1 - i).
+struct InTile {
+    valid: bool,
+    g: u32, kg: u32, cg: u32,
+    n: u32, iy: u32, q0: u32, c0: u32,
+    qbase: i32,
+}
+
+// Lanes run over (pixel tile, channel tile), as in the forward.
+fn in_tile(gid: vec3<u32>, wid: vec3<u32>) -> InTile {
+    var o: InTile;
+    o.kg = prm.k / prm.groups;
+    o.cg = prm.c / prm.groups;
+    let cblocks = (o.cg + 4u * TC4 - 1u) / (4u * TC4);
+    let items = prm.n * prm.rows * prm.blocks;
+    o.valid = gid.x < items * cblocks;
+    o.g = wid.y;
+    let item = gid.x % items;
+    o.c0 = (gid.x / items) * 4u * TC4;         // first input channel of the tile, within the group
+    o.n = item / (prm.rows * prm.blocks);
+    o.iy = prm.phase_y + SH * ((item / prm.blocks) % prm.rows);
+    o.q0 = (item % prm.blocks) * TP;            // first pixel of the tile, in phase columns
+    let s_last = S0 + (max(NS, 1u) - 1u) * SW;
+    o.qbase = (i32(prm.phase_x + prm.pad_left) - i32(s_last)) / i32(SW) + i32(o.q0);
+    return o;
+}
+
+// Writes (or with accumulate adds) the tile's gradients that exist (pixel < cols, channel < C/G).
+fn store_dx(acc: ptr<function, array<vec4<f32>, 64>>, o: InTile) {
+    for (var t = 0u; t < TP; t++) {
+        let ix = prm.phase_x + SW * (o.q0 + t);
+        for (var j = 0u; j < TC4; j++) {
+            for (var e = 0u; e < 4u; e++) {
+                let c = o.c0 + 4u * j + e;
+                if (o.q0 + t < prm.cols && c < o.cg) {
+                    let i = ((o.n * prm.c + o.g * o.cg + c) * prm.h + o.iy) * prm.w + ix;
+                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + (*acc)[t * TC4 + j][e];
+                }
+            }
+        }
+    }
+}

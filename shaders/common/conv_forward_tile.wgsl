@@ -1,0 +1,68 @@
+// The forward conv kernels' output tile (grouped_conv_forward and its _textured variant):
+// bias and output bindings, tile override constants, which outputs an invocation owns, the
+// bias that starts its sums and the store that ends them.
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+override R: u32 = 3u;
+override S: u32 = 3u;       // 1 or 3
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override TP: u32 = 6u;      // outputs per invocation along q, at most 8
+override TK4: u32 = 4u;     // output channels per invocation / 4, at most 8; TP * TK4 <= 64
+override SPAN: u32 = 8u;    // (TP - 1) * SW + S, at most 17
+
+// The outputs of one invocation: TP pixels (n, op, q0 ..) x 4*TK4 channels (k0 ..) of group g.
+struct OutTile {
+    valid: bool,
+    g: u32, kg: u32, cg: u32,
+    n: u32, op: u32, q0: u32, k0: u32,
+}
+
+// Lanes run over (pixel tile, channel tile) so that small maps still fill the workgroups;
+// neighbouring lanes take neighbouring pixels of the same channel tile.
+fn out_tile(gid: vec3<u32>, wid: vec3<u32>) -> OutTile {
+    var o: OutTile;
+    o.kg = prm.k / prm.groups;
+    o.cg = prm.c / prm.groups;
+    let kblocks = (o.kg + 4u * TK4 - 1u) / (4u * TK4);
+    let items = prm.n * prm.p * prm.blocks;
+    o.valid = gid.x < items * kblocks;
+    o.g = wid.y;
+    let item = gid.x % items;
+    o.k0 = (gid.x / items) * 4u * TK4;         // first output channel of the tile, within the group
+    o.n = item / (prm.p * prm.blocks);
+    o.op = (item / prm.blocks) % prm.p;
+    o.q0 = (item % prm.blocks) * TP;
+    return o;
+}
+
+// acc[t * TK4 + j] = the bias of channels k0 + 4j .. (zero without one).
+fn init_bias(acc: ptr<function, array<vec4<f32>, 64>>, o: OutTile) {
+    for (var j = 0u; j < TK4; j++) {
+        var bv = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e++) {
+            let kk = o.k0 + 4u * j + e;
+            let ok = prm.has_bias != 0u && kk < o.kg;
+            bv[e] = select(0.0, b[select(0u, o.g * o.kg + kk, ok)], ok);
+        }
+        for (var t = 0u; t < TP; t++) {
+            (*acc)[t * TK4 + j] = bv;
+        }
+    }
+}
+
+// Writes the tile's outputs that exist (q < Q, channel < K/G).
+fn store_outputs(acc: ptr<function, array<vec4<f32>, 64>>, o: OutTile) {
+    for (var t = 0u; t < TP; t++) {
+        let q = o.q0 + t;
+        for (var j = 0u; j < TK4; j++) {
+            for (var e = 0u; e < 4u; e++) {
+                let kk = o.k0 + 4u * j + e;
+                if (q < prm.q && kk < o.kg) {
+                    y[((o.n * prm.k + o.g * o.kg + kk) * prm.p + o.op) * prm.q + q] = (*acc)[t * TK4 + j][e];
+                }
+            }
+        }
+    }
+}
