@@ -474,22 +474,20 @@ impl<'a> Trial<'a> {
             Kernel::GroupedConvForwardTextured | Kernel::GroupedConvBackwardInputTextured | Kernel::GroupedConvBackwardWeightTextured
         );
         let mut rng = crate::testing::Rng::new(0x711e);
-        let mut buffer = |label: &str, shape: &[usize]| {
+        let mut random = |label: &str, shape: &[usize]| {
             let data: Vec<f32> = rng.normal(shape.iter().product()).iter().map(|&v| v as f32).collect();
             GpuTensor::from_f32(gpu, label, shape, &data)
         };
-        // Activations the kernel reads as texels are packed once, here, not in every timed run.
-        let mut random = |label: &str, shape: &[usize]| -> Result<GpuTensor> {
-            let t = buffer(label, shape)?;
-            match (textures, shape.len(), label) {
-                (true, 4, "x" | "dy") => {
-                    let shape = [shape[0], shape[1], shape[2], shape[3]];
-                    let packed = GpuTensor::texture(gpu, label, &packed_activation_shape(shape, spec.groups))?;
-                    gpu.run(&[&pack_activation(gpu, spec.groups, &t, &packed)?])?;
-                    Ok(packed)
-                }
-                _ => Ok(t),
+        let w = random("w", &spec.w_shape())?;
+        // An activation; the textured kernels' packed once here, not in every timed run.
+        let mut activation = |label: &str, shape: [usize; 4]| -> Result<GpuTensor> {
+            let t = random(label, &shape)?;
+            if !textures {
+                return Ok(t);
             }
+            let packed = GpuTensor::texture(gpu, label, &packed_activation_shape(shape, spec.groups))?;
+            gpu.run(&[&pack_activation(gpu, spec.groups, &t, &packed)?])?;
+            Ok(packed)
         };
         let packed = |w: &GpuTensor, packing: Packing| -> Result<GpuTensor> {
             let len = packed_len(spec, packing);
@@ -500,20 +498,19 @@ impl<'a> Trial<'a> {
             gpu.run(&[&pack_weight(gpu, spec, w, &packed, packing)?])?;
             Ok(packed)
         };
-        let w = random("w", &spec.w_shape())?;
         let (input, other, out, partials) = match kernel {
             Kernel::GroupedConvForward | Kernel::GroupedConvForwardTextured => {
-                let x = random("x", &spec.x_shape())?;
+                let x = activation("x", spec.x_shape())?;
                 let packed = packed(&w, Packing::OutputInner)?;
                 (x, packed, GpuTensor::zeros(gpu, "y", &spec.y_shape())?, None)
             }
             Kernel::GroupedConvBackwardInput | Kernel::GroupedConvBackwardInputTextured => {
-                let dy = random("dy", &spec.y_shape())?;
+                let dy = activation("dy", spec.y_shape())?;
                 let packed = packed(&w, Packing::InputInner)?;
                 (dy, packed, GpuTensor::zeros(gpu, "dx", &spec.x_shape())?, None)
             }
             _ => {
-                let (x, dy) = (random("x", &spec.x_shape())?, random("dy", &spec.y_shape())?);
+                let (x, dy) = (activation("x", spec.x_shape())?, activation("dy", spec.y_shape())?);
                 let partials = partials_shape(&gpu.limits, spec)
                     .map(|shape| GpuTensor::zeros(gpu, "partials", &shape))
                     .transpose()?;
@@ -545,17 +542,29 @@ impl<'a> Trial<'a> {
         let gpu = self.gpu;
         let packed = GpuTensor::texture(gpu, "autotune packed", &[self.other.numel()])?;
         gpu.run(&[&pack_weight(gpu, &self.spec, &self.w, &packed, Packing::OutputInner)?])?;
-        self.out.write_f32(gpu, &vec![f32::NAN; self.out.numel()])?;
-        let launch = forward_tiled(gpu, &self.spec, &self.input, &packed, self.bias.as_ref(), &self.out, tile)?;
-        let ms = crate::tune::time(gpu, &launch, 2)?;
-        Ok((ms, self.out.read_f32(gpu)?))
+        self.measure(&forward_tiled(
+            gpu,
+            &self.spec,
+            &self.input,
+            &packed,
+            self.bias.as_ref(),
+            &self.out,
+            tile,
+        )?)
+    }
+
+    /// Runs `launch` (which writes `out`) on a poisoned output: the best time in milliseconds
+    /// and the output.
+    fn measure(&self, launch: &Launch) -> Result<(f64, Vec<f32>)> {
+        self.out.write_f32(self.gpu, &vec![f32::NAN; self.out.numel()])?;
+        let ms = crate::tune::time(self.gpu, launch, 2)?;
+        Ok((ms, self.out.read_f32(self.gpu)?))
     }
 
     /// Runs the pass with `tile` on a poisoned output: the best time in milliseconds and the
     /// output.
     pub(crate) fn run(&self, tile: Tile) -> Result<(f64, Vec<f32>)> {
         let (gpu, spec) = (self.gpu, &self.spec);
-        self.out.write_f32(gpu, &vec![f32::NAN; self.out.numel()])?;
         let launch = match self.kernel {
             Kernel::GroupedConvForward | Kernel::GroupedConvForwardTextured => {
                 forward_tiled(gpu, spec, &self.input, &self.other, self.bias.as_ref(), &self.out, tile)?
@@ -574,8 +583,7 @@ impl<'a> Trial<'a> {
                 tile,
             )?,
         };
-        let ms = crate::tune::time(gpu, &launch, 2)?;
-        Ok((ms, self.out.read_f32(gpu)?))
+        self.measure(&launch)
     }
 }
 
@@ -640,8 +648,9 @@ pub fn forward_packed(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, packed: &GpuTenso
     tuned(gpu, kernel, spec, &tiles, |tile| forward_tiled(gpu, spec, x, packed, b, y, tile))
 }
 
-/// The forward's tiles: the default first (4*TK4 <= 16 channels, the row tile that loads least),
-/// then 32 channels and other row tiles.
+/// The forward's tiles, the default first: for the buffer kernel 16 channels with the row tile
+/// that loads least, then 32 channels and other row tiles; for the `_textured` kernel 4 pixels x
+/// 4 channels, then other small tiles.
 pub fn forward_tiles(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let (_, q) = spec.out_hw();
     let sw = spec.stride.1;
@@ -660,15 +669,13 @@ pub fn forward_tiles(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let mut tiles = Vec::new();
     for (tk4, tp) in pairs {
         let tp = tp.min(q);
-        {
-            let tile = Tile {
-                pixels: tp,
-                channels4: tk4,
-                inputs: 1,
-            };
-            if tp * tk4 <= 64 && (tp - 1) * sw + spec.s <= 17 && !tiles.contains(&tile) {
-                tiles.push(tile);
-            }
+        let tile = Tile {
+            pixels: tp,
+            channels4: tk4,
+            inputs: 1,
+        };
+        if tp * tk4 <= 64 && (tp - 1) * sw + spec.s <= 17 && !tiles.contains(&tile) {
+            tiles.push(tile);
         }
     }
     tiles
@@ -967,24 +974,29 @@ pub fn partials_shape(limits: &wgpu::Limits, spec: &Conv2d) -> Option<Vec<usize>
 }
 
 /// `dw = d conv / dw` and, when the conv has a bias, `db = d conv / db` (both overwritten), with
-/// a partial-sum workspace of its own. Where the adapter's conv kernels read textures ([`Gpu::conv_textures`]), x and dy are
-/// packed into scratch textures first.
+/// a partial-sum workspace of its own. Where the adapter's conv kernels read textures
+/// ([`Gpu::conv_textures`]), x and dy are packed into scratch textures first.
 pub fn backward_weight(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, db: Option<&GpuTensor>) -> Result<Launch> {
     let partials = partials_shape(&gpu.limits, spec)
         .map(|shape| GpuTensor::zeros(gpu, &format!("{} partials", dw.label()), &shape))
         .transpose()?;
     let mut launch = Launch::new();
-    let op = Kernel::GroupedConvBackwardWeight.name();
     let (x, dy) = match gpu.conv_textures() && !x.is_texture() && !dy.is_texture() {
-        true => (
-            texels(gpu, op, "x", spec.groups, x, spec.x_shape(), &mut launch)?,
-            texels(gpu, op, "dy", spec.groups, dy, spec.y_shape(), &mut launch)?,
-        ),
+        true => weight_grad_texels(gpu, spec, x, dy, &mut launch)?,
         false => (x.clone(), dy.clone()),
     };
     launch.extend(backward_weight_into(gpu, spec, &x, &dy, dw, db, partials.as_ref())?);
     launch.scratch.extend(partials);
     Ok(launch)
+}
+
+/// x and dy as the texels the textured weight gradient reads ([`texels`]).
+fn weight_grad_texels(gpu: &Gpu, spec: &Conv2d, x: &GpuTensor, dy: &GpuTensor, launch: &mut Launch) -> Result<(GpuTensor, GpuTensor)> {
+    let op = Kernel::GroupedConvBackwardWeight.name();
+    Ok((
+        texels(gpu, op, "x", spec.groups, x, spec.x_shape(), launch)?,
+        texels(gpu, op, "dy", spec.groups, dy, spec.y_shape(), launch)?,
+    ))
 }
 
 /// The weight gradient's tiles (input channels x output channel vec4s per invocation), the
@@ -1061,10 +1073,7 @@ pub fn backward_weight_tiled(
     let mut launch = Launch::new();
     let textured = x.is_texture() || dy.is_texture();
     let texels = match textured {
-        true => Some((
-            texels(gpu, op, "x", spec.groups, x, spec.x_shape(), &mut launch)?,
-            texels(gpu, op, "dy", spec.groups, dy, spec.y_shape(), &mut launch)?,
-        )),
+        true => Some(weight_grad_texels(gpu, spec, x, dy, &mut launch)?),
         false => {
             check_shape(op, "x", x, &spec.x_shape())?;
             check_shape(op, "dy", dy, &spec.y_shape())?;
