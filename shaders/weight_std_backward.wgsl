@@ -6,7 +6,8 @@
 //   dw_i  = A * s * (dw_hat_i - S1/F - c * S2 * u_i / F)
 //   c = 1/(var + eps) for timm's form; 1/var for DeepMind's where F*var > eps, else 0 (the floor
 //   holds s constant). The mean's gradient is the -S1/F term; var's is the c term.
-// Dispatch: one workgroup of 64 per unit, as the forward. Launcher: ops::weight_std::backward.
+// Dispatch: one workgroup of REDUCE_WG lanes per unit, reading 4-element chunks, as the forward.
+// Launcher: ops::weight_std::backward.
 
 struct Params {
     k: u32,
@@ -26,7 +27,15 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dgain: array<f32>;
 
-@compute @workgroup_size(64)
+fn w4(i: u32) -> vec4<f32> {
+    return vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
+fn dw_hat4(i: u32) -> vec4<f32> {
+    return vec4<f32>(dw_hat[i], dw_hat[i + 1u], dw_hat[i + 2u], dw_hat[i + 3u]);
+}
+
+@compute @workgroup_size(REDUCE_WG)
 fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>) {
     let unit = flat_group(wid, nwg);
@@ -36,6 +45,8 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
     let f = prm.fan_in;
     let ff = f32(f);
     let base = unit * f;
+    let end = base + f;
+    let chunks_end = base + f / 4u * 4u;
     let mean = stats[2u * unit];
     let v = stats[2u * unit + 1u];
     var s: f32;
@@ -47,17 +58,31 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
         s = 1.0 / sqrt(max(ff * v, prm.eps));
         c = select(0.0, 1.0 / v, ff * v > prm.eps);
     }
-    var acc = vec2<f32>(0.0, 0.0);
-    for (var i = lane; i < f; i += REDUCE_WG) {
-        let g = dw_hat[base + i];
-        acc += vec2<f32>(g, g * (w[base + i] - mean));
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
+        let g = dw_hat4(i);
+        s1 += g;
+        s2 += g * (w4(i) - mean);
     }
-    let sums = workgroup_sum2(acc, lane);
+    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
+        let g = dw_hat[i];
+        s1.x += g;
+        s2.x += g * (w[i] - mean);
+    }
+    let sums = workgroup_sum2(vec2<f32>(hsum(s1), hsum(s2)), lane);
     let a = gain[unit] * prm.multiplier * s;
     let mean_g = sums.x / ff;
     let k2 = c * sums.y / ff;
-    for (var i = lane; i < f; i += REDUCE_WG) {
-        dw[base + i] = a * (dw_hat[base + i] - mean_g - k2 * (w[base + i] - mean));
+    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
+        let d = a * (dw_hat4(i) - mean_g - k2 * (w4(i) - mean));
+        dw[i] = d.x;
+        dw[i + 1u] = d.y;
+        dw[i + 2u] = d.z;
+        dw[i + 3u] = d.w;
+    }
+    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
+        dw[i] = a * (dw_hat[i] - mean_g - k2 * (w[i] - mean));
     }
     if (lane == 0u) {
         dgain[unit] = prm.multiplier * s * sums.y;

@@ -4,8 +4,10 @@
 //   form 0 (timm):     w_hat = gain*m * (w - mean) / (sqrt(var + eps) * sqrt(F))
 //   form 1 (DeepMind): w_hat = gain*m * (w - mean) / sqrt(max(F * var, eps))
 //   m is `multiplier` (timm's gamma folded into the conv, else 1). stats are kept for the backward.
-// Dispatch: one workgroup of 64 per unit (gpu::step::grid over K); the sums are workgroup trees.
-// Launcher: ops::weight_std::forward.
+// Dispatch: one workgroup of REDUCE_WG lanes per unit (gpu::step::grid over K); the sums are
+// workgroup trees. Lane l reads the unit's 4-element chunks l, l + REDUCE_WG, ... (four
+// neighbouring loads, which a CPU adapter serves for little more than one), then the elements past
+// the last whole chunk one per lane. Launcher: ops::weight_std::forward.
 
 struct Params {
     k: u32,
@@ -32,7 +34,11 @@ fn ws_scale(v: f32) -> f32 {
     return 1.0 / sqrt(max(f * v, prm.eps));
 }
 
-@compute @workgroup_size(64)
+fn w4(i: u32) -> vec4<f32> {
+    return vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
+@compute @workgroup_size(REDUCE_WG)
 fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
     let unit = flat_group(wid, nwg);
@@ -41,20 +47,36 @@ fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workg
     }
     let f = prm.fan_in;
     let base = unit * f;
-    var s = 0.0;
-    for (var i = lane; i < f; i += REDUCE_WG) {
-        s += w[base + i];
+    let end = base + f;
+    let chunks_end = base + f / 4u * 4u;
+    var s = vec4<f32>(0.0);
+    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
+        s += w4(i);
     }
-    let mean = workgroup_sum2(vec2<f32>(s, 0.0), lane).x / f32(f);
-    var ss = 0.0;
-    for (var i = lane; i < f; i += REDUCE_WG) {
-        let d = w[base + i] - mean;
+    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
+        s.x += w[i];
+    }
+    let mean = workgroup_sum2(vec2<f32>(hsum(s), 0.0), lane).x / f32(f);
+    var ss = vec4<f32>(0.0);
+    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
+        let d = w4(i) - mean;
         ss += d * d;
     }
-    let v = workgroup_sum2(vec2<f32>(ss, 0.0), lane).x / f32(f);
+    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
+        let d = w[i] - mean;
+        ss.x += d * d;
+    }
+    let v = workgroup_sum2(vec2<f32>(hsum(ss), 0.0), lane).x / f32(f);
     let scale = gain[unit] * prm.multiplier * ws_scale(v);
-    for (var i = lane; i < f; i += REDUCE_WG) {
-        w_hat[base + i] = (w[base + i] - mean) * scale;
+    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
+        let o = (w4(i) - mean) * scale;
+        w_hat[i] = o.x;
+        w_hat[i + 1u] = o.y;
+        w_hat[i + 2u] = o.z;
+        w_hat[i + 3u] = o.w;
+    }
+    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
+        w_hat[i] = (w[i] - mean) * scale;
     }
     if (lane == 0u) {
         stats[2u * unit] = mean;

@@ -23,8 +23,9 @@ use crate::graph::optim::Optimizer;
 use crate::graph::plan::{ParamStore, Plan, PlanOptions};
 use crate::graph::Op;
 use crate::nfnet::{build, forward, weights, Mode, NfnetConfig};
-use crate::ops::agc::{self, Agc};
+use crate::ops::agc::Agc;
 use crate::ops::grouped_conv::{self, Conv2d, Packing, Padding};
+use crate::ops::sgd::{self, Sgd};
 use crate::ops::step_info::{self, StepInfo};
 use crate::ops::weight_std::{self, WeightStd, WsForm};
 use std::time::Instant;
@@ -306,13 +307,25 @@ pub fn kernel_rows(
         }
     }
 
-    let ws_keys = [("weight_std", "forward"), ("weight_std", "backward"), ("agc", "clip")];
+    let ws_keys = [("weight_std", "forward"), ("weight_std", "backward"), ("sgd", "agc_update")];
     let shapes = ["f0_all_convs", "f0_all_convs", "f0_all_conv_weights"];
     let key = |i: usize| format!("op={} pass={} shape={}", ws_keys[i].0, ws_keys[i].1, shapes[i]);
     if !(0..3).any(|i| wanted(&key(i))) {
         return Ok(rows);
     }
-    let (mut fwd, mut bwd, mut clip) = (Launch::new(), Launch::new(), Launch::new());
+    let (mut fwd, mut bwd, mut update) = (Launch::new(), Launch::new(), Launch::new());
+    let info = step_info::tensor(
+        gpu,
+        StepInfo {
+            lr: 0.1,
+            ..Default::default()
+        },
+    )?;
+    let sgd = Sgd {
+        momentum: 0.9,
+        weight_decay: 2e-5,
+        nesterov: true,
+    };
     let mut tensors = Vec::new();
     let mut elements = 0usize;
     for f in &f0_convs(192) {
@@ -334,14 +347,17 @@ pub fn kernel_rows(
         );
         fwd.extend(weight_std::forward(gpu, &ws, &w, &gain, &w_hat, &stats)?);
         bwd.extend(weight_std::backward(gpu, &ws, &w, &gain, &stats, &w_hat, &dw, &dgain)?);
-        clip.extend(agc::clip(gpu, &Agc::for_shape(&s.w_shape(), 0.01, 1e-3), &w, &dw)?);
+        let momentum = tensor(gpu, "momentum", &s.w_shape())?;
+        let agc = Agc::for_shape(&s.w_shape(), 0.01, 1e-3);
+        update.extend(sgd::agc_update(gpu, &agc, &sgd, &info, &dw, &w, &momentum)?);
         elements += w.numel();
-        tensors.extend([w, gain, w_hat, stats, dw, dgain]);
+        tensors.extend([w, gain, w_hat, stats, dw, dgain, momentum]);
     }
     let e = elements as f64 * 4.0;
-    // Bytes moved: forward reads w twice and writes w_hat; backward reads w and dw_hat twice and
-    // writes dw; AGC reads w and g and writes g.
-    for (i, (launch, bytes)) in [(&fwd, 3.0 * e), (&bwd, 5.0 * e), (&clip, 3.0 * e)].into_iter().enumerate() {
+    // Bytes moved (each tensor counted once per pass over it): the forward reads w twice and
+    // writes w_hat; the backward reads w and dw_hat twice and writes dw; the update reads w and g
+    // twice and the momentum once, and writes w and the momentum.
+    for (i, (launch, bytes)) in [(&fwd, 3.0 * e), (&bwd, 5.0 * e), (&update, 7.0 * e)].into_iter().enumerate() {
         if wanted(&key(i)) {
             push(row(
                 yardstick,

@@ -45,6 +45,23 @@ pub fn gpu_or_skip() -> Option<&'static Gpu> {
     .as_ref()
 }
 
+/// The shared GPU and, on the same adapter, a context whose workgroup-tree reductions use the
+/// other lane count (64 where the shared one uses 8, else 8): the tests of the reducing kernels
+/// run both, so a CI on a CPU adapter also covers the width GPUs use. Empty without an adapter.
+pub fn reduce_width_gpus() -> Vec<&'static Gpu> {
+    static OTHER: OnceLock<Gpu> = OnceLock::new();
+    let Some(gpu) = gpu_or_skip() else { return vec![] };
+    let other = OTHER.get_or_init(|| {
+        let options = crate::gpu::GpuOptions {
+            autotune: Some(false),
+            reduce_lanes: Some(if gpu.reduce_lanes() == 8 { 64 } else { 8 }),
+            ..Default::default()
+        };
+        Gpu::with_options(&options).expect("a second context on the adapter that opened once")
+    });
+    vec![gpu, other]
+}
+
 /// A seeded random source for test data.
 pub struct Rng(rand::rngs::StdRng);
 

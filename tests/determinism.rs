@@ -3,10 +3,12 @@
 //! both when one launch is replayed and when the launches are rebuilt.
 
 use nfnet::gpu::{Gpu, GpuTensor, Launch};
-use nfnet::ops::agc::{self, Agc};
+use nfnet::ops::agc::Agc;
 use nfnet::ops::grouped_conv::{self, Conv2d, Padding};
 use nfnet::ops::residual::{self, Residual};
+use nfnet::ops::sgd::{self, Sgd};
 use nfnet::ops::softmax_xent::{self, SoftmaxXent};
+use nfnet::ops::step_info::{self, StepInfo};
 use nfnet::ops::weight_std::{self, WeightStd, WsForm};
 use nfnet::testing::{gpu_or_skip, poisoned, upload, Rng};
 
@@ -63,11 +65,36 @@ fn build(gpu: &Gpu) -> Run {
     let z = upload(gpu, "logits", &[33, 10], &rng.normal(330));
     let labels = GpuTensor::from_u32(gpu, "labels", &[33], &rng.below(33, 10)).unwrap();
     let (loss, dz) = (poisoned(gpu, "loss", &[1]), poisoned(gpu, "dz", &[33, 10]));
+    // The update reads dw_raw as its gradient and changes its own copy of w and the momentum.
+    let info = step_info::tensor(
+        gpu,
+        StepInfo {
+            lr: 0.1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let w_upd = upload(gpu, "w updated", &spec.w_shape(), &rng.normal(spec.w_shape().iter().product()));
+    let momentum = upload(gpu, "momentum", &spec.w_shape(), &rng.normal(spec.w_shape().iter().product()));
+    let sgd = Sgd {
+        momentum: 0.9,
+        weight_decay: 2e-5,
+        nesterov: true,
+    };
     let launches = vec![
         grouped_conv::backward_weight(gpu, &spec, &x, &dy, &dw, Some(&db)).unwrap(),
         weight_std::forward(gpu, &ws, &w, &gain, &w_hat, &stats).unwrap(),
         weight_std::backward(gpu, &ws, &w, &gain, &stats, &dw, &dw_raw, &dgain).unwrap(),
-        agc::clip(gpu, &Agc::for_shape(&spec.w_shape(), 0.01, 1e-3), &w, &dw_raw).unwrap(),
+        sgd::agc_update(
+            gpu,
+            &Agc::for_shape(&spec.w_shape(), 0.01, 1e-3),
+            &sgd,
+            &info,
+            &dw_raw,
+            &w_upd,
+            &momentum,
+        )
+        .unwrap(),
         residual::backward(gpu, &Residual { alpha: 0.2 }, &dres, &r, Some((&skip, &dskip)), &dr).unwrap(),
         softmax_xent::forward_backward(gpu, &xent, &z, &labels, &loss, &dz).unwrap(),
     ];
@@ -76,7 +103,7 @@ fn build(gpu: &Gpu) -> Run {
         "the weight gradient should be split into partial sums here"
     );
     Run {
-        outputs: vec![dw, db, w_hat, stats, dw_raw, dgain, dr, dskip, loss, dz],
+        outputs: vec![dw, db, w_hat, stats, dw_raw, dgain, w_upd, momentum, dr, dskip, loss, dz],
         launches,
     }
 }
@@ -98,7 +125,7 @@ fn same_inputs_give_bitwise_same_outputs() {
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert_eq!(x, y, "rebuilt run differs in output {}", first.outputs[i].label());
     }
-    // AGC clips in place, so replaying the same launches is only identical for the pure ones.
+    // The update changes its inputs, so replaying the same launches is only identical for the pure ones.
     let pure = Run {
         outputs: first.outputs.into_iter().take(4).collect(),
         launches: first.launches.into_iter().take(2).collect(),

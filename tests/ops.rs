@@ -18,7 +18,7 @@ use nfnet::ops::sgd::{self, Sgd};
 use nfnet::ops::softmax_xent::{self, SoftmaxXent};
 use nfnet::ops::step_info::{self, StepInfo};
 use nfnet::ops::weight_std::{self, WeightStd, WsForm};
-use nfnet::testing::{check, conv_cases, gpu_or_skip, poisoned, read, round_f32, tol_for_terms, upload, Rng};
+use nfnet::testing::{check, conv_cases, gpu_or_skip, poisoned, read, reduce_width_gpus, round_f32, tol_for_terms, upload, Rng};
 
 /// A seeded source and its seed, for the failure message.
 fn rng(test: &str) -> (Rng, String) {
@@ -245,57 +245,58 @@ fn autotuned_conv_agrees_with_default_and_is_cached() {
 
 #[test]
 fn weight_std_matches_reference() {
-    let Some(gpu) = gpu_or_skip() else { return };
-    let (mut rng, seed) = rng("weight_std");
-    let cases = [
-        (WsForm::Timm, 5, 27, 1e-5, 1.0, 1.0),
-        (WsForm::Timm, 70, 1152, 1e-5, 1.0, 1.7015043),
-        (WsForm::DeepMind, 33, 128, 1e-4, 1.0, 1.0),
-        (WsForm::DeepMind, 6, 27, 1e-4, 1e-3, 1.0), // fan_in * var below the floor
-        (WsForm::Timm, 3, 1, 1e-5, 1.0, 1.0),       // one element per unit: var = 0
-    ];
-    for (form, k, fan, eps, scale, multiplier) in cases {
-        let spec = WeightStd {
-            k,
-            fan_in: fan,
-            eps,
-            form,
-            multiplier,
-        };
-        let name = format!("weight_std {form:?} {k}x{fan} x{scale} ({seed})");
-        let w = normal(&mut rng, k * fan, scale);
-        let gain = normal(&mut rng, k, 1.0);
-        let dwhat = normal(&mut rng, k * fan, 1.0);
-        let (tw, tgain, tdwhat) = (
-            upload(gpu, "w", &[k, fan], &w),
-            upload(gpu, "gain", &[k, 1, 1, 1], &gain),
-            upload(gpu, "dw_hat", &[k, fan], &dwhat),
-        );
-        let (twhat, tstats, tdw, tdgain) = (
-            poisoned(gpu, "w_hat", &[k, fan]),
-            poisoned(gpu, "stats", &[k, 2]),
-            poisoned(gpu, "dw", &[k, fan]),
-            poisoned(gpu, "dgain", &[k]),
-        );
-        let fwd = weight_std::forward(gpu, &spec, &tw, &tgain, &twhat, &tstats).unwrap();
-        let bwd = weight_std::backward(gpu, &spec, &tw, &tgain, &tstats, &tdwhat, &tdw, &tdgain).unwrap();
-        gpu.run(&[&fwd, &bwd]).unwrap();
-        check(
-            &format!("{name} forward"),
-            &read(gpu, &twhat),
-            &weight_std::cpu::forward(&spec, &w, &gain),
-            1e-5,
-        );
-        let (dw, dgain) = weight_std::cpu::backward(&spec, &w, &gain, &dwhat);
-        if fan > 1 {
-            check(&format!("{name} dw"), &read(gpu, &tdw), &dw, 1e-5);
-            check(&format!("{name} dgain"), &read(gpu, &tdgain), &dgain, 1e-5);
-        } else {
-            // A unit of one element standardizes to 0 whatever w and gain are: both gradients vanish.
-            assert!(
-                read(gpu, &tdw).iter().chain(&read(gpu, &tdgain)).all(|v| *v == 0.0),
-                "{name}: gradients of a constant"
+    for gpu in reduce_width_gpus() {
+        let (mut rng, seed) = rng("weight_std");
+        let cases = [
+            (WsForm::Timm, 5, 27, 1e-5, 1.0, 1.0),
+            (WsForm::Timm, 70, 1152, 1e-5, 1.0, 1.7015043),
+            (WsForm::DeepMind, 33, 128, 1e-4, 1.0, 1.0),
+            (WsForm::DeepMind, 6, 27, 1e-4, 1e-3, 1.0), // fan_in * var below the floor
+            (WsForm::Timm, 3, 1, 1e-5, 1.0, 1.0),       // one element per unit: var = 0
+        ];
+        for (form, k, fan, eps, scale, multiplier) in cases {
+            let spec = WeightStd {
+                k,
+                fan_in: fan,
+                eps,
+                form,
+                multiplier,
+            };
+            let name = format!("weight_std {form:?} {k}x{fan} x{scale}, {} lanes ({seed})", gpu.reduce_lanes());
+            let w = normal(&mut rng, k * fan, scale);
+            let gain = normal(&mut rng, k, 1.0);
+            let dwhat = normal(&mut rng, k * fan, 1.0);
+            let (tw, tgain, tdwhat) = (
+                upload(gpu, "w", &[k, fan], &w),
+                upload(gpu, "gain", &[k, 1, 1, 1], &gain),
+                upload(gpu, "dw_hat", &[k, fan], &dwhat),
             );
+            let (twhat, tstats, tdw, tdgain) = (
+                poisoned(gpu, "w_hat", &[k, fan]),
+                poisoned(gpu, "stats", &[k, 2]),
+                poisoned(gpu, "dw", &[k, fan]),
+                poisoned(gpu, "dgain", &[k]),
+            );
+            let fwd = weight_std::forward(gpu, &spec, &tw, &tgain, &twhat, &tstats).unwrap();
+            let bwd = weight_std::backward(gpu, &spec, &tw, &tgain, &tstats, &tdwhat, &tdw, &tdgain).unwrap();
+            gpu.run(&[&fwd, &bwd]).unwrap();
+            check(
+                &format!("{name} forward"),
+                &read(gpu, &twhat),
+                &weight_std::cpu::forward(&spec, &w, &gain),
+                1e-5,
+            );
+            let (dw, dgain) = weight_std::cpu::backward(&spec, &w, &gain, &dwhat);
+            if fan > 1 {
+                check(&format!("{name} dw"), &read(gpu, &tdw), &dw, 1e-5);
+                check(&format!("{name} dgain"), &read(gpu, &tdgain), &dgain, 1e-5);
+            } else {
+                // A unit of one element standardizes to 0 whatever w and gain are: both gradients vanish.
+                assert!(
+                    read(gpu, &tdw).iter().chain(&read(gpu, &tdgain)).all(|v| *v == 0.0),
+                    "{name}: gradients of a constant"
+                );
+            }
         }
     }
 }
@@ -467,43 +468,44 @@ fn se_gate_matches_reference() {
 
 #[test]
 fn residual_matches_reference() {
-    let Some(gpu) = gpu_or_skip() else { return };
-    let (mut rng, seed) = rng("residual");
-    for (len, with_gain) in [(3001, true), (70, false), (1, true)] {
-        let spec = Residual { alpha: 0.2 };
-        let r = normal(&mut rng, len, 1.0);
-        let sc = normal(&mut rng, len, 1.0);
-        // dgain is one sum of len products: with dy independent of r it cancels to a small
-        // number whose f32 rounding, not the kernel, sets the relative error. A dy that leans on
-        // r (a loss that wants the branch larger, as in training) keeps the sum well-conditioned.
-        let noise = normal(&mut rng, len, 1.0);
-        let dy: Vec<f64> = round_f32(&r.iter().zip(&noise).map(|(r, n)| 0.5 * r + n).collect::<Vec<_>>());
-        let gain = round_f32(&[0.37])[0];
-        let (tr, tsc, tdy) = (
-            upload(gpu, "r", &[len], &r),
-            upload(gpu, "shortcut", &[len], &sc),
-            upload(gpu, "dy", &[len], &dy),
-        );
-        let tgain = upload(gpu, "skip gain", &[], &[gain]);
-        let (ty, tdr, tdgain) = (poisoned(gpu, "y", &[len]), poisoned(gpu, "dr", &[len]), poisoned(gpu, "dgain", &[]));
-        let g = with_gain.then_some(&tgain);
-        let l = [
-            residual::forward(gpu, &spec, &tr, &tsc, g, &ty).unwrap(),
-            residual::backward(gpu, &spec, &tdy, &tr, with_gain.then_some((&tgain, &tdgain)), &tdr).unwrap(),
-        ];
-        gpu.run(&l.iter().collect::<Vec<_>>()).unwrap();
-        let name = format!("residual len {len} gain {with_gain} ({seed})");
-        let gain = with_gain.then_some(gain);
-        check(
-            &format!("{name} forward"),
-            &read(gpu, &ty),
-            &residual::cpu::forward(&spec, &r, &sc, gain),
-            1e-5,
-        );
-        let (dr, _, dgain) = residual::cpu::backward(&spec, &dy, &r, gain);
-        check(&format!("{name} dr"), &read(gpu, &tdr), &dr, 1e-5);
-        if with_gain {
-            check(&format!("{name} dgain"), &read(gpu, &tdgain), &[dgain], 1e-5);
+    for gpu in reduce_width_gpus() {
+        let (mut rng, seed) = rng("residual");
+        for (len, with_gain) in [(3001, true), (70, false), (1, true)] {
+            let spec = Residual { alpha: 0.2 };
+            let r = normal(&mut rng, len, 1.0);
+            let sc = normal(&mut rng, len, 1.0);
+            // dgain is one sum of len products: with dy independent of r it cancels to a small
+            // number whose f32 rounding, not the kernel, sets the relative error. A dy that leans on
+            // r (a loss that wants the branch larger, as in training) keeps the sum well-conditioned.
+            let noise = normal(&mut rng, len, 1.0);
+            let dy: Vec<f64> = round_f32(&r.iter().zip(&noise).map(|(r, n)| 0.5 * r + n).collect::<Vec<_>>());
+            let gain = round_f32(&[0.37])[0];
+            let (tr, tsc, tdy) = (
+                upload(gpu, "r", &[len], &r),
+                upload(gpu, "shortcut", &[len], &sc),
+                upload(gpu, "dy", &[len], &dy),
+            );
+            let tgain = upload(gpu, "skip gain", &[], &[gain]);
+            let (ty, tdr, tdgain) = (poisoned(gpu, "y", &[len]), poisoned(gpu, "dr", &[len]), poisoned(gpu, "dgain", &[]));
+            let g = with_gain.then_some(&tgain);
+            let l = [
+                residual::forward(gpu, &spec, &tr, &tsc, g, &ty).unwrap(),
+                residual::backward(gpu, &spec, &tdy, &tr, with_gain.then_some((&tgain, &tdgain)), &tdr).unwrap(),
+            ];
+            gpu.run(&l.iter().collect::<Vec<_>>()).unwrap();
+            let name = format!("residual len {len} gain {with_gain}, {} lanes ({seed})", gpu.reduce_lanes());
+            let gain = with_gain.then_some(gain);
+            check(
+                &format!("{name} forward"),
+                &read(gpu, &ty),
+                &residual::cpu::forward(&spec, &r, &sc, gain),
+                1e-5,
+            );
+            let (dr, _, dgain) = residual::cpu::backward(&spec, &dy, &r, gain);
+            check(&format!("{name} dr"), &read(gpu, &tdr), &dr, 1e-5);
+            if with_gain {
+                check(&format!("{name} dgain"), &read(gpu, &tdgain), &[dgain], 1e-5);
+            }
         }
     }
 }
@@ -709,31 +711,58 @@ fn dropout_matches_reference_bit_for_bit() {
 }
 
 #[test]
-fn agc_matches_reference() {
-    let Some(gpu) = gpu_or_skip() else { return };
-    let (mut rng, seed) = rng("agc");
+fn sgd_agc_update_matches_reference() {
+    let (mut rng, seed) = rng("sgd_agc_update");
+    // Units of 36 (whole 4-element chunks), 130 (a tail of 2), 1 (gains) and whole tensors.
     let shapes: [&[usize]; 5] = [&[6, 4, 3, 3], &[70, 130], &[6, 1, 1, 1], &[300], &[]];
-    for shape in shapes {
-        let numel = shape.iter().product::<usize>();
-        let spec = Agc::for_shape(shape, 0.01, 1e-3);
-        let w = normal(&mut rng, numel, 1.0);
-        // Gradients spanning norms far below and far above the clipping threshold, so both
-        // branches run; a zero weight unit exercises the eps floor.
-        let mut g: Vec<f64> = Vec::with_capacity(numel);
-        for u in 0..spec.units {
-            let scale = [1e-4, 1e-2, 1.0][u % 3];
-            g.extend(normal(&mut rng, spec.unit_len, scale));
+    for gpu in reduce_width_gpus() {
+        for (shape, nesterov) in shapes.into_iter().zip([true, true, false, true, false]) {
+            let numel = shape.iter().product::<usize>();
+            let spec = Agc::for_shape(shape, 0.01, 1e-3);
+            let sgd = Sgd {
+                momentum: 0.9,
+                weight_decay: 2e-5,
+                nesterov,
+            };
+            let info = step_info::tensor(
+                gpu,
+                StepInfo {
+                    lr: 0.1,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            // Gradients spanning norms far below and far above the clipping threshold, so both
+            // branches run; a zero weight unit exercises the eps floor.
+            let mut g: Vec<f64> = Vec::with_capacity(numel);
+            for u in 0..spec.units {
+                let scale = [1e-4, 1e-2, 1.0][u % 3];
+                g.extend(normal(&mut rng, spec.unit_len, scale));
+            }
+            let mut w = normal(&mut rng, numel, 1.0);
+            w[..spec.unit_len].iter_mut().for_each(|v| *v = 0.0);
+            let b = normal(&mut rng, numel, 1.0);
+            let (tg, tw, tb) = (
+                upload(gpu, "g", shape, &g),
+                upload(gpu, "w", shape, &w),
+                upload(gpu, "buf", shape, &b),
+            );
+            gpu.run(&[&sgd::agc_update(gpu, &spec, &sgd, &info, &tg, &tw, &tb).unwrap()])
+                .unwrap();
+            let clipped = agc::cpu::clip(&spec, &w, &g);
+            let (w2, b2) = sgd::cpu::update(&sgd, 0.1f32 as f64, &clipped, &w, &b);
+            let name = format!(
+                "sgd_agc_update {shape:?} nesterov {nesterov}, {} lanes ({seed})",
+                gpu.reduce_lanes()
+            );
+            check(&format!("{name} w"), &read(gpu, &tw), &w2, 1e-6);
+            check(&format!("{name} buf"), &read(gpu, &tb), &b2, 1e-6);
+            assert_eq!(
+                read(gpu, &tg),
+                g.iter().map(|&v| v as f32 as f64).collect::<Vec<_>>(),
+                "{name}: g was written"
+            );
         }
-        let mut w = w;
-        w[..spec.unit_len].iter_mut().for_each(|v| *v = 0.0);
-        let (tw, tg) = (upload(gpu, "w", shape, &w), upload(gpu, "g", shape, &g));
-        gpu.run(&[&agc::clip(gpu, &spec, &tw, &tg).unwrap()]).unwrap();
-        check(
-            &format!("agc {shape:?} ({seed})"),
-            &read(gpu, &tg),
-            &agc::cpu::clip(&spec, &w, &g),
-            1e-5,
-        );
     }
 }
 

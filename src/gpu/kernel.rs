@@ -54,6 +54,13 @@ macro_rules! kernels {
                 }
             }
 
+            /// The `shaders/common` files the source starts with.
+            pub fn preludes(self) -> &'static [&'static str] {
+                match self {
+                    $(Kernel::$variant => &[$($prelude,)*],)*
+                }
+            }
+
             /// The access of each binding, in binding order.
             pub fn bindings(self) -> &'static [Access] {
                 match self {
@@ -93,8 +100,8 @@ kernels! {
     LinearBackwardWeight => "linear_backward_weight", ["index"], (Read, Read, ReadWrite, ReadWrite);
     SoftmaxXentFused => "softmax_xent_fused", ["index"], (Read, Read, ReadWrite, ReadWrite);
     DropoutApply => "dropout_apply", ["index", "philox", "step_info"], (Read, Read, ReadWrite);
-    AgcClip => "agc_clip", ["index", "reduce"], (Read, ReadWrite);
     SgdUpdate => "sgd_update", ["index", "step_info"], (Read, Read, ReadWrite, ReadWrite);
+    SgdAgcUpdate => "sgd_agc_update", ["index", "step_info", "reduce"], (Read, Read, ReadWrite, ReadWrite);
     EmaUpdate => "ema_update", ["index", "step_info"], (Read, Read, ReadWrite);
     GradAccumulate => "grad_accumulate", ["index", "step_info"], (Read, Read, ReadWrite);
 }

@@ -53,6 +53,10 @@ pub struct GpuOptions {
     /// `NFNET_CONV_STORAGE` environment variable (`buffer` or `texture`) if set, else the
     /// autotuner's choice (buffers with autotuning off).
     pub conv_textures: Option<bool>,
+    /// Lanes of the workgroup-tree reductions (`shaders/common/reduce.wgsl`): a power of two
+    /// from 1 to 64. `None` picks per adapter ([`Gpu::reduce_lanes`]); tests set it to run the
+    /// other adapters' width on this one.
+    pub reduce_lanes: Option<u32>,
 }
 
 /// What `nfnet devices` prints about one adapter.
@@ -189,6 +193,7 @@ pub struct Gpu {
     counters: Counters,
     autotune: bool,
     conv_textures: OnceLock<bool>,
+    reduce_lanes: u32,
 }
 
 /// What the context has created and submitted so far: the tests check that a planned training
@@ -320,6 +325,21 @@ impl Gpu {
         if let Some(textures) = options.conv_textures.or(from_env) {
             let _ = conv_textures.set(textures);
         }
+        // A CPU adapter (lavapipe, SwiftShader, WARP) runs a workgroup as a loop over SIMD-wide
+        // chunks of lanes and pays for every barrier by switching between them: a reduction is
+        // fastest there with one 8-lane chunk (a 256-bit vector), twice as fast as 64 lanes for
+        // weight standardization and AGC. GPUs want whole warps and waves.
+        let reduce_lanes = match options.reduce_lanes {
+            Some(lanes) if lanes.is_power_of_two() && lanes <= 64 => lanes,
+            Some(lanes) => {
+                return Err(Error::invalid(
+                    "reduce_lanes",
+                    format!("expected a power of two from 1 to 64, got {lanes}"),
+                ))
+            }
+            None if info.device_type == wgpu::DeviceType::Cpu => 8,
+            None => 64,
+        };
         Ok(Gpu {
             pipelines: PipelineCache::new(),
             device,
@@ -331,6 +351,7 @@ impl Gpu {
             counters: Counters::default(),
             autotune,
             conv_textures,
+            reduce_lanes,
         })
     }
 
@@ -345,6 +366,13 @@ impl Gpu {
     /// Whether autotuning is on ([`GpuOptions::autotune`]).
     pub fn autotune(&self) -> bool {
         self.autotune
+    }
+
+    /// Lanes of every workgroup-tree reduction on this adapter ([`GpuOptions::reduce_lanes`]):
+    /// 8 on CPU adapters, 64 on GPUs. It fixes the summation order, so results are bitwise
+    /// reproducible per adapter (and this setting), not across adapters.
+    pub fn reduce_lanes(&self) -> u32 {
+        self.reduce_lanes
     }
 
     /// Whether plans give the conv kernels their packed weights and activations in textures:

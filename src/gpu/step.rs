@@ -108,7 +108,12 @@ impl Step {
                 limit: "max_compute_workgroups_per_dimension",
             });
         }
-        let pipeline = gpu.pipelines().get(gpu, kernel, overrides)?;
+        // Kernels with workgroup-tree reductions take the adapter's lane count.
+        let mut constants = overrides.to_vec();
+        if kernel.preludes().contains(&"reduce") {
+            constants.push(("REDUCE_WG", gpu.reduce_lanes() as f64));
+        }
+        let pipeline = gpu.pipelines().get(gpu, kernel, &constants)?;
         let bind_group = gpu.checked(&format!("binding {}", kernel.name()), || {
             let uniform = gpu.create_uniform(kernel.name(), bytemuck::bytes_of(params));
             let mut entries = vec![wgpu::BindGroupEntry {

@@ -146,11 +146,11 @@ pub enum Op {
     /// in `[dy, r, gain?]`, out `[dr, dgain?]`.
     ResidualBackward(Residual),
 
-    // Update (appended by the plan's optimizer). Both modify their last tensors in place.
-    /// in `[w]`, out `[g]` (clipped in place).
-    AgcClip(Agc),
+    // Update (appended by the plan's optimizer). They modify their outputs in place.
     /// in `[step_info, g]`, out `[w, momentum]` (updated in place).
     SgdUpdate(Sgd),
+    /// in `[step_info, g]`, out `[w, momentum]` (updated in place; `g` clipped on the way, not written).
+    SgdAgcUpdate(Agc, Sgd),
     /// in `[step_info, w]`, out `[ema]` (updated in place).
     EmaUpdate,
     /// in `[step_info, g]`, out `[acc]`: `acc = (first micro-batch ? 0 : acc) + scale * g`.
@@ -183,8 +183,8 @@ impl Op {
             Op::LinearBackwardWeight(_) => "linear_backward_weight",
             Op::SeGateBackward(..) => "se_gate_backward",
             Op::ResidualBackward(_) => "residual_backward",
-            Op::AgcClip(_) => "agc_clip",
             Op::SgdUpdate(_) => "sgd_update",
+            Op::SgdAgcUpdate(..) => "sgd_agc_update",
             Op::EmaUpdate => "ema_update",
             Op::GradAccumulate(_) => "grad_accumulate",
         }

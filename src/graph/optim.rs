@@ -1,4 +1,5 @@
-//! The update phase: adaptive gradient clipping, then SGD with momentum, per parameter.
+//! The update phase: adaptive gradient clipping, then SGD with momentum, one node per parameter
+//! (`sgd_agc_update`, or `sgd_update` where AGC is off or exempts the parameter).
 //!
 //! Order (DeepMind's `SGD_AGC`, timm's train loop): AGC clips the *raw* gradient, then the
 //! update adds weight decay and momentum. AGC's units follow timm (a conv weight per output
@@ -55,7 +56,7 @@ impl Optimizer {
     }
 }
 
-/// Appends AGC and SGD nodes for every parameter, with a `momentum.<name>` tensor each. With
+/// Appends the update node of every parameter, with a `momentum.<name>` tensor each. With
 /// `micro_batches > 1` each gradient is first summed into an `accum.<name>` tensor (mean over
 /// the micro-batches) and the update phase reads the sums.
 pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micro_batches: usize) {
@@ -79,34 +80,29 @@ pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micr
     for &(param, grad) in &grads {
         let def = graph.tensors[param].clone();
         let Role::Param(info) = &def.role else { continue };
-        if let Some(agc) = opt.agc {
+        let clip = opt.agc.and_then(|agc| {
             let is_head_bias = info.head && def.name.ends_with(".bias");
             let exempt = match agc.style {
                 AgcStyle::Timm => info.head,
                 AgcStyle::DeepMind => info.head && !is_head_bias,
             };
-            if !exempt {
-                let whole_gain = agc.style == AgcStyle::DeepMind && def.name.ends_with(".gain");
-                let units = if whole_gain {
-                    Agc::whole(def.numel(), agc.clip, agc.eps)
-                } else {
-                    Agc::for_shape(&def.shape, agc.clip, agc.eps)
-                };
-                graph.node_into(format!("{}.agc", def.name), Op::AgcClip(units), &[param], &[grad]);
-            }
-        }
+            let whole_gain = agc.style == AgcStyle::DeepMind && def.name.ends_with(".gain");
+            (!exempt).then(|| match whole_gain {
+                true => Agc::whole(def.numel(), agc.clip, agc.eps),
+                false => Agc::for_shape(&def.shape, agc.clip, agc.eps),
+            })
+        });
         let momentum = graph.tensor(format!("momentum.{}", def.name), &def.shape, Role::Momentum);
         let sgd = Sgd {
             momentum: opt.momentum,
             weight_decay: if info.weight_decay { opt.weight_decay } else { 0.0 },
             nesterov: opt.nesterov,
         };
-        graph.node_into(
-            format!("{}.sgd", def.name),
-            Op::SgdUpdate(sgd),
-            &[step_info, grad],
-            &[param, momentum],
-        );
+        let op = match clip {
+            Some(units) => Op::SgdAgcUpdate(units, sgd),
+            None => Op::SgdUpdate(sgd),
+        };
+        graph.node_into(format!("{}.sgd", def.name), op, &[step_info, grad], &[param, momentum]);
     }
 }
 

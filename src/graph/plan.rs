@@ -22,7 +22,7 @@ use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor, GpuTimer, Launch, TEXTURE_WIDTH};
 use crate::ops::{
-    agc, avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent,
+    avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent,
     weight_std,
 };
 use std::collections::HashMap;
@@ -525,8 +525,8 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
         Op::LinearBackwardWeight(s) => linear::backward_weight(gpu, s, i[0], i[1], o[0], o.get(1).copied()),
         Op::SeGateBackward(s, acc) => se_gate::backward(gpu, s, i[0], i[1], i[2], o[0], o[1], *acc),
         Op::ResidualBackward(s) => residual::backward(gpu, s, i[0], i[1], i.get(2).copied().zip(o.get(1).copied()), o[0]),
-        Op::AgcClip(a) => agc::clip(gpu, a, i[0], o[0]),
         Op::SgdUpdate(s) => sgd::update(gpu, s, i[0], i[1], o[0], o[1]),
+        Op::SgdAgcUpdate(a, s) => sgd::agc_update(gpu, a, s, i[0], i[1], o[0], o[1]),
         Op::EmaUpdate => ema::update(gpu, i[0], i[1], o[0]),
         Op::GradAccumulate(scale) => grad_accumulate::accumulate(gpu, *scale, i[0], i[1], o[0]),
     };

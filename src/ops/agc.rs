@@ -1,8 +1,10 @@
-//! `agc`: adaptive gradient clipping (Brock et al. 2021), unit-wise, applied in place to the raw
-//! gradient before weight decay and momentum.
+//! `agc`: adaptive gradient clipping (Brock et al. 2021), unit-wise, applied to the raw gradient
+//! before weight decay and momentum. On the GPU it runs inside the update, `sgd_agc_update`
+//! ([`crate::ops::sgd::agc_update`]): one pass over each parameter, the clipped gradient never
+//! written out. This module holds the unit layout and the reference.
 //!
 //! ```text
-//! w [units, len]   g [units, len] (clipped in place)
+//! w [units, len]   g [units, len]
 //! max_u = clip * max(|w_u|_2, eps)
 //! g_u  *= max_u / max(|g_u|_2, 1e-6)     where |g_u|_2 >= max_u (else unchanged)
 //! ```
@@ -12,8 +14,6 @@
 //! `Agc::whole`. Defaults: clip (lambda) 0.01, eps 1e-3.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Gpu, GpuTensor, Kernel, Launch, Step};
-use crate::ops::check_same;
 
 /// One parameter's clipping: its unit layout and constants.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,15 +23,6 @@ pub struct Agc {
     /// lambda: the largest allowed ratio of gradient norm to weight norm.
     pub clip: f32,
     pub eps: f32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    units: u32,
-    len: u32,
-    clip: f32,
-    eps: f32,
 }
 
 impl Agc {
@@ -61,36 +52,25 @@ impl Agc {
     }
 }
 
-/// Clips `g` in place, unit by unit, against the norms of `w`.
-pub fn clip(gpu: &Gpu, spec: &Agc, w: &GpuTensor, g: &GpuTensor) -> Result<Launch> {
-    let kernel = Kernel::AgcClip;
-    let op = kernel.name();
-    check_same(op, "gradient", w, g)?;
-    if spec.units * spec.unit_len != w.numel() {
-        return Err(Error::shape(
-            op,
-            "units x unit length",
-            w.numel(),
-            format!("{} x {}", spec.units, spec.unit_len),
-        ));
+impl Agc {
+    /// Checks the constants and that the units cover `numel` elements.
+    pub(crate) fn validate(&self, op: &str, numel: usize) -> Result<()> {
+        if self.units * self.unit_len != numel {
+            return Err(Error::shape(
+                op,
+                "AGC units x unit length",
+                numel,
+                format!("{} x {}", self.units, self.unit_len),
+            ));
+        }
+        if !(self.clip > 0.0) || !(self.eps >= 0.0) {
+            return Err(Error::invalid(
+                op,
+                format!("AGC clip must be > 0 and eps >= 0, got {} and {}", self.clip, self.eps),
+            ));
+        }
+        Ok(())
     }
-    if !(spec.clip > 0.0) || !(spec.eps >= 0.0) {
-        return Err(Error::invalid(
-            op,
-            format!("clip must be > 0 and eps >= 0, got {} and {}", spec.clip, spec.eps),
-        ));
-    }
-    let params = Params {
-        units: spec.units as u32,
-        len: spec.unit_len as u32,
-        clip: spec.clip,
-        eps: spec.eps,
-    };
-    let step = Step::new(gpu, kernel, &[], &params, &[w.into(), g.into()], grid(&gpu.limits, op, spec.units)?)?;
-    Ok(Launch {
-        steps: vec![step],
-        scratch: vec![],
-    })
 }
 
 /// The f64 reference.

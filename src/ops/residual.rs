@@ -27,7 +27,7 @@ struct Params {
     part_base: u32,
 }
 
-/// Elements each workgroup of `residual_backward` reduces (64 lanes x 16).
+/// Elements each workgroup of `residual_backward` reduces (its lanes share them).
 const PER_GROUP: usize = 1024;
 
 /// The gain binding: the given gain, or a scalar placeholder the shader never reads.

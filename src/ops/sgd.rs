@@ -9,9 +9,15 @@
 //! ```
 //! Weight decay is per tensor: NFNets decay conv, SE and classifier weights, not gains, biases
 //! or skip gains.
+//!
+//! [`agc_update`] (`sgd_agc_update`, DeepMind's `SGD_AGC`) first clips the raw gradient unit by
+//! unit ([`crate::ops::agc`]) in the same pass: each parameter is read once for its norms and
+//! once for the update, and the clipped gradient is never written out. [`update`] serves the
+//! parameters AGC exempts (the classifier).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor, Kernel, Launch};
+use crate::ops::agc::Agc;
 use crate::ops::{check_same, check_shape, chunked, step_info};
 
 /// One parameter's update constants (the learning rate comes from the step info).
@@ -31,10 +37,21 @@ struct Params {
     nesterov: u32,
 }
 
-/// Updates `w` and `buf` in place from `g`, at the learning rate in `info`.
-pub fn update(gpu: &Gpu, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTensor, buf: &GpuTensor) -> Result<Launch> {
-    let kernel = Kernel::SgdUpdate;
-    let op = kernel.name();
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct AgcParams {
+    units: u32,
+    len: u32,
+    clip: f32,
+    eps: f32,
+    momentum: f32,
+    weight_decay: f32,
+    nesterov: u32,
+    _pad: u32,
+}
+
+/// The checks both launchers share.
+fn check(op: &str, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTensor, buf: &GpuTensor) -> Result<()> {
     check_same(op, "weights", g, w)?;
     check_same(op, "momentum", g, buf)?;
     check_shape(op, "step info", info, &step_info::SHAPE)?;
@@ -44,6 +61,13 @@ pub fn update(gpu: &Gpu, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTen
             format!("momentum and weight decay must be finite and >= 0, got {spec:?}"),
         ));
     }
+    Ok(())
+}
+
+/// Updates `w` and `buf` in place from `g`, at the learning rate in `info`.
+pub fn update(gpu: &Gpu, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTensor, buf: &GpuTensor) -> Result<Launch> {
+    let kernel = Kernel::SgdUpdate;
+    check(kernel.name(), spec, info, g, w, buf)?;
     chunked(gpu, kernel, g.numel(), &[(info, 0), (g, 1), (w, 1), (buf, 1)], 1, 256, |_, n| {
         Params {
             len: n as u32,
@@ -52,6 +76,36 @@ pub fn update(gpu: &Gpu, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTen
             nesterov: spec.nesterov as u32,
         }
     })
+}
+
+/// Clips the raw gradient `g` with `agc` (`g` itself is left as it is), then updates `w` and
+/// `buf` in place as [`update`].
+#[allow(clippy::too_many_arguments)]
+pub fn agc_update(gpu: &Gpu, agc: &Agc, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTensor, buf: &GpuTensor) -> Result<Launch> {
+    let kernel = Kernel::SgdAgcUpdate;
+    let op = kernel.name();
+    check(op, spec, info, g, w, buf)?;
+    agc.validate(op, g.numel())?;
+    let (len, lanes) = (agc.unit_len, gpu.reduce_lanes() as usize);
+    // One workgroup per unit; a unit too large for one binding fails in Step::new with a Limit.
+    chunked(
+        gpu,
+        kernel,
+        agc.units,
+        &[(info, 0), (g, len), (w, len), (buf, len)],
+        lanes,
+        lanes,
+        |_, n| AgcParams {
+            units: n as u32,
+            len: len as u32,
+            clip: agc.clip,
+            eps: agc.eps,
+            momentum: spec.momentum,
+            weight_decay: spec.weight_decay,
+            nesterov: spec.nesterov as u32,
+            _pad: 0,
+        },
+    )
 }
 
 /// The f64 reference. Returns (w, buf) after one step.

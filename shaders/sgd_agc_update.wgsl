@@ -1,0 +1,94 @@
+// sgd_agc_update: DeepMind's SGD_AGC in one pass over a parameter: adaptive gradient clipping of
+// the raw gradient, unit by unit (Brock et al. 2021, section 4), then sgd_update's coupled weight
+// decay and momentum.
+//   info: StepInfo (lr)   g: [units, len] (the raw gradient, read only)
+//   w: [units, len] (updated in place)   buf: [units, len] (momentum, in place)
+//   max_u = clip * max(|w_u|, eps);  f_u = max_u / max(|g_u|, 1e-6) where |g_u| >= max_u, else 1
+//   d = f_u * g + weight_decay * w;  buf = momentum * buf + d;  w -= lr * (nesterov ? d + momentum * buf : buf)
+//   |.| is the L2 norm over a unit (of w before the update), a workgroup tree in a fixed order.
+// Dispatch: one workgroup of REDUCE_WG lanes per unit (ops::chunked over units); lane l reads the
+// unit's 4-element chunks l, l + REDUCE_WG, ..., then the elements past the last whole chunk one
+// per lane (as weight_std_forward). Launcher: ops::sgd::agc_update.
+
+struct Params {
+    units: u32,
+    len: u32,
+    clip: f32,
+    eps: f32,
+    momentum: f32,
+    weight_decay: f32,
+    nesterov: u32,
+    _pad: u32,
+}
+@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(1) var<storage, read> info: StepInfo;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> w: array<f32>;
+@group(0) @binding(4) var<storage, read_write> buf: array<f32>;
+
+fn g4(i: u32) -> vec4<f32> {
+    return vec4<f32>(g[i], g[i + 1u], g[i + 2u], g[i + 3u]);
+}
+
+fn w4(i: u32) -> vec4<f32> {
+    return vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
+fn buf4(i: u32) -> vec4<f32> {
+    return vec4<f32>(buf[i], buf[i + 1u], buf[i + 2u], buf[i + 3u]);
+}
+
+// The update of 4 elements from their clipped gradient `gc`: sgd_update's formula.
+fn update4(i: u32, gc: vec4<f32>) {
+    let wv = w4(i);
+    let d = gc + prm.weight_decay * wv;
+    let b = prm.momentum * buf4(i) + d;
+    let w2 = wv - info.lr * select(b, d + prm.momentum * b, prm.nesterov != 0u);
+    buf[i] = b.x;
+    buf[i + 1u] = b.y;
+    buf[i + 2u] = b.z;
+    buf[i + 3u] = b.w;
+    w[i] = w2.x;
+    w[i + 1u] = w2.y;
+    w[i + 2u] = w2.z;
+    w[i + 3u] = w2.w;
+}
+
+@compute @workgroup_size(REDUCE_WG)
+fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let unit = flat_group(wid, nwg);
+    if (unit >= prm.units) {
+        return;   // uniform across the workgroup
+    }
+    let base = unit * prm.len;
+    let end = base + prm.len;
+    let chunks_end = base + prm.len / 4u * 4u;
+    var ww = vec4<f32>(0.0);
+    var gg = vec4<f32>(0.0);
+    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
+        let wv = w4(i);
+        let gv = g4(i);
+        ww += wv * wv;
+        gg += gv * gv;
+    }
+    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
+        ww.x += w[i] * w[i];
+        gg.x += g[i] * g[i];
+    }
+    let sums = workgroup_sum2(vec2<f32>(hsum(ww), hsum(gg)), lane);
+    let max_norm = prm.clip * max(sqrt(sums.x), prm.eps);
+    let g_norm = sqrt(sums.y);
+    let factor = select(max_norm / max(g_norm, 1e-6), 1.0, g_norm < max_norm);
+    // Every lane has read the whole unit's w (the barrier in workgroup_sum2) before any writes.
+    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
+        update4(i, g4(i) * factor);
+    }
+    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
+        let wv = w[i];
+        let d = g[i] * factor + prm.weight_decay * wv;
+        let b = prm.momentum * buf[i] + d;
+        buf[i] = b;
+        w[i] = wv - info.lr * select(b, d + prm.momentum * b, prm.nesterov != 0u);
+    }
+}
