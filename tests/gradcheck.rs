@@ -11,6 +11,7 @@ use nfnet::ops::linear::{self, Linear};
 use nfnet::ops::residual::{self, Residual};
 use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
 use nfnet::ops::se_gate::{self, SeGate};
+use nfnet::ops::se_residual::{self, SeResidual};
 use nfnet::ops::softmax_xent::{self, SoftmaxXent};
 use nfnet::ops::weight_std::{self, WeightStd, WsForm};
 use nfnet::testing::{check, conv_cases, dot, finite_diff, Rng};
@@ -225,6 +226,28 @@ fn residual_reference_gradients() {
         |g| dot(&dy, &residual::cpu::forward(&spec, &r, &sc, Some(g[0]))),
         &[gain],
     );
+}
+
+#[test]
+fn se_residual_reference_gradients() {
+    let mut rng = Rng::new(9);
+    let spec = SeResidual {
+        gate: SeGate {
+            n: 2,
+            c: 3,
+            h: 2,
+            w: 3,
+            gain: 2.0,
+        },
+        residual: Residual { alpha: 0.2 },
+    };
+    let (s, r, sc, dy) = (rng.normal(6), rng.normal(36), rng.normal(36), rng.normal(36));
+    let gain = 0.7;
+    let f = |s: &[f64], r: &[f64], g: f64| dot(&dy, &se_residual::cpu::forward(&spec, s, r, &sc, Some(g)));
+    let (dr, ds, dgain) = se_residual::cpu::backward(&spec, &dy, &s, &r, Some(gain));
+    check_grad("se_residual dr", &dr, |r| f(&s, r, gain), &r);
+    check_grad("se_residual ds", &ds, |s| f(s, &r, gain), &s);
+    check_grad("se_residual dgain", &[dgain], |g| f(&s, &r, g[0]), &[gain]);
 }
 
 #[test]

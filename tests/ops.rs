@@ -14,6 +14,7 @@ use nfnet::ops::linear::{self, Linear};
 use nfnet::ops::residual::{self, Residual};
 use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
 use nfnet::ops::se_gate::{self, SeGate};
+use nfnet::ops::se_residual::{self, SeResidual};
 use nfnet::ops::sgd::{self, Sgd};
 use nfnet::ops::softmax_xent::{self, SoftmaxXent};
 use nfnet::ops::step_info::{self, StepInfo};
@@ -411,6 +412,84 @@ fn pools_match_reference() {
             &global_pool::cpu::backward(&spec, &dy),
             1e-5,
         );
+    }
+}
+
+#[test]
+fn se_residual_matches_reference() {
+    let (mut rng, seed) = rng("se_residual");
+    let gates = [(2, 5, 3, 7), (3, 70, 1, 1), (1, 3, 13, 11)].map(|(n, c, h, w)| SeGate { n, c, h, w, gain: 2.0 });
+    for gpu in reduce_width_gpus() {
+        for (gate, (with_gain, accumulate)) in gates.into_iter().zip([(true, true), (false, true), (true, false)]) {
+            let spec = SeResidual {
+                gate,
+                residual: Residual { alpha: 0.2 },
+            };
+            let (rs, planes) = (gate.r_shape(), gate.n * gate.c);
+            let len = rs.iter().product();
+            let (s, r, sc) = (
+                normal(&mut rng, planes, 2.0),
+                normal(&mut rng, len, 1.0),
+                normal(&mut rng, len, 1.0),
+            );
+            // dy leans on the gated branch so that dgain's sum is well-conditioned (see the residual test).
+            let gated = se_gate::cpu::forward(&gate, &s, &r);
+            let noise = normal(&mut rng, len, 1.0);
+            let dy: Vec<f64> = round_f32(&gated.iter().zip(&noise).map(|(g, n)| 0.5 * g + n).collect::<Vec<_>>());
+            let old = normal(&mut rng, len, 1.0);
+            let gain = round_f32(&[0.37])[0];
+            let (ts, tr, tsc, tdy) = (
+                upload(gpu, "s", &[gate.n, gate.c], &s),
+                upload(gpu, "r", &rs, &r),
+                upload(gpu, "shortcut", &rs, &sc),
+                upload(gpu, "dy", &rs, &dy),
+            );
+            let tdr = if accumulate {
+                upload(gpu, "dr", &rs, &old)
+            } else {
+                poisoned(gpu, "dr", &rs)
+            };
+            let tgain = upload(gpu, "skip gain", &[], &[gain]);
+            let (ty, tds, tdgain) = (
+                poisoned(gpu, "y", &rs),
+                poisoned(gpu, "ds", &[gate.n, gate.c]),
+                poisoned(gpu, "dgain", &[]),
+            );
+            let l = [
+                se_residual::forward(gpu, &spec, &ts, &tr, &tsc, with_gain.then_some(&tgain), &ty).unwrap(),
+                se_residual::backward(
+                    gpu,
+                    &spec,
+                    &tdy,
+                    &ts,
+                    &tr,
+                    with_gain.then_some((&tgain, &tdgain)),
+                    &tdr,
+                    &tds,
+                    accumulate,
+                )
+                .unwrap(),
+            ];
+            gpu.run(&l.iter().collect::<Vec<_>>()).unwrap();
+            let name = format!("se_residual {rs:?} gain {with_gain}, {} lanes ({seed})", gpu.reduce_lanes());
+            let g = with_gain.then_some(gain);
+            check(
+                &format!("{name} forward"),
+                &read(gpu, &ty),
+                &se_residual::cpu::forward(&spec, &s, &r, &sc, g),
+                1e-5,
+            );
+            let (dr, ds, dgain) = se_residual::cpu::backward(&spec, &dy, &s, &r, g);
+            let dr: Vec<f64> = match accumulate {
+                true => dr.iter().zip(&old).map(|(a, b)| a + b).collect(),
+                false => dr,
+            };
+            check(&format!("{name} dr (accumulate {accumulate})"), &read(gpu, &tdr), &dr, 1e-5);
+            check(&format!("{name} ds"), &read(gpu, &tds), &ds, 1e-5);
+            if with_gain {
+                check(&format!("{name} dgain"), &read(gpu, &tdgain), &[dgain], 1e-5);
+            }
+        }
     }
 }
 

@@ -95,6 +95,8 @@ kernels! {
     SeGateBackward => "se_gate_backward", ["index"], (Read, Read, Read, ReadWrite, ReadWrite);
     ResidualForward => "residual_forward", ["index"], (Read, Read, Read, ReadWrite);
     ResidualBackward => "residual_backward", ["index", "reduce"], (Read, Read, Read, ReadWrite, ReadWrite);
+    SeResidualForward => "se_residual_forward", ["index"], (Read, Read, Read, Read, ReadWrite);
+    SeResidualBackward => "se_residual_backward", ["index", "reduce"], (Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite);
     LinearForward => "linear_forward", ["index"], (Read, Read, Read, ReadWrite);
     LinearBackwardInput => "linear_backward_input", ["index"], (Read, Read, ReadWrite);
     LinearBackwardWeight => "linear_backward_weight", ["index"], (Read, Read, ReadWrite, ReadWrite);

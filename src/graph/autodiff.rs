@@ -196,14 +196,7 @@ pub fn backward(graph: &mut Graph, limits: &wgpu::Limits) -> Result<Gradients> {
             }
             Op::Residual(spec) => {
                 let dy = dy.expect("checked above");
-                // The shortcut's gradient is dy itself (see the module docs).
-                if grads.of[ins[1]].is_some() {
-                    return Err(Error::invalid(
-                        "autodiff",
-                        format!("{name}: the shortcut already has a gradient; the identity rule needs it first"),
-                    ));
-                }
-                grads.of[ins[1]] = Some(dy);
+                identity_shortcut(&mut grads, name, ins[1], dy)?;
                 let (dr, _) = grads.contribute(graph, ins[0]);
                 let mut outputs = vec![dr];
                 let mut inputs = vec![dy, ins[0]];
@@ -212,6 +205,19 @@ pub fn backward(graph: &mut Graph, limits: &wgpu::Limits) -> Result<Gradients> {
                     outputs.push(grads.contribute(graph, gain).0);
                 }
                 graph.node_into(format!("{name}.backward"), Op::ResidualBackward(*spec), &inputs, &outputs);
+            }
+            Op::SeResidual(spec) => {
+                let dy = dy.expect("checked above");
+                identity_shortcut(&mut grads, name, ins[2], dy)?;
+                let (dr, acc) = grads.contribute(graph, ins[1]);
+                let (ds, _) = grads.contribute(graph, ins[0]);
+                let mut outputs = vec![dr, ds];
+                let mut inputs = vec![dy, ins[0], ins[1]];
+                if let Some(&gain) = ins.get(3) {
+                    inputs.push(gain);
+                    outputs.push(grads.contribute(graph, gain).0);
+                }
+                graph.node_into(format!("{name}.backward"), Op::SeResidualBackward(*spec, acc), &inputs, &outputs);
             }
             Op::Dropout(spec) => {
                 let (dx, acc) = grads.contribute(graph, ins[1]);
@@ -249,6 +255,19 @@ pub fn backward(graph: &mut Graph, limits: &wgpu::Limits) -> Result<Gradients> {
         out.push((p, g));
     }
     Ok(Gradients { params: out })
+}
+
+/// A residual add's shortcut takes dy itself as its gradient (no copy), which needs the
+/// shortcut to have no gradient yet.
+fn identity_shortcut(grads: &mut Grads, name: &str, shortcut: TensorId, dy: TensorId) -> Result<()> {
+    if grads.of[shortcut].is_some() {
+        return Err(Error::invalid(
+            "autodiff",
+            format!("{name}: the shortcut already has a gradient; the identity rule needs it first"),
+        ));
+    }
+    grads.of[shortcut] = Some(dy);
+    Ok(())
 }
 
 /// Whether a tensor's gradient is wanted: everything but the input images and labels.

@@ -23,6 +23,7 @@ use crate::ops::linear::Linear;
 use crate::ops::residual::Residual;
 use crate::ops::scaled_act::ScaledAct;
 use crate::ops::se_gate::SeGate;
+use crate::ops::se_residual::SeResidual;
 use crate::ops::sgd::Sgd;
 use crate::ops::softmax_xent::SoftmaxXent;
 use crate::ops::weight_std::WeightStd;
@@ -119,6 +120,8 @@ pub enum Op {
     SeGate(SeGate),
     /// in `[r, shortcut, gain?]`, out `[y]`.
     Residual(Residual),
+    /// in `[s, r, shortcut, gain?]`, out `[y]`: the SE gate and the residual in one kernel.
+    SeResidual(SeResidual),
     /// in `[step_info, x]`, out `[y]`; also the backward (applied to dy).
     Dropout(Dropout),
     /// in `[logits, labels]`, out `[loss, dlogits]`.
@@ -145,6 +148,8 @@ pub enum Op {
     SeGateBackward(SeGate, bool),
     /// in `[dy, r, gain?]`, out `[dr, dgain?]`.
     ResidualBackward(Residual),
+    /// in `[dy, s, r, gain?]`, out `[dr, ds, dgain?]` (`accumulate` applies to dr).
+    SeResidualBackward(SeResidual, bool),
 
     // Update (appended by the plan's optimizer). They modify their outputs in place.
     /// in `[step_info, g]`, out `[w, momentum]` (updated in place).
@@ -171,6 +176,7 @@ impl Op {
             Op::Linear(_) => "linear_forward",
             Op::SeGate(_) => "se_gate_forward",
             Op::Residual(_) => "residual_forward",
+            Op::SeResidual(_) => "se_residual_forward",
             Op::Dropout(_) => "dropout_apply",
             Op::SoftmaxXent(_) => "softmax_xent_fused",
             Op::WeightStdBackward(_) => "weight_std_backward",
@@ -183,6 +189,7 @@ impl Op {
             Op::LinearBackwardWeight(_) => "linear_backward_weight",
             Op::SeGateBackward(..) => "se_gate_backward",
             Op::ResidualBackward(_) => "residual_backward",
+            Op::SeResidualBackward(..) => "se_residual_backward",
             Op::SgdUpdate(_) => "sgd_update",
             Op::SgdAgcUpdate(..) => "sgd_agc_update",
             Op::EmaUpdate => "ema_update",

@@ -22,8 +22,8 @@ use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor, GpuTimer, Launch, TEXTURE_WIDTH};
 use crate::ops::{
-    avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, sgd, softmax_xent,
-    weight_std,
+    avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, se_residual, sgd,
+    softmax_xent, weight_std,
 };
 use std::collections::HashMap;
 
@@ -509,6 +509,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
         Op::Linear(s) => linear::forward(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
         Op::SeGate(s) => se_gate::forward(gpu, s, i[0], i[1], o[0]),
         Op::Residual(s) => residual::forward(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
+        Op::SeResidual(s) => se_residual::forward(gpu, s, i[0], i[1], i[2], i.get(3).copied(), o[0]),
         Op::Dropout(s) => dropout::apply(gpu, s, i[0], i[1], o[0]),
         Op::SoftmaxXent(s) => softmax_xent::forward_backward(gpu, s, i[0], i[1], o[0], o[1]),
         Op::WeightStdBackward(s) => weight_std::backward(gpu, s, i[0], i[1], i[2], i[3], o[0], o[1]),
@@ -525,6 +526,9 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
         Op::LinearBackwardWeight(s) => linear::backward_weight(gpu, s, i[0], i[1], o[0], o.get(1).copied()),
         Op::SeGateBackward(s, acc) => se_gate::backward(gpu, s, i[0], i[1], i[2], o[0], o[1], *acc),
         Op::ResidualBackward(s) => residual::backward(gpu, s, i[0], i[1], i.get(2).copied().zip(o.get(1).copied()), o[0]),
+        Op::SeResidualBackward(s, acc) => {
+            se_residual::backward(gpu, s, i[0], i[1], i[2], i.get(3).copied().zip(o.get(2).copied()), o[0], o[1], *acc)
+        }
         Op::SgdUpdate(s) => sgd::update(gpu, s, i[0], i[1], o[0], o[1]),
         Op::SgdAgcUpdate(a, s) => sgd::agc_update(gpu, a, s, i[0], i[1], o[0], o[1]),
         Op::EmaUpdate => ema::update(gpu, i[0], i[1], o[0]),

@@ -25,6 +25,7 @@ use crate::ops::linear::Linear;
 use crate::ops::residual::Residual;
 use crate::ops::scaled_act::{Activation, ScaledAct};
 use crate::ops::se_gate::SeGate;
+use crate::ops::se_residual::SeResidual;
 use crate::ops::softmax_xent::SoftmaxXent;
 use crate::ops::weight_std::WeightStd;
 
@@ -194,11 +195,26 @@ impl Builder<'_> {
         // timm's own flavour starts the residual branch at zero through conv3's gain.
         let gain_init = if self.cfg.flavour == Flavour::Timm { 0.0 } else { 1.0 };
         r = self.ws_conv(&format!("{p}.conv3"), r, b.out_chs, 1, 1, 1, gain_init);
-        if b.se_hidden > 0 {
-            r = self.squeeze_excite(&format!("{p}.attn_last"), r, b.se_hidden);
-        }
         let [n, c, hh, ww] = self.nchw(r);
-        if matches!(self.mode, Mode::Train { .. }) && b.drop_path > 0.0 {
+        let drop_path = matches!(self.mode, Mode::Train { .. }) && b.drop_path > 0.0;
+        let excite = (b.se_hidden > 0).then(|| self.squeeze_excite(&format!("{p}.attn_last"), r, b.se_hidden));
+        let skip = (self.cfg.flavour == Flavour::DeepMind).then(|| self.param(format!("{p}.skipinit_gain"), &[], Init::Const(0.0), false));
+        let residual = Residual {
+            alpha: self.cfg.alpha as f32,
+        };
+        // With nothing between the SE gate and the add, one kernel does both.
+        if let (Some((s, gate)), false) = (excite, drop_path) {
+            let mut inputs = vec![s, r, shortcut];
+            inputs.extend(skip);
+            let spec = SeResidual { gate, residual };
+            return self.g.node(p, Op::SeResidual(spec), &inputs, &[("y", &[n, c, hh, ww])])[0];
+        }
+        if let Some((s, gate)) = excite {
+            r = self
+                .g
+                .node(format!("{p}.attn_last.gate"), Op::SeGate(gate), &[s, r], &[("y", &[n, c, hh, ww])])[0];
+        }
+        if drop_path {
             r = self.dropout(
                 &format!("{p}.drop_path"),
                 r,
@@ -206,16 +222,13 @@ impl Builder<'_> {
                 Granularity::Sample { per_sample: c * hh * ww },
             );
         }
-        let skip = (self.cfg.flavour == Flavour::DeepMind).then(|| self.param(format!("{p}.skipinit_gain"), &[], Init::Const(0.0), false));
         let mut inputs = vec![r, shortcut];
         inputs.extend(skip);
-        let spec = Residual {
-            alpha: self.cfg.alpha as f32,
-        };
-        self.g.node(p, Op::Residual(spec), &inputs, &[("y", &[n, c, hh, ww])])[0]
+        self.g.node(p, Op::Residual(residual), &inputs, &[("y", &[n, c, hh, ww])])[0]
     }
 
-    fn squeeze_excite(&mut self, p: &str, r: TensorId, hidden: usize) -> TensorId {
+    /// SE's squeeze and excitation: the gate logits `s [N, C]` and the gate that applies them to `r`.
+    fn squeeze_excite(&mut self, p: &str, r: TensorId, hidden: usize) -> (TensorId, SeGate) {
         let [n, c, h, w] = self.nchw(r);
         let pool = GlobalPool { n, c, h, w };
         let squeezed = self.g.node(format!("{p}.pool"), Op::GlobalPool(pool), &[r], &[("y", &[n, c])])[0];
@@ -233,7 +246,7 @@ impl Builder<'_> {
             w,
             gain: self.cfg.attn_gain as f32,
         };
-        self.g.node(format!("{p}.gate"), Op::SeGate(gate), &[s, r], &[("y", &[n, c, h, w])])[0]
+        (s, gate)
     }
 
     /// A linear layer; SE's projections keep timm's 1x1-conv weight shape `[O, I, 1, 1]`.

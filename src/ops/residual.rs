@@ -31,7 +31,7 @@ struct Params {
 const PER_GROUP: usize = 1024;
 
 /// The gain binding: the given gain, or a scalar placeholder the shader never reads.
-fn gain_or_placeholder<'a>(
+pub(crate) fn gain_or_placeholder<'a>(
     gpu: &Gpu,
     op: &str,
     gain: Option<&'a GpuTensor>,

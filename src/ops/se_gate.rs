@@ -36,7 +36,7 @@ impl SeGate {
         [self.n, self.c, self.h, self.w]
     }
 
-    fn check(&self, op: &str, s: &GpuTensor, r: &GpuTensor) -> Result<()> {
+    pub(crate) fn check(&self, op: &str, s: &GpuTensor, r: &GpuTensor) -> Result<()> {
         if self.r_shape().contains(&0) {
             return Err(Error::shape(op, "r", "every dimension > 0", format!("{:?}", self.r_shape())));
         }
