@@ -1,9 +1,10 @@
 // linear_backward_input: dx (+)= dy W.
 //   dy: [N, O]   w: [O, I]   dx: [N, I]; accumulate = 0 never reads the old dx.
-// Register tile: each invocation computes 4 rows x 4 inputs; per o, each value it loads feeds 4
-// multiply-adds. Each sum runs over o in order.
+// Register tile: each invocation computes TN rows x 4 inputs; per o, each weight it loads feeds
+// TN multiply-adds and each dy value 4. TN is 8 from batch 8 up, else 4 (as linear_forward). Each
+// sum runs over o in order.
 // Dispatch: x = ceil(I / (4 * 64)), lanes over input tiles (consecutive lanes read consecutive
-// weights); y = ceil(N / 4) blocks of 4 rows, dy broadcast. Launcher: ops::linear::backward_input.
+// weights); y = ceil(N / TN) blocks of TN rows, dy broadcast. Launcher: ops::linear::backward_input.
 
 struct Params {
     n: u32,
@@ -20,7 +21,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-const TN: u32 = 4u;   // rows of dy per invocation
+override TN: u32 = 4u;   // rows of dy per invocation: 4 or 8
 const TI: u32 = 4u;   // inputs per invocation
 
 @compute @workgroup_size(64)
@@ -31,9 +32,9 @@ fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     }
     let n0 = wid.y * TN;
     let nn = min(TN, prm.n - n0);
-    var row: array<u32, 4>;
+    var row: array<u32, 8>;
     var col: array<u32, 4>;
-    var acc: array<f32, 16>;                    // [t * TI + j]: row n0 + t, input i0 + j
+    var acc: array<f32, 32>;                    // [t * TI + j]: row n0 + t, input i0 + j
     for (var t = 0u; t < TN; t++) {
         row[t] = (n0 + min(t, nn - 1u)) * prm.o;
     }
@@ -41,7 +42,7 @@ fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         col[j] = min(i0 + j, prm.i - 1u);
     }
     for (var o = 0u; o < prm.o; o++) {
-        var ds: array<f32, 4>;
+        var ds: array<f32, 8>;
         for (var t = 0u; t < TN; t++) {
             ds[t] = dy[row[t] + o];
         }

@@ -31,11 +31,21 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Rows of x (or dy) per invocation (`TN` in the shaders).
-const ROWS: usize = 4;
-/// Outputs, inputs or columns per invocation (`TO`, `TI` in the shaders): with `ROWS`, a
-/// 4 x 4 register tile, so each value loaded feeds 4 multiply-adds.
+/// Outputs, inputs or columns per invocation (`TO`, `TI` in the shaders).
 const TILE: usize = 4;
+/// Rows of dW per invocation of the weight gradient (`TO` there).
+const WEIGHT_ROWS: usize = 8;
+
+/// Rows of x (or dy) per invocation of the forward and the input gradient (the override `TN`):
+/// 8 from batch 8 up, so that each weight is read once per 8 rows, else 4 (fewer rows computed
+/// only to be dropped).
+fn rows(n: usize) -> usize {
+    if n >= 8 {
+        8
+    } else {
+        4
+    }
+}
 
 impl Linear {
     fn params(&self, accumulate: bool) -> Params {
@@ -99,11 +109,12 @@ pub fn forward(gpu: &Gpu, spec: &Linear, x: &GpuTensor, w: &GpuTensor, b: Option
         placeholder(gpu, &mut none)?;
     }
     let bias = b.or(none.as_ref()).expect("a bias or its placeholder");
-    let groups = [spec.out_features.div_ceil(TILE * 64) as u32, spec.n.div_ceil(ROWS) as u32, 1];
+    let rows = rows(spec.n);
+    let groups = [spec.out_features.div_ceil(TILE * 64) as u32, spec.n.div_ceil(rows) as u32, 1];
     let step = Step::new(
         gpu,
         kernel,
-        &[],
+        &[("TN", rows as f64)],
         &spec.params(false),
         &[x.into(), w.into(), bias.into(), y.into()],
         groups,
@@ -122,11 +133,12 @@ pub fn backward_input(gpu: &Gpu, spec: &Linear, dy: &GpuTensor, w: &GpuTensor, d
     check_shape(op, "dy", dy, &[spec.n, spec.out_features])?;
     check_numel(op, "w", w, spec.out_features * spec.in_features)?;
     check_shape(op, "dx", dx, &[spec.n, spec.in_features])?;
-    let groups = [spec.in_features.div_ceil(TILE * 64) as u32, spec.n.div_ceil(ROWS) as u32, 1];
+    let rows = rows(spec.n);
+    let groups = [spec.in_features.div_ceil(TILE * 64) as u32, spec.n.div_ceil(rows) as u32, 1];
     let step = Step::new(
         gpu,
         kernel,
-        &[],
+        &[("TN", rows as f64)],
         &spec.params(accumulate),
         &[dy.into(), w.into(), dx.into()],
         groups,
@@ -152,7 +164,7 @@ pub fn backward_weight(gpu: &Gpu, spec: &Linear, x: &GpuTensor, dy: &GpuTensor, 
     let bias = db.or(none.as_ref()).expect("a bias gradient or its placeholder");
     let groups = [
         (spec.in_features + spec.bias as usize).div_ceil(TILE * 64) as u32,
-        spec.out_features.div_ceil(TILE) as u32,
+        spec.out_features.div_ceil(WEIGHT_ROWS) as u32,
         1,
     ];
     let step = Step::new(
