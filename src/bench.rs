@@ -3,7 +3,8 @@
 //! * Kernel rows: every distinct conv of dm_nfnet_f0 at 192x192, batch 8 (stem, each stage's
 //!   1x1, grouped 3x3, strided and shortcut convs, the final conv) forward, input gradient and
 //!   weight gradient on packed weights (packed where the autotuner keeps them), then weight
-//!   standardization and AGC over all F0 weights. GFLOP/s for the convs, GB/s for the rest.
+//!   standardization and the fused AGC + SGD update (`sgd_agc_update`) over all F0 weights.
+//!   GFLOP/s for the convs, GB/s for the rest.
 //! * Model rows: a whole training step (forward, backward, AGC + SGD, one submit) and an
 //!   inference pass for a model at a resolution and batch, in images/s, with the time split
 //!   into GPU time (timestamp queries around the step's compute pass, where the adapter has
@@ -63,7 +64,7 @@ pub struct KernelRow {
     pub pass: String,
     pub shape: String,
     pub ms: f64,
-    /// GFLOP/s (convs) or GB/s (weight standardization, AGC).
+    /// GFLOP/s (convs) or GB/s (weight standardization, the update).
     pub rate: f64,
     pub unit: &'static str,
     /// The rate over the yardstick matmul's (GFLOP/s) or copy's (GB/s).

@@ -789,12 +789,21 @@ fn dropout_matches_reference_bit_for_bit() {
     }
 }
 
+/// `sgd_update` and `sgd_agc_update` (the same update after clipping) on the same parameters.
 #[test]
-fn sgd_agc_update_matches_reference() {
-    let (mut rng, seed) = rng("sgd_agc_update");
+fn sgd_updates_match_reference() {
+    let (mut rng, seed) = rng("sgd_update");
     // Units of 36 (whole 4-element chunks), 130 (a tail of 2), 1 (gains) and whole tensors.
-    let shapes: [&[usize]; 5] = [&[6, 4, 3, 3], &[70, 130], &[6, 1, 1, 1], &[300], &[]];
+    let shapes: [&[usize]; 5] = [&[6, 4, 3, 3], &[70, 130], &[6, 1, 1, 1], &[301], &[]];
     for gpu in reduce_width_gpus() {
+        let info = step_info::tensor(
+            gpu,
+            StepInfo {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for (shape, nesterov) in shapes.into_iter().zip([true, true, false, true, false]) {
             let numel = shape.iter().product::<usize>();
             let spec = Agc::for_shape(shape, 0.01, 1e-3);
@@ -803,14 +812,6 @@ fn sgd_agc_update_matches_reference() {
                 weight_decay: 2e-5,
                 nesterov,
             };
-            let info = step_info::tensor(
-                gpu,
-                StepInfo {
-                    lr: 0.1,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
             // Gradients spanning norms far below and far above the clipping threshold, so both
             // branches run; a zero weight unit exercises the eps floor.
             let mut g: Vec<f64> = Vec::with_capacity(numel);
@@ -821,55 +822,27 @@ fn sgd_agc_update_matches_reference() {
             let mut w = normal(&mut rng, numel, 1.0);
             w[..spec.unit_len].iter_mut().for_each(|v| *v = 0.0);
             let b = normal(&mut rng, numel, 1.0);
-            let (tg, tw, tb) = (
-                upload(gpu, "g", shape, &g),
-                upload(gpu, "w", shape, &w),
-                upload(gpu, "buf", shape, &b),
-            );
-            gpu.run(&[&sgd::agc_update(gpu, &spec, &sgd, &info, &tg, &tw, &tb).unwrap()])
-                .unwrap();
-            let clipped = agc::cpu::clip(&spec, &w, &g);
-            let (w2, b2) = sgd::cpu::update(&sgd, 0.1f32 as f64, &clipped, &w, &b);
-            let name = format!(
-                "sgd_agc_update {shape:?} nesterov {nesterov}, {} lanes ({seed})",
-                gpu.reduce_lanes()
-            );
-            check(&format!("{name} w"), &read(gpu, &tw), &w2, 1e-6);
-            check(&format!("{name} buf"), &read(gpu, &tb), &b2, 1e-6);
-            assert_eq!(
-                read(gpu, &tg),
-                g.iter().map(|&v| v as f32 as f64).collect::<Vec<_>>(),
-                "{name}: g was written"
-            );
+            let name = format!("{shape:?} nesterov {nesterov}, {} lanes ({seed})", gpu.reduce_lanes());
+            for clip in [false, true] {
+                let (tg, tw, tb) = (
+                    upload(gpu, "g", shape, &g),
+                    upload(gpu, "w", shape, &w),
+                    upload(gpu, "buf", shape, &b),
+                );
+                let launch = match clip {
+                    true => sgd::agc_update(gpu, &spec, &sgd, &info, &tg, &tw, &tb),
+                    false => sgd::update(gpu, &sgd, &info, &tg, &tw, &tb),
+                };
+                gpu.run(&[&launch.unwrap()]).unwrap();
+                let g_used = if clip { agc::cpu::clip(&spec, &w, &g) } else { g.clone() };
+                let (w2, b2) = sgd::cpu::update(&sgd, 0.1f32 as f64, &g_used, &w, &b);
+                let name = format!("{} {name}", if clip { "sgd_agc_update" } else { "sgd_update" });
+                check(&format!("{name} w"), &read(gpu, &tw), &w2, 1e-6);
+                check(&format!("{name} buf"), &read(gpu, &tb), &b2, 1e-6);
+                let g32: Vec<f64> = g.iter().map(|&v| v as f32 as f64).collect();
+                assert_eq!(read(gpu, &tg), g32, "{name}: g was written");
+            }
         }
-    }
-}
-
-#[test]
-fn sgd_matches_reference() {
-    let Some(gpu) = gpu_or_skip() else { return };
-    let (mut rng, seed) = rng("sgd");
-    let n = 1001;
-    for nesterov in [true, false] {
-        let spec = Sgd {
-            momentum: 0.9,
-            weight_decay: 2e-5,
-            nesterov,
-        };
-        let info = step_info::tensor(
-            gpu,
-            StepInfo {
-                lr: 0.1,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let (g, w, b) = (normal(&mut rng, n, 1.0), normal(&mut rng, n, 1.0), normal(&mut rng, n, 1.0));
-        let (tg, tw, tb) = (upload(gpu, "g", &[n], &g), upload(gpu, "w", &[n], &w), upload(gpu, "buf", &[n], &b));
-        gpu.run(&[&sgd::update(gpu, &spec, &info, &tg, &tw, &tb).unwrap()]).unwrap();
-        let (w2, b2) = sgd::cpu::update(&spec, 0.1f32 as f64, &g, &w, &b);
-        check(&format!("sgd nesterov {nesterov} w ({seed})"), &read(gpu, &tw), &w2, 1e-6);
-        check(&format!("sgd nesterov {nesterov} buf ({seed})"), &read(gpu, &tb), &b2, 1e-6);
     }
 }
 
