@@ -55,9 +55,10 @@ impl SeResidual {
         }
     }
 
-    fn check(&self, op: &str, s: &GpuTensor, tensors: &[(&str, &GpuTensor)]) -> Result<()> {
-        self.gate.check(op, s, tensors[0].1)?;
-        for (what, t) in tensors {
+    /// The gate's checks of `s` and `r`, then `others` shaped as `r`.
+    fn check(&self, op: &str, s: &GpuTensor, r: &GpuTensor, others: &[(&str, &GpuTensor)]) -> Result<()> {
+        self.gate.check(op, s, r)?;
+        for (what, t) in others {
             check_shape(op, what, t, &self.gate.r_shape())?;
         }
         Ok(())
@@ -75,7 +76,7 @@ pub fn forward(
     y: &GpuTensor,
 ) -> Result<Launch> {
     let kernel = Kernel::SeResidualForward;
-    spec.check(kernel.name(), s, &[("r", r), ("shortcut", shortcut), ("y", y)])?;
+    spec.check(kernel.name(), s, r, &[("shortcut", shortcut), ("y", y)])?;
     let mut placeholder = None;
     let g = gain_or_placeholder(gpu, kernel.name(), gain, &mut placeholder)?;
     let (planes, hw) = (spec.gate.n * spec.gate.c, spec.gate.h * spec.gate.w);
@@ -103,7 +104,7 @@ pub fn backward(
 ) -> Result<Launch> {
     let kernel = Kernel::SeResidualBackward;
     let op = kernel.name();
-    spec.check(op, s, &[("r", r), ("dy", dy), ("dr", dr)])?;
+    spec.check(op, s, r, &[("dy", dy), ("dr", dr)])?;
     check_shape(op, "ds", ds, &[spec.gate.n, spec.gate.c])?;
     let mut placeholder = None;
     let g = gain_or_placeholder(gpu, op, gain.map(|(g, _)| g), &mut placeholder)?;
