@@ -4,6 +4,9 @@
 //   packed: rgba32float texture 4096 texels wide (gpu::TEXTURE_WIDTH), texels [N, G, CQ, H, W]
 //   with CQ = ceil((C/G) / 4): texel ((n*G + g)*CQ + b)*H*W + y*W + x holds channels
 //   g*C/G + 4b .. 4b+3 of pixel (n, y, x), zero past the group's C/G channels.
+//   Prologue: with the pipeline constant ACT != 0 the texels hold gamma * activation(x) (code
+//   ACT - 1, as scaled_act_forward computes it): the conv's input is that activation's output,
+//   and the activation's forward pass and its output in memory are spared.
 // One texel fetch then gives a conv kernel 4 channels of one pixel: on a software rasterizer
 // (lavapipe) that costs a fraction of one bounds-checked storage-buffer load per float.
 // Dispatch: gpu::step::grid over ceil(texels / 256), one invocation per texel of the chunk.
@@ -15,11 +18,14 @@ struct Params {
     hw: u32,                                 // H * W
     texels: u32,                             // texels of this chunk
     texel_base: u32,                         // the chunk's first texel in the texture
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    gamma: f32,                              // the prologue activation's gamma
+    _pad0: u32, _pad1: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var packed: texture_storage_2d<rgba32float, write>;
+
+override ACT: u32 = 0u;                      // 0, or the prologue activation's code + 1
 
 @compute @workgroup_size(256)
 fn grouped_conv_pack_activation(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -39,7 +45,10 @@ fn grouped_conv_pack_activation(@builtin(local_invocation_index) lane: u32, @bui
     for (var e = 0u; e < 4u; e++) {
         let c = 4u * b + e;
         let ok = c < cg;
-        v[e] = select(0.0, x[select(0u, (n * prm.c + g * cg + c) * prm.hw + pix, ok)], ok);
+        let xv = x[select(0u, (n * prm.c + g * cg + c) * prm.hw + pix, ok)];
+        if (ok) {
+            v[e] = select(xv, prm.gamma * activation(max(ACT, 1u) - 1u, xv), ACT != 0u);
+        }
     }
     let i = prm.texel_base + t;
     textureStore(packed, vec2<u32>(i % 4096u, i / 4096u), v);

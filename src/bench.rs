@@ -474,7 +474,7 @@ pub fn model_rows(gpu: &Gpu, case: &ModelCase, yardstick: Option<Yardstick>) -> 
         .filter(|(node, _)| {
             matches!(
                 node.op,
-                Op::Conv(_) | Op::ConvBackwardInput(..) | Op::ConvBackwardWeight(_) | Op::PackWeight(..) | Op::PackActivation(_)
+                Op::Conv(_) | Op::ConvBackwardInput(..) | Op::ConvBackwardWeight(_) | Op::PackWeight(..) | Op::PackActivation(..)
             )
         })
         .map(|(_, s)| s)

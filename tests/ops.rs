@@ -129,7 +129,7 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
         };
         let texels = |t: &GpuTensor, shape: [usize; 4]| {
             let packed = GpuTensor::texture(gpu, "texels", &grouped_conv::packed_activation_shape(shape, s.groups)).unwrap();
-            gpu.run(&[&grouped_conv::pack_activation(gpu, s.groups, t, &packed).unwrap()])
+            gpu.run(&[&grouped_conv::pack_activation(gpu, s.groups, t, &packed, None).unwrap()])
                 .unwrap();
             packed
         };
@@ -344,6 +344,26 @@ fn scaled_act_matches_reference() {
         check(&format!("{name} backward"), &read(gpu, &tdx), &dx, 1e-5);
         let acc: Vec<f64> = dx.iter().zip(&old).map(|(a, b)| a + b).collect();
         check(&format!("{name} backward accumulate"), &read(gpu, &tacc), &acc, 1e-5);
+        // The conv packing's prologue: packing x with the activation applied gives bitwise the
+        // texels of the activation's output (odd group width: 5 channels pad to 2 texels).
+        let (shape, groups) = ([2, 10, 5, 7], 2);
+        let texel_shape = grouped_conv::packed_activation_shape(shape, groups);
+        let x4 = upload(gpu, "x", &shape, &normal(&mut rng, shape.iter().product(), 3.0));
+        let a = poisoned(gpu, "a", &shape);
+        let (fused, two_pass) = (
+            GpuTensor::texture(gpu, "texels via prologue", &texel_shape).unwrap(),
+            GpuTensor::texture(gpu, "texels of a", &texel_shape).unwrap(),
+        );
+        let launches = [
+            grouped_conv::pack_activation(gpu, groups, &x4, &fused, Some(&spec)).unwrap(),
+            scaled_act::forward(gpu, &spec, &x4, &a).unwrap(),
+            grouped_conv::pack_activation(gpu, groups, &a, &two_pass, None).unwrap(),
+        ];
+        gpu.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        let bits = |t: &GpuTensor| t.read_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let (got, want) = (bits(&fused), bits(&two_pass));
+        let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{name} packing prologue: {differ} texel floats differ from two passes");
     }
 }
 

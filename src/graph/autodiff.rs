@@ -140,7 +140,7 @@ pub fn backward(graph: &mut Graph, limits: &wgpu::Limits) -> Result<Gradients> {
                 }
             }
             Op::PackWeight(..) => {} // handled with its conv
-            Op::PackActivation(_) => {
+            Op::PackActivation(..) => {
                 return Err(Error::invalid(
                     "autodiff",
                     format!("{name}: activation packing is added by the plan, after the backward pass"),

@@ -104,8 +104,9 @@ pub enum Op {
     /// in `[w_hat]`, out `[packed]`.
     PackWeight(Conv2d, Packing),
     /// in `[x or dy]`, out `[texels]`: a conv's activation as 4-channel texels for the
-    /// `_textured` conv kernels, with the conv's groups (inserted by [`plan::with_conv_texels`]).
-    PackActivation(usize),
+    /// `_textured` conv kernels, with the conv's groups (inserted by [`plan::with_conv_texels`]);
+    /// with an activation, `x` is its input and the texels hold its output (the prologue).
+    PackActivation(usize, Option<ScaledAct>),
     /// in `[x, packed (output-inner), b?]`, out `[y]`.
     Conv(Conv2d),
     /// in `[x]`, out `[y]`.
@@ -168,7 +169,7 @@ impl Op {
         match self {
             Op::WeightStd(_) => "weight_std_forward",
             Op::PackWeight(..) => "grouped_conv_pack_weight",
-            Op::PackActivation(_) => "grouped_conv_pack_activation",
+            Op::PackActivation(..) => "grouped_conv_pack_activation",
             Op::Conv(_) => "grouped_conv_forward",
             Op::Act(_) => "scaled_act_forward",
             Op::AvgPool(_) => "avg_pool_forward",

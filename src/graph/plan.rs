@@ -21,6 +21,7 @@
 use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor, GpuTimer, Launch, TEXTURE_WIDTH};
+use crate::ops::scaled_act::ScaledAct;
 use crate::ops::{
     avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, se_residual, sgd,
     softmax_xent, weight_std,
@@ -125,7 +126,7 @@ impl MemoryPlan {
             for node in graph
                 .nodes
                 .iter()
-                .filter(|n| matches!(n.op, Op::PackWeight(..) | Op::PackActivation(_)))
+                .filter(|n| matches!(n.op, Op::PackWeight(..) | Op::PackActivation(..)))
             {
                 node.outputs.iter().for_each(|&t| texture[t] = true);
             }
@@ -279,7 +280,7 @@ impl Plan {
     /// Compiles `graph`, taking its parameters from `store` (by name).
     pub fn new(gpu: &Gpu, graph: Graph, store: &ParamStore, options: &PlanOptions) -> Result<Plan> {
         let textures = gpu.conv_textures();
-        let graph = if textures { with_conv_texels(&graph) } else { graph };
+        let graph = if textures { with_conv_texels(&graph, &options.keep) } else { graph };
         let memory_plan = MemoryPlan::new(&graph, options, textures);
         let memory = memory_plan.report(&graph);
         let pools: Vec<GpuTensor> = memory_plan
@@ -436,12 +437,23 @@ impl Plan {
 /// and the first conv of its block) share one packing; a packing never outlives its run of
 /// conv nodes, so the texels of an activation do not stay alive from the forward to the
 /// backward.
-pub fn with_conv_texels(graph: &Graph) -> Graph {
+///
+/// A packed x that an activation node computed is packed from the activation's input instead,
+/// the activation applied on the way (the packing's prologue); an activation whose output is
+/// then read by no node and not in `keep` is dropped, with its output's memory.
+pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
     let mut out = Graph {
         tensors: graph.tensors.clone(),
         nodes: Vec::with_capacity(graph.nodes.len() * 2),
         update_start: None,
     };
+    // The activation node that wrote each tensor.
+    let mut activation_of: HashMap<TensorId, (TensorId, ScaledAct)> = HashMap::new();
+    for node in &graph.nodes {
+        if let Op::Act(spec) = node.op {
+            activation_of.insert(node.outputs[0], (node.inputs[0], spec));
+        }
+    }
     // (source, groups, texels) packed in the current run of conv nodes.
     let mut packed: Vec<(TensorId, usize, TensorId)> = Vec::new();
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -469,10 +481,14 @@ pub fn with_conv_texels(graph: &Graph) -> Graph {
                 Some(&(_, _, t)) => t,
                 None => {
                     let texel_shape = grouped_conv::packed_activation_shape(shape, groups);
+                    let (input, prologue) = match activation_of.get(&src) {
+                        Some(&(x, act)) if what == "x" => (x, Some(act)),
+                        _ => (src, None),
+                    };
                     let t = out.node(
                         format!("{}.pack_{what}", node.name),
-                        Op::PackActivation(groups),
-                        &[src],
+                        Op::PackActivation(groups, prologue),
+                        &[input],
                         &[("texels", &texel_shape)],
                     )[0];
                     packed.push((src, groups, t));
@@ -485,6 +501,12 @@ pub fn with_conv_texels(graph: &Graph) -> Graph {
         packed.retain(|(s, _, _)| !node.outputs.contains(s));
         out.nodes.push(node);
     }
+    // Activations whose every reader now packs from their input.
+    let read: std::collections::HashSet<TensorId> = out.nodes.iter().flat_map(|n| n.inputs.iter().copied()).collect();
+    let dead = |n: &Node| matches!(n.op, Op::Act(_)) && !read.contains(&n.outputs[0]) && !keep.contains(&n.outputs[0]);
+    let update = out.update_start.map(|u| out.nodes[..u].iter().filter(|n| !dead(n)).count());
+    out.nodes.retain(|n| !dead(n));
+    out.update_start = update;
     out
 }
 
@@ -501,7 +523,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
     let launch = match &node.op {
         Op::WeightStd(s) => weight_std::forward(gpu, s, i[0], i[1], o[0], o[1]),
         Op::PackWeight(s, packing) => grouped_conv::pack_weight(gpu, s, i[0], o[0], *packing),
-        Op::PackActivation(groups) => grouped_conv::pack_activation(gpu, *groups, i[0], o[0]),
+        Op::PackActivation(groups, act) => grouped_conv::pack_activation(gpu, *groups, i[0], o[0], act.as_ref()),
         Op::Conv(s) => grouped_conv::forward_packed(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
         Op::Act(s) => scaled_act::forward(gpu, s, i[0], o[0]),
         Op::AvgPool(s) => avg_pool::forward(gpu, s, i[0], o[0]),

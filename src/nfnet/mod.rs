@@ -27,9 +27,9 @@ pub fn training_memory(
 ) -> Result<MemoryReport> {
     let opt = Optimizer::paper();
     let model = forward::training_model(config, batch, (resolution, resolution), limits, &opt)?;
-    let keep = model.loss.into_iter().collect();
+    let keep: Vec<_> = model.loss.into_iter().collect();
     let graph = match textures {
-        true => with_conv_texels(&model.graph),
+        true => with_conv_texels(&model.graph, &keep),
         false => model.graph,
     };
     let options = PlanOptions {

@@ -29,6 +29,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{batch_chunks, grid, Arg, Gpu, GpuTensor, Kernel, Launch, Step};
+use crate::ops::scaled_act::ScaledAct;
 use crate::ops::{check_numel, check_shape, sum_partials::sum_partials};
 
 /// Zero padding on each side of the image.
@@ -320,13 +321,15 @@ struct PackActivationParams {
     hw: u32,
     texels: u32,
     texel_base: u32,
-    _pad: [u32; 3],
+    gamma: f32,
+    _pad: [u32; 2],
 }
 
 /// Writes the activation `src` `[N, C, H, W]` (a conv's x, or its dy with C = K) into the
 /// texture-backed `packed` ([`packed_activation_shape`]) as 4-channel texels, the layout the
-/// `_textured` conv kernels read.
-pub fn pack_activation(gpu: &Gpu, groups: usize, src: &GpuTensor, packed: &GpuTensor) -> Result<Launch> {
+/// `_textured` conv kernels read. With `prologue`, `src` is an activation's input and the
+/// texels hold its output `gamma * act(src)`, bitwise as `scaled_act_forward` computes it.
+pub fn pack_activation(gpu: &Gpu, groups: usize, src: &GpuTensor, packed: &GpuTensor, prologue: Option<&ScaledAct>) -> Result<Launch> {
     let op = Kernel::GroupedConvPackActivation.name();
     let shape: [usize; 4] = src
         .shape()
@@ -349,11 +352,13 @@ pub fn pack_activation(gpu: &Gpu, groups: usize, src: &GpuTensor, packed: &GpuTe
             hw: (h * w) as u32,
             texels: (count * per_sample) as u32,
             texel_base: (first * per_sample) as u32,
-            _pad: [0; 3],
+            gamma: prologue.map_or(1.0, |a| a.gamma),
+            _pad: [0; 2],
         };
         let args = [Arg::range(src, first * c * h * w, count * c * h * w), packed.into()];
         let groups = grid(&gpu.limits, op, (count * per_sample).div_ceil(256))?;
-        launch.push(Step::new(gpu, Kernel::GroupedConvPackActivation, &[], &params, &args, groups)?);
+        let act = [("ACT", prologue.map_or(0, |a| a.act.code() + 1) as f64)];
+        launch.push(Step::new(gpu, Kernel::GroupedConvPackActivation, &act, &params, &args, groups)?);
     }
     Ok(launch)
 }
@@ -369,7 +374,7 @@ fn texels(gpu: &Gpu, op: &str, what: &str, groups: usize, t: &GpuTensor, shape: 
     }
     check_shape(op, what, t, &shape)?;
     let packed = GpuTensor::texture(gpu, &format!("{} texels", t.label()), &packed_shape)?;
-    launch.extend(pack_activation(gpu, groups, t, &packed)?);
+    launch.extend(pack_activation(gpu, groups, t, &packed, None)?);
     launch.scratch.push(packed.clone());
     Ok(packed)
 }
@@ -486,7 +491,7 @@ impl<'a> Trial<'a> {
                 return Ok(t);
             }
             let packed = GpuTensor::texture(gpu, label, &packed_activation_shape(shape, spec.groups))?;
-            gpu.run(&[&pack_activation(gpu, spec.groups, &t, &packed)?])?;
+            gpu.run(&[&pack_activation(gpu, spec.groups, &t, &packed, None)?])?;
             Ok(packed)
         };
         let packed = |w: &GpuTensor, packing: Packing| -> Result<GpuTensor> {

@@ -28,7 +28,7 @@ pub enum Activation {
 
 impl Activation {
     /// The shader's code for the activation (common/activation.wgsl).
-    fn code(self) -> u32 {
+    pub(crate) fn code(self) -> u32 {
         match self {
             Activation::Identity => 0,
             Activation::Relu => 1,
