@@ -4,9 +4,13 @@
 //   packed: rgba32float texture 4096 texels wide (gpu::TEXTURE_WIDTH), texels [N, G, CQ, H, W]
 //   with CQ = ceil((C/G) / 4): texel ((n*G + g)*CQ + b)*H*W + y*W + x holds channels
 //   g*C/G + 4b .. 4b+3 of pixel (n, y, x), zero past the group's C/G channels.
-//   Prologue: with the pipeline constant ACT != 0 the texels hold gamma * activation(x) (code
-//   ACT - 1, as scaled_act_forward computes it): the conv's input is that activation's output,
-//   and the activation's forward pass and its output in memory are spared.
+//   Prologues (pipeline constants, so that the plain packing carries no trace of them):
+//   ACT != 0: the texels hold gamma * activation(x) (code ACT - 1, as scaled_act_forward
+//     computes it): x is an activation's input, the conv's input its output.
+//   ACT_GRAD != 0: the texels hold x * gamma * activation'(act_x) (code ACT_GRAD - 1, as
+//     scaled_act_backward computes it): x is the gradient of an activation's output, act_x
+//     ([N, C, H, W] like x) that activation's input, the conv's dy the gradient of its input.
+//   Either way the activation's own pass and its output in memory are spared.
 // One texel fetch then gives a conv kernel 4 channels of one pixel: on a software rasterizer
 // (lavapipe) that costs a fraction of one bounds-checked storage-buffer load per float.
 // Dispatch: gpu::step::grid over ceil(texels / 256), one invocation per texel of the chunk.
@@ -24,8 +28,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var packed: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(3) var<storage, read> act_x: array<f32>;   // x itself unless ACT_GRAD != 0
 
-override ACT: u32 = 0u;                      // 0, or the prologue activation's code + 1
+override ACT: u32 = 0u;                      // 0, or the forward prologue's activation code + 1
+override ACT_GRAD: u32 = 0u;                 // 0, or the backward prologue's activation code + 1
 
 @compute @workgroup_size(256)
 fn grouped_conv_pack_activation(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -45,9 +51,16 @@ fn grouped_conv_pack_activation(@builtin(local_invocation_index) lane: u32, @bui
     for (var e = 0u; e < 4u; e++) {
         let c = 4u * b + e;
         let ok = c < cg;
-        let xv = x[select(0u, (n * prm.c + g * cg + c) * prm.hw + pix, ok)];
+        let i = select(0u, (n * prm.c + g * cg + c) * prm.hw + pix, ok);
+        let xv = x[i];
         if (ok) {
-            v[e] = select(xv, prm.gamma * activation(max(ACT, 1u) - 1u, xv), ACT != 0u);
+            v[e] = xv;
+            if (ACT != 0u) {
+                v[e] = prm.gamma * activation(max(ACT, 1u) - 1u, xv);
+            }
+            if (ACT_GRAD != 0u) {
+                v[e] = activation_backward(max(ACT_GRAD, 1u) - 1u, act_x[i], xv * prm.gamma);
+            }
         }
     }
     let i = prm.texel_base + t;

@@ -5,14 +5,16 @@
 
 struct Params {
     len: u32,
-    act: u32,
     gamma: f32,
     accumulate: u32,
+    _pad: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+override ACT: u32 = 0u;   // the activation's code (common/activation.wgsl), fixed per pipeline
 
 @compute @workgroup_size(256)
 fn scaled_act_backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -21,6 +23,6 @@ fn scaled_act_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
     if (i >= prm.len) {
         return;
     }
-    let g = dy[i] * prm.gamma * activation_grad(prm.act, x[i]);
+    let g = activation_backward(ACT, x[i], dy[i] * prm.gamma);
     dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + g;
 }

@@ -4,13 +4,15 @@
 
 struct Params {
     len: u32,
-    act: u32,
     gamma: f32,
     accumulate: u32,
+    _pad: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+override ACT: u32 = 0u;   // the activation's code (common/activation.wgsl), fixed per pipeline
 
 @compute @workgroup_size(256)
 fn scaled_act_forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -19,5 +21,5 @@ fn scaled_act_forward(@builtin(local_invocation_index) lane: u32, @builtin(workg
     if (i >= prm.len) {
         return;
     }
-    y[i] = prm.gamma * activation(prm.act, x[i]);
+    y[i] = prm.gamma * activation(ACT, x[i]);
 }

@@ -9,6 +9,7 @@ use nfnet::graph::plan::{ParamStore, Plan, PlanOptions};
 use nfnet::nfnet::forward::{forward, ForwardOptions};
 use nfnet::nfnet::weights::{self, read_safetensors, HostTensor};
 use nfnet::nfnet::{build, describe, training_memory, Mode, NfnetConfig};
+use nfnet::ops::grouped_conv::Prologue;
 use nfnet::testing::{gpu_or_skip, Rng};
 use nfnet::Error;
 use std::collections::BTreeMap;
@@ -158,15 +159,18 @@ fn textured_conv_plan_trains_bitwise_like_buffers() {
         .count();
     assert!(packs > 0, "the textured plan packs conv activations");
     assert!(plan.step_nodes().all(|n| !matches!(n.op, nfnet::graph::Op::PackActivation(..))));
-    // Activations that only feed convs live on in their packings' prologues.
-    let prologues = tplan
-        .step_nodes()
-        .filter(|n| matches!(n.op, nfnet::graph::Op::PackActivation(_, Some(_))))
-        .count();
-    let acts = |p: &Plan| p.step_nodes().filter(|n| matches!(n.op, nfnet::graph::Op::Act(_))).count();
+    // Activations that only feed convs, and the backward passes of those whose input gradient
+    // is a conv's dy, live on in their packings' prologues.
+    use nfnet::graph::Op;
+    let count = |p: &Plan, f: fn(&Op) -> bool| p.step_nodes().filter(|n| f(&n.op)).count();
+    let forward_prologues = count(&tplan, |op| matches!(op, Op::PackActivation(_, Prologue::Act(_))));
+    let backward_prologues = count(&tplan, |op| matches!(op, Op::PackActivation(_, Prologue::ActBackward(_))));
+    assert!(forward_prologues > 0 && backward_prologues > 0);
+    let (acts, act_backwards): (fn(&Op) -> bool, fn(&Op) -> bool) = (|op| matches!(op, Op::Act(_)), |op| matches!(op, Op::ActBackward(..)));
+    assert!(count(&tplan, acts) < count(&plan, acts), "the textured plan keeps every activation");
     assert!(
-        prologues > 0 && acts(&tplan) < acts(&plan),
-        "the textured plan fuses activations into packing"
+        count(&tplan, act_backwards) < count(&plan, act_backwards),
+        "the textured plan keeps every activation backward"
     );
     tplan.step(&textured).unwrap();
     textured.wait().unwrap();

@@ -9,7 +9,7 @@ use nfnet::ops::avg_pool::{self, AvgPool};
 use nfnet::ops::dropout::{self, Dropout, Granularity};
 use nfnet::ops::ema;
 use nfnet::ops::global_pool::{self, GlobalPool};
-use nfnet::ops::grouped_conv::{self, Packing};
+use nfnet::ops::grouped_conv::{self, Packing, Prologue};
 use nfnet::ops::linear::{self, Linear};
 use nfnet::ops::residual::{self, Residual};
 use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
@@ -129,7 +129,7 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
         };
         let texels = |t: &GpuTensor, shape: [usize; 4]| {
             let packed = GpuTensor::texture(gpu, "texels", &grouped_conv::packed_activation_shape(shape, s.groups)).unwrap();
-            gpu.run(&[&grouped_conv::pack_activation(gpu, s.groups, t, &packed, None).unwrap()])
+            gpu.run(&[&grouped_conv::pack_activation(gpu, s.groups, t, Prologue::None, None, &packed).unwrap()])
                 .unwrap();
             packed
         };
@@ -344,26 +344,38 @@ fn scaled_act_matches_reference() {
         check(&format!("{name} backward"), &read(gpu, &tdx), &dx, 1e-5);
         let acc: Vec<f64> = dx.iter().zip(&old).map(|(a, b)| a + b).collect();
         check(&format!("{name} backward accumulate"), &read(gpu, &tacc), &acc, 1e-5);
-        // The conv packing's prologue: packing x with the activation applied gives bitwise the
-        // texels of the activation's output (odd group width: 5 channels pad to 2 texels).
+        // The conv packing's prologues: packing x with the activation applied gives exactly the
+        // texels of the activation's output, and packing dy with its backward applied the
+        // texels of the activation's input gradient (odd group width: 5 channels, 2 texels).
         let (shape, groups) = ([2, 10, 5, 7], 2);
         let texel_shape = grouped_conv::packed_activation_shape(shape, groups);
-        let x4 = upload(gpu, "x", &shape, &normal(&mut rng, shape.iter().product(), 3.0));
-        let a = poisoned(gpu, "a", &shape);
-        let (fused, two_pass) = (
-            GpuTensor::texture(gpu, "texels via prologue", &texel_shape).unwrap(),
-            GpuTensor::texture(gpu, "texels of a", &texel_shape).unwrap(),
+        let numel = shape.iter().product();
+        let (x4, dy4) = (
+            upload(gpu, "x", &shape, &normal(&mut rng, numel, 3.0)),
+            upload(gpu, "dy", &shape, &normal(&mut rng, numel, 1.0)),
         );
+        let (a, dx4) = (poisoned(gpu, "a", &shape), poisoned(gpu, "dx", &shape));
+        let texels = |label: &str| GpuTensor::texture(gpu, label, &texel_shape).unwrap();
+        let (fused, two_pass, fused_grad, two_pass_grad) = (texels("a fused"), texels("a"), texels("dx fused"), texels("dx"));
         let launches = [
-            grouped_conv::pack_activation(gpu, groups, &x4, &fused, Some(&spec)).unwrap(),
+            grouped_conv::pack_activation(gpu, groups, &x4, Prologue::Act(spec), None, &fused).unwrap(),
             scaled_act::forward(gpu, &spec, &x4, &a).unwrap(),
-            grouped_conv::pack_activation(gpu, groups, &a, &two_pass, None).unwrap(),
+            grouped_conv::pack_activation(gpu, groups, &a, Prologue::None, None, &two_pass).unwrap(),
+            grouped_conv::pack_activation(gpu, groups, &dy4, Prologue::ActBackward(spec), Some(&x4), &fused_grad).unwrap(),
+            scaled_act::backward(gpu, &spec, &x4, &dy4, &dx4, false).unwrap(),
+            grouped_conv::pack_activation(gpu, groups, &dx4, Prologue::None, None, &two_pass_grad).unwrap(),
         ];
         gpu.run(&launches.iter().collect::<Vec<_>>()).unwrap();
-        let bits = |t: &GpuTensor| t.read_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let (got, want) = (bits(&fused), bits(&two_pass));
-        let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
-        assert_eq!(differ, 0, "{name} packing prologue: {differ} texel floats differ from two passes");
+        // Equal as floats: a derivative that underflows to zero may carry either sign of zero
+        // as the compiler folds it in one kernel or the other (the value is the same).
+        for (what, got, want) in [("forward", &fused, &two_pass), ("backward", &fused_grad, &two_pass_grad)] {
+            let (got, want) = (got.read_f32(gpu).unwrap(), want.read_f32(gpu).unwrap());
+            let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                differ, 0,
+                "{name} packing {what} prologue: {differ} texel floats differ from two passes"
+            );
+        }
     }
 }
 

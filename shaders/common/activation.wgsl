@@ -62,3 +62,13 @@ fn activation_grad(code: u32, x: f32) -> f32 {
         default: { return 1.0; }
     }
 }
+
+// g * activation'(x): the gradient g = dy * gamma taken back through the activation. relu
+// passes g where x > 0 and +0 elsewhere (PyTorch's threshold_backward), as a select: as a
+// product, one compilation could give dy * 0 = -0 and another fold it to +0.
+fn activation_backward(code: u32, x: f32, g: f32) -> f32 {
+    if (code == 1u) {
+        return select(0.0, g, x > 0.0);
+    }
+    return g * activation_grad(code, x);
+}

@@ -18,7 +18,7 @@ use crate::ops::agc::Agc;
 use crate::ops::avg_pool::AvgPool;
 use crate::ops::dropout::Dropout;
 use crate::ops::global_pool::GlobalPool;
-use crate::ops::grouped_conv::{Conv2d, Packing};
+use crate::ops::grouped_conv::{Conv2d, Packing, Prologue};
 use crate::ops::linear::Linear;
 use crate::ops::residual::Residual;
 use crate::ops::scaled_act::ScaledAct;
@@ -103,10 +103,10 @@ pub enum Op {
     WeightStd(WeightStd),
     /// in `[w_hat]`, out `[packed]`.
     PackWeight(Conv2d, Packing),
-    /// in `[x or dy]`, out `[texels]`: a conv's activation as 4-channel texels for the
-    /// `_textured` conv kernels, with the conv's groups (inserted by [`plan::with_conv_texels`]);
-    /// with an activation, `x` is its input and the texels hold its output (the prologue).
-    PackActivation(usize, Option<ScaledAct>),
+    /// in `[x or dy, act_x?]`, out `[texels]`: a conv's activation as 4-channel texels for the
+    /// `_textured` conv kernels, with the conv's groups, through a prologue (inserted by
+    /// [`plan::with_conv_texels`]); `act_x` only with [`Prologue::ActBackward`].
+    PackActivation(usize, Prologue),
     /// in `[x, packed (output-inner), b?]`, out `[y]`.
     Conv(Conv2d),
     /// in `[x]`, out `[y]`.

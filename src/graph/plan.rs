@@ -21,7 +21,7 @@
 use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor, GpuTimer, Launch, TEXTURE_WIDTH};
-use crate::ops::scaled_act::ScaledAct;
+use crate::ops::grouped_conv::Prologue;
 use crate::ops::{
     avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, se_residual, sgd,
     softmax_xent, weight_std,
@@ -438,21 +438,33 @@ impl Plan {
 /// conv nodes, so the texels of an activation do not stay alive from the forward to the
 /// backward.
 ///
-/// A packed x that an activation node computed is packed from the activation's input instead,
-/// the activation applied on the way (the packing's prologue); an activation whose output is
-/// then read by no node and not in `keep` is dropped, with its output's memory.
+/// The activations next to convs move into the packings' prologues ([`Prologue`]): an x that
+/// an activation computed is packed from the activation's input, the activation applied on the
+/// way, and a dy that an activation's backward computed (and nothing else wrote) is packed from
+/// the gradient of the activation's output, the backward applied on the way. An activation
+/// node whose output is then read by no node and not in `keep` is dropped, with its output's
+/// memory.
 pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
     let mut out = Graph {
         tensors: graph.tensors.clone(),
         nodes: Vec::with_capacity(graph.nodes.len() * 2),
         update_start: None,
     };
-    // The activation node that wrote each tensor.
-    let mut activation_of: HashMap<TensorId, (TensorId, ScaledAct)> = HashMap::new();
+    // For each tensor written by exactly one node, an activation (forward or a backward that
+    // overwrites its output): the inputs to pack from and the prologue that gives the tensor.
+    let mut writers: HashMap<TensorId, usize> = HashMap::new();
     for node in &graph.nodes {
-        if let Op::Act(spec) = node.op {
-            activation_of.insert(node.outputs[0], (node.inputs[0], spec));
-        }
+        node.outputs.iter().for_each(|&t| *writers.entry(t).or_default() += 1);
+    }
+    let mut activation_of: HashMap<TensorId, (Vec<TensorId>, Prologue)> = HashMap::new();
+    for node in graph.nodes.iter().filter(|n| writers[&n.outputs[0]] == 1) {
+        match node.op {
+            Op::Act(spec) => activation_of.insert(node.outputs[0], (vec![node.inputs[0]], Prologue::Act(spec))),
+            Op::ActBackward(spec, false) => {
+                activation_of.insert(node.outputs[0], (vec![node.inputs[1], node.inputs[0]], Prologue::ActBackward(spec)))
+            }
+            _ => None,
+        };
     }
     // (source, groups, texels) packed in the current run of conv nodes.
     let mut packed: Vec<(TensorId, usize, TensorId)> = Vec::new();
@@ -481,14 +493,11 @@ pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
                 Some(&(_, _, t)) => t,
                 None => {
                     let texel_shape = grouped_conv::packed_activation_shape(shape, groups);
-                    let (input, prologue) = match activation_of.get(&src) {
-                        Some(&(x, act)) if what == "x" => (x, Some(act)),
-                        _ => (src, None),
-                    };
+                    let (inputs, prologue) = activation_of.get(&src).cloned().unwrap_or((vec![src], Prologue::None));
                     let t = out.node(
                         format!("{}.pack_{what}", node.name),
                         Op::PackActivation(groups, prologue),
-                        &[input],
+                        &inputs,
                         &[("texels", &texel_shape)],
                     )[0];
                     packed.push((src, groups, t));
@@ -503,7 +512,8 @@ pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
     }
     // Activations whose every reader now packs from their input.
     let read: std::collections::HashSet<TensorId> = out.nodes.iter().flat_map(|n| n.inputs.iter().copied()).collect();
-    let dead = |n: &Node| matches!(n.op, Op::Act(_)) && !read.contains(&n.outputs[0]) && !keep.contains(&n.outputs[0]);
+    let dead =
+        |n: &Node| matches!(n.op, Op::Act(_) | Op::ActBackward(_, false)) && !read.contains(&n.outputs[0]) && !keep.contains(&n.outputs[0]);
     let update = out.update_start.map(|u| out.nodes[..u].iter().filter(|n| !dead(n)).count());
     out.nodes.retain(|n| !dead(n));
     out.update_start = update;
@@ -523,7 +533,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
     let launch = match &node.op {
         Op::WeightStd(s) => weight_std::forward(gpu, s, i[0], i[1], o[0], o[1]),
         Op::PackWeight(s, packing) => grouped_conv::pack_weight(gpu, s, i[0], o[0], *packing),
-        Op::PackActivation(groups, act) => grouped_conv::pack_activation(gpu, *groups, i[0], o[0], act.as_ref()),
+        Op::PackActivation(groups, prologue) => grouped_conv::pack_activation(gpu, *groups, i[0], *prologue, i.get(1).copied(), o[0]),
         Op::Conv(s) => grouped_conv::forward_packed(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
         Op::Act(s) => scaled_act::forward(gpu, s, i[0], o[0]),
         Op::AvgPool(s) => avg_pool::forward(gpu, s, i[0], o[0]),

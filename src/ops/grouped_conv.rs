@@ -325,16 +325,59 @@ struct PackActivationParams {
     _pad: [u32; 2],
 }
 
+/// What [`pack_activation`] applies to each value on its way into the texels: the pass of the
+/// activation next to the conv, which then needs neither its own kernel nor its output in memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Prologue {
+    /// The values as they are.
+    None,
+    /// The source is an activation's input; the texels hold its output `gamma * act(src)`
+    /// (the conv's x), bitwise as `scaled_act_forward` computes it.
+    Act(ScaledAct),
+    /// The source is the gradient of an activation's output; the texels hold the gradient of
+    /// its input `src * gamma * act'(act_x)` (the conv's dy), the values `scaled_act_backward`
+    /// computes (a zero may differ in sign), `act_x` being the activation's input.
+    ActBackward(ScaledAct),
+}
+
 /// Writes the activation `src` `[N, C, H, W]` (a conv's x, or its dy with C = K) into the
 /// texture-backed `packed` ([`packed_activation_shape`]) as 4-channel texels, the layout the
-/// `_textured` conv kernels read. With `prologue`, `src` is an activation's input and the
-/// texels hold its output `gamma * act(src)`, bitwise as `scaled_act_forward` computes it.
-pub fn pack_activation(gpu: &Gpu, groups: usize, src: &GpuTensor, packed: &GpuTensor, prologue: Option<&ScaledAct>) -> Result<Launch> {
+/// `_textured` conv kernels read, through `prologue`; `act_x` (shaped like `src`) is the
+/// activation's input that [`Prologue::ActBackward`] needs, and only it.
+pub fn pack_activation(
+    gpu: &Gpu,
+    groups: usize,
+    src: &GpuTensor,
+    prologue: Prologue,
+    act_x: Option<&GpuTensor>,
+    packed: &GpuTensor,
+) -> Result<Launch> {
     let op = Kernel::GroupedConvPackActivation.name();
     let shape: [usize; 4] = src
         .shape()
         .try_into()
         .map_err(|_| Error::shape(op, src.label(), "[N, C, H, W]", format!("{:?}", src.shape())))?;
+    let (act, act_code, grad_code) = match prologue {
+        Prologue::None => (None, 0, 0),
+        Prologue::Act(a) => (Some(a), a.act.code() + 1, 0),
+        Prologue::ActBackward(a) => (Some(a), 0, a.act.code() + 1),
+    };
+    let act_x = match (prologue, act_x) {
+        (Prologue::ActBackward(_), Some(x)) => {
+            check_shape(op, "act_x", x, &shape)?;
+            x
+        }
+        (Prologue::ActBackward(_), None) => {
+            return Err(Error::invalid(op, "the activation-backward prologue needs the activation's input"));
+        }
+        (_, Some(x)) => {
+            return Err(Error::invalid(
+                op,
+                format!("{}: only the activation-backward prologue reads an activation input", x.label()),
+            ))
+        }
+        (_, None) => src, // bound, never read
+    };
     if groups == 0 || shape[1] % groups != 0 {
         return Err(Error::shape(op, "groups", format!("a divisor of C = {}", shape[1]), groups));
     }
@@ -352,13 +395,25 @@ pub fn pack_activation(gpu: &Gpu, groups: usize, src: &GpuTensor, packed: &GpuTe
             hw: (h * w) as u32,
             texels: (count * per_sample) as u32,
             texel_base: (first * per_sample) as u32,
-            gamma: prologue.map_or(1.0, |a| a.gamma),
+            gamma: act.map_or(1.0, |a| a.gamma),
             _pad: [0; 2],
         };
-        let args = [Arg::range(src, first * c * h * w, count * c * h * w), packed.into()];
+        let range = (first * c * h * w, count * c * h * w);
+        let args = [
+            Arg::range(src, range.0, range.1),
+            packed.into(),
+            Arg::range(act_x, range.0, range.1),
+        ];
         let groups = grid(&gpu.limits, op, (count * per_sample).div_ceil(256))?;
-        let act = [("ACT", prologue.map_or(0, |a| a.act.code() + 1) as f64)];
-        launch.push(Step::new(gpu, Kernel::GroupedConvPackActivation, &act, &params, &args, groups)?);
+        let constants = [("ACT", act_code as f64), ("ACT_GRAD", grad_code as f64)];
+        launch.push(Step::new(
+            gpu,
+            Kernel::GroupedConvPackActivation,
+            &constants,
+            &params,
+            &args,
+            groups,
+        )?);
     }
     Ok(launch)
 }
@@ -374,7 +429,7 @@ fn texels(gpu: &Gpu, op: &str, what: &str, groups: usize, t: &GpuTensor, shape: 
     }
     check_shape(op, what, t, &shape)?;
     let packed = GpuTensor::texture(gpu, &format!("{} texels", t.label()), &packed_shape)?;
-    launch.extend(pack_activation(gpu, groups, t, &packed, None)?);
+    launch.extend(pack_activation(gpu, groups, t, Prologue::None, None, &packed)?);
     launch.scratch.push(packed.clone());
     Ok(packed)
 }
@@ -491,7 +546,7 @@ impl<'a> Trial<'a> {
                 return Ok(t);
             }
             let packed = GpuTensor::texture(gpu, label, &packed_activation_shape(shape, spec.groups))?;
-            gpu.run(&[&pack_activation(gpu, spec.groups, &t, &packed, None)?])?;
+            gpu.run(&[&pack_activation(gpu, spec.groups, &t, Prologue::None, None, &packed)?])?;
             Ok(packed)
         };
         let packed = |w: &GpuTensor, packing: Packing| -> Result<GpuTensor> {

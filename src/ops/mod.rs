@@ -78,6 +78,21 @@ pub(crate) fn chunked<P: bytemuck::Pod>(
     tensors: &[(&GpuTensor, usize)],
     invocations: usize,
     wg: usize,
+    params: impl FnMut(usize, usize) -> P,
+) -> Result<Launch> {
+    chunked_specialized(gpu, kernel, &[], items, tensors, invocations, wg, params)
+}
+
+/// [`chunked`] with the pipeline constants `constants` (name, value) set in every piece.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn chunked_specialized<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    kernel: Kernel,
+    constants: &[(&'static str, f64)],
+    items: usize,
+    tensors: &[(&GpuTensor, usize)],
+    invocations: usize,
+    wg: usize,
     mut params: impl FnMut(usize, usize) -> P,
 ) -> Result<Launch> {
     let op = kernel.name();
@@ -91,23 +106,11 @@ pub(crate) fn chunked<P: bytemuck::Pod>(
         launch.push(Step::new(
             gpu,
             kernel,
-            &[],
+            constants,
             &params(first, n),
             &args,
             grid(&gpu.limits, op, (n * invocations).div_ceil(wg))?,
         )?);
     }
     Ok(launch)
-}
-
-/// [`chunked`] for elementwise kernels: one invocation per element of same-sized `tensors`.
-pub(crate) fn elementwise<P: bytemuck::Pod>(
-    gpu: &Gpu,
-    kernel: Kernel,
-    tensors: &[&GpuTensor],
-    wg: usize,
-    params: impl FnMut(usize, usize) -> P,
-) -> Result<Launch> {
-    let per: Vec<(&GpuTensor, usize)> = tensors.iter().map(|&t| (t, 1)).collect();
-    chunked(gpu, kernel, tensors[0].numel(), &per, 1, wg, params)
 }

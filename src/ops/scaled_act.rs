@@ -11,7 +11,7 @@
 
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTensor, Kernel, Launch};
-use crate::ops::{check_same, elementwise};
+use crate::ops::{check_same, chunked_specialized};
 
 /// The activation function inside the scaling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,21 +61,30 @@ pub struct ScaledAct {
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     len: u32,
-    act: u32,
     gamma: f32,
     accumulate: u32,
+    _pad: u32,
+}
+
+/// Runs `kernel` (one of the two passes) once per element of `tensors`, the activation its
+/// pipeline constant `ACT`: each pipeline is compiled for one function, with no branch over
+/// the others (as the conv packings' prologues are).
+fn launch(gpu: &Gpu, kernel: Kernel, spec: &ScaledAct, tensors: &[&GpuTensor], accumulate: bool) -> Result<Launch> {
+    let per: Vec<(&GpuTensor, usize)> = tensors.iter().map(|&t| (t, 1)).collect();
+    let act = [("ACT", spec.act.code() as f64)];
+    chunked_specialized(gpu, kernel, &act, tensors[0].numel(), &per, 1, 256, |_, n| Params {
+        len: n as u32,
+        gamma: spec.gamma,
+        accumulate: accumulate as u32,
+        _pad: 0,
+    })
 }
 
 /// `y = gamma * act(x)`.
 pub fn forward(gpu: &Gpu, spec: &ScaledAct, x: &GpuTensor, y: &GpuTensor) -> Result<Launch> {
     let kernel = Kernel::ScaledActForward;
     check_same(kernel.name(), "y", x, y)?;
-    elementwise(gpu, kernel, &[x, y], 256, |_, n| Params {
-        len: n as u32,
-        act: spec.act.code(),
-        gamma: spec.gamma,
-        accumulate: 0,
-    })
+    launch(gpu, kernel, spec, &[x, y], false)
 }
 
 /// `dx (+)= dy * gamma * act'(x)`.
@@ -83,12 +92,7 @@ pub fn backward(gpu: &Gpu, spec: &ScaledAct, x: &GpuTensor, dy: &GpuTensor, dx: 
     let kernel = Kernel::ScaledActBackward;
     check_same(kernel.name(), "dy", x, dy)?;
     check_same(kernel.name(), "dx", x, dx)?;
-    elementwise(gpu, kernel, &[x, dy, dx], 256, |_, n| Params {
-        len: n as u32,
-        act: spec.act.code(),
-        gamma: spec.gamma,
-        accumulate: accumulate as u32,
-    })
+    launch(gpu, kernel, spec, &[x, dy, dx], accumulate)
 }
 
 /// The f64 reference.
