@@ -5,7 +5,10 @@
 //   w: [units, len] (updated in place)   buf: [units, len] (momentum, in place)
 //   max_u = clip * max(|w_u|, eps);  f_u = max_u / max(|g_u|, 1e-6) where |g_u| >= max_u, else 1
 //   d = f_u * g + weight_decay * w;  buf = momentum * buf + d;  w -= lr * (nesterov ? d + momentum * buf : buf)
-//   |.| is the L2 norm over a unit (of w before the update), a workgroup tree in a fixed order.
+//   |.| is the L2 norm over a unit (of w before the update), a workgroup tree in a fixed order,
+//   or, with the pipeline constant NORMS = 1, given: |w|^2 = len * (var + mean^2) from
+//   stats: [units, 2] (weight_std_forward's mean and variance of w) and |g|^2 from g_sq:
+//   [units] (weight_std_backward's); the kernel then reads w and g once.
 // Dispatch: one workgroup of REDUCE_WG lanes per unit (ops::chunked over units); lane l reads the
 // unit's 4-element chunks l, l + REDUCE_WG, ..., then the elements past the last whole chunk one
 // per lane (as weight_std_forward). Launcher: ops::sgd::agc_update.
@@ -25,6 +28,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> buf: array<f32>;
+@group(0) @binding(5) var<storage, read> stats: array<f32>;   // unread unless NORMS = 1
+@group(0) @binding(6) var<storage, read> g_sq: array<f32>;    // unread unless NORMS = 1
+
+override NORMS: u32 = 0u;
 
 fn g4(i: u32) -> vec4<f32> {
     return vec4<f32>(g[i], g[i + 1u], g[i + 2u], g[i + 3u]);
@@ -64,23 +71,30 @@ fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
     let base = unit * prm.len;
     let end = base + prm.len;
     let chunks_end = base + prm.len / 4u * 4u;
-    var ww = vec4<f32>(0.0);
-    var gg = vec4<f32>(0.0);
-    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
-        let wv = w4(i);
-        let gv = g4(i);
-        ww += wv * wv;
-        gg += gv * gv;
+    var sums: vec2<f32>;   // (|w|^2, |g|^2)
+    if (NORMS == 1u) {
+        let mean = stats[2u * unit];
+        sums = vec2<f32>(f32(prm.len) * (stats[2u * unit + 1u] + mean * mean), g_sq[unit]);
+    } else {
+        var ww = vec4<f32>(0.0);
+        var gg = vec4<f32>(0.0);
+        for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
+            let wv = w4(i);
+            let gv = g4(i);
+            ww += wv * wv;
+            gg += gv * gv;
+        }
+        for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
+            ww.x += w[i] * w[i];
+            gg.x += g[i] * g[i];
+        }
+        sums = workgroup_sum2(vec2<f32>(hsum(ww), hsum(gg)), lane);
     }
-    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
-        ww.x += w[i] * w[i];
-        gg.x += g[i] * g[i];
-    }
-    let sums = workgroup_sum2(vec2<f32>(hsum(ww), hsum(gg)), lane);
     let max_norm = prm.clip * max(sqrt(sums.x), prm.eps);
     let g_norm = sqrt(sums.y);
     let factor = select(max_norm / max(g_norm, 1e-6), 1.0, g_norm < max_norm);
-    // Every lane has read the whole unit's w (the barrier in workgroup_sum2) before any writes.
+    // Every lane has read the whole unit's w (the barrier in workgroup_sum2) before any writes;
+    // with NORMS = 1 each lane reads only the elements it writes.
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
         update4(i, g4(i) * factor);
     }

@@ -1,11 +1,13 @@
 // weight_std_backward: gradients of weight_std_forward with respect to w and gain.
 //   w: [K, F]   gain: [K]   stats: [K, 2] (mean, var from the forward)   dw_hat: [K, F]
-//   dw: [K, F]   dgain: [K]            (both overwritten)
+//   dw: [K, F]   dgain: [K]   dw_sq: [K]   (all overwritten)
 //   With u = w - mean, s = the forward's 1/std factor, A = gain*m, S1 = sum dw_hat, S2 = sum dw_hat*u:
 //   dgain = m * s * S2
 //   dw_i  = A * s * (dw_hat_i - S1/F - c * S2 * u_i / F)
 //   c = 1/(var + eps) for timm's form; 1/var for DeepMind's where F*var > eps, else 0 (the floor
 //   holds s constant). The mean's gradient is the -S1/F term; var's is the c term.
+//   dw_sq = sum dw_i^2 per unit: AGC's squared gradient norm, summed here where dw is in
+//   registers, so that sgd_agc_update need not read dw a second time.
 // Dispatch: one workgroup of REDUCE_WG lanes per unit, reading 4-element chunks, as the forward.
 // Launcher: ops::weight_std::backward.
 
@@ -26,6 +28,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> dw_hat: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dgain: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dw_sq: array<f32>;
 
 fn w4(i: u32) -> vec4<f32> {
     return vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
@@ -74,17 +77,23 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
     let a = gain[unit] * prm.multiplier * s;
     let mean_g = sums.x / ff;
     let k2 = c * sums.y / ff;
+    var sq = vec4<f32>(0.0);
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
         let d = a * (dw_hat4(i) - mean_g - k2 * (w4(i) - mean));
         dw[i] = d.x;
         dw[i + 1u] = d.y;
         dw[i + 2u] = d.z;
         dw[i + 3u] = d.w;
+        sq += d * d;
     }
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
-        dw[i] = a * (dw_hat[i] - mean_g - k2 * (w[i] - mean));
+        let d = a * (dw_hat[i] - mean_g - k2 * (w[i] - mean));
+        dw[i] = d;
+        sq.x += d * d;
     }
+    let norm_sq = workgroup_sum2(vec2<f32>(hsum(sq), 0.0), lane).x;
     if (lane == 0u) {
         dgain[unit] = prm.multiplier * s * sums.y;
+        dw_sq[unit] = norm_sq;
     }
 }

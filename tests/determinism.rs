@@ -44,13 +44,14 @@ fn build(gpu: &Gpu) -> Run {
         form: WsForm::Timm,
         multiplier: 1.0,
     };
-    let (dw, db, w_hat, stats, dw_raw, dgain) = (
+    let (dw, db, w_hat, stats, dw_raw, dgain, dw_sq) = (
         poisoned(gpu, "dw", &spec.w_shape()),
         poisoned(gpu, "db", &[spec.k]),
         poisoned(gpu, "w_hat", &spec.w_shape()),
         poisoned(gpu, "stats", &[spec.k, 2]),
         poisoned(gpu, "dw raw", &spec.w_shape()),
         poisoned(gpu, "dgain", &[spec.k]),
+        poisoned(gpu, "dw_sq", &[spec.k]),
     );
     let r = upload(gpu, "r", &[5000], &rng.normal(5000));
     let dres = upload(gpu, "dres", &[5000], &rng.normal(5000));
@@ -84,7 +85,7 @@ fn build(gpu: &Gpu) -> Run {
     let launches = vec![
         grouped_conv::backward_weight(gpu, &spec, &x, &dy, &dw, Some(&db)).unwrap(),
         weight_std::forward(gpu, &ws, &w, &gain, &w_hat, &stats).unwrap(),
-        weight_std::backward(gpu, &ws, &w, &gain, &stats, &dw, &dw_raw, &dgain).unwrap(),
+        weight_std::backward(gpu, &ws, &w, &gain, &stats, &dw, &dw_raw, &dgain, &dw_sq).unwrap(),
         sgd::agc_update(
             gpu,
             &Agc::for_shape(&spec.w_shape(), 0.01, 1e-3),
@@ -93,6 +94,7 @@ fn build(gpu: &Gpu) -> Run {
             &dw_raw,
             &w_upd,
             &momentum,
+            Some((&stats, &dw_sq)),
         )
         .unwrap(),
         residual::backward(gpu, &Residual { alpha: 0.2 }, &dres, &r, Some((&skip, &dskip)), &dr).unwrap(),
@@ -103,7 +105,7 @@ fn build(gpu: &Gpu) -> Run {
         "the weight gradient should be split into partial sums here"
     );
     Run {
-        outputs: vec![dw, db, w_hat, stats, dw_raw, dgain, w_upd, momentum, dr, dskip, loss, dz],
+        outputs: vec![dw, db, w_hat, stats, dw_raw, dgain, dw_sq, w_upd, momentum, dr, dskip, loss, dz],
         launches,
     }
 }

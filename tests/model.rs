@@ -113,6 +113,18 @@ fn a_training_step_is_one_submit_and_allocates_nothing_after_the_first() {
     .unwrap();
     let gpu = &own;
     let (plan, _store) = nano_training_plan(gpu);
+    // Each standardized conv weight's update takes its unit norms from the standardization's
+    // statistics and its backward's sums (inputs [step_info, g, stats, g_sq]).
+    use nfnet::graph::Op;
+    let standardized = plan.step_nodes().filter(|n| matches!(n.op, Op::WeightStd(_))).count();
+    let given = plan
+        .step_nodes()
+        .filter(|n| matches!(n.op, Op::SgdAgcUpdate(..)) && n.inputs.len() == 4)
+        .count();
+    assert!(
+        standardized > 0 && given == standardized,
+        "{given} of {standardized} conv weight updates take given norms"
+    );
     let loss_id = plan.graph().find("loss.loss").unwrap();
     let loss = |plan: &Plan| plan.tensor_id(loss_id).unwrap().read_f32(gpu).unwrap()[0];
     plan.step(gpu).unwrap();

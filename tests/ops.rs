@@ -272,14 +272,15 @@ fn weight_std_matches_reference() {
                 upload(gpu, "gain", &[k, 1, 1, 1], &gain),
                 upload(gpu, "dw_hat", &[k, fan], &dwhat),
             );
-            let (twhat, tstats, tdw, tdgain) = (
+            let (twhat, tstats, tdw, tdgain, tdwsq) = (
                 poisoned(gpu, "w_hat", &[k, fan]),
                 poisoned(gpu, "stats", &[k, 2]),
                 poisoned(gpu, "dw", &[k, fan]),
                 poisoned(gpu, "dgain", &[k]),
+                poisoned(gpu, "dw_sq", &[k]),
             );
             let fwd = weight_std::forward(gpu, &spec, &tw, &tgain, &twhat, &tstats).unwrap();
-            let bwd = weight_std::backward(gpu, &spec, &tw, &tgain, &tstats, &tdwhat, &tdw, &tdgain).unwrap();
+            let bwd = weight_std::backward(gpu, &spec, &tw, &tgain, &tstats, &tdwhat, &tdw, &tdgain, &tdwsq).unwrap();
             gpu.run(&[&fwd, &bwd]).unwrap();
             check(
                 &format!("{name} forward"),
@@ -291,10 +292,16 @@ fn weight_std_matches_reference() {
             if fan > 1 {
                 check(&format!("{name} dw"), &read(gpu, &tdw), &dw, 1e-5);
                 check(&format!("{name} dgain"), &read(gpu, &tdgain), &dgain, 1e-5);
+                let dw_sq: Vec<f64> = dw.chunks(fan).map(|u| u.iter().map(|v| v * v).sum()).collect();
+                check(&format!("{name} dw_sq"), &read(gpu, &tdwsq), &dw_sq, 1e-5);
             } else {
-                // A unit of one element standardizes to 0 whatever w and gain are: both gradients vanish.
+                // A unit of one element standardizes to 0 whatever w and gain are: the gradients vanish.
                 assert!(
-                    read(gpu, &tdw).iter().chain(&read(gpu, &tdgain)).all(|v| *v == 0.0),
+                    read(gpu, &tdw)
+                        .iter()
+                        .chain(&read(gpu, &tdgain))
+                        .chain(&read(gpu, &tdwsq))
+                        .all(|v| *v == 0.0),
                     "{name}: gradients of a constant"
                 );
             }
@@ -821,7 +828,9 @@ fn dropout_matches_reference_bit_for_bit() {
     }
 }
 
-/// `sgd_update` and `sgd_agc_update` (the same update after clipping) on the same parameters.
+/// `sgd_update` and `sgd_agc_update` (the same update after clipping) on the same parameters,
+/// the latter summing the unit norms itself and taking them given (as a standardized conv
+/// weight's update does: the mean and variance of w, the squared norms of g).
 #[test]
 fn sgd_updates_match_reference() {
     let (mut rng, seed) = rng("sgd_update");
@@ -855,20 +864,33 @@ fn sgd_updates_match_reference() {
             w[..spec.unit_len].iter_mut().for_each(|v| *v = 0.0);
             let b = normal(&mut rng, numel, 1.0);
             let name = format!("{shape:?} nesterov {nesterov}, {} lanes ({seed})", gpu.reduce_lanes());
-            for clip in [false, true] {
+            // The given norms: each unit's (mean, variance) of w and squared norm of g.
+            let mut stats = Vec::with_capacity(2 * spec.units);
+            for u in w.chunks(spec.unit_len) {
+                let mean = u.iter().sum::<f64>() / u.len() as f64;
+                stats.extend([mean, u.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / u.len() as f64]);
+            }
+            let g_sq: Vec<f64> = g.chunks(spec.unit_len).map(|u| u.iter().map(|v| v * v).sum()).collect();
+            let (tstats, tgsq) = (
+                upload(gpu, "stats", &[spec.units, 2], &stats),
+                upload(gpu, "g_sq", &[spec.units], &g_sq),
+            );
+            for (clip, given) in [(false, false), (true, false), (true, true)] {
                 let (tg, tw, tb) = (
                     upload(gpu, "g", shape, &g),
                     upload(gpu, "w", shape, &w),
                     upload(gpu, "buf", shape, &b),
                 );
+                let norms = given.then_some((&tstats, &tgsq));
                 let launch = match clip {
-                    true => sgd::agc_update(gpu, &spec, &sgd, &info, &tg, &tw, &tb),
+                    true => sgd::agc_update(gpu, &spec, &sgd, &info, &tg, &tw, &tb, norms),
                     false => sgd::update(gpu, &sgd, &info, &tg, &tw, &tb),
                 };
                 gpu.run(&[&launch.unwrap()]).unwrap();
                 let g_used = if clip { agc::cpu::clip(&spec, &w, &g) } else { g.clone() };
                 let (w2, b2) = sgd::cpu::update(&sgd, 0.1f32 as f64, &g_used, &w, &b);
-                let name = format!("{} {name}", if clip { "sgd_agc_update" } else { "sgd_update" });
+                let kernel = if clip { "sgd_agc_update" } else { "sgd_update" };
+                let name = format!("{kernel}{} {name}", if given { " (norms given)" } else { "" });
                 check(&format!("{name} w"), &read(gpu, &tw), &w2, 1e-6);
                 check(&format!("{name} buf"), &read(gpu, &tb), &b2, 1e-6);
                 let g32: Vec<f64> = g.iter().map(|&v| v as f32 as f64).collect();

@@ -84,7 +84,7 @@ kernels! {
     GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index", "conv_params"], (Read, ReadWrite);
     SumPartials => "sum_partials", ["index"], (Read, ReadWrite);
     WeightStdForward => "weight_std_forward", ["index", "reduce"], (Read, Read, ReadWrite, ReadWrite);
-    WeightStdBackward => "weight_std_backward", ["index", "reduce"], (Read, Read, Read, Read, ReadWrite, ReadWrite);
+    WeightStdBackward => "weight_std_backward", ["index", "reduce"], (Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite);
     ScaledActForward => "scaled_act_forward", ["index", "activation"], (Read, ReadWrite);
     ScaledActBackward => "scaled_act_backward", ["index", "activation"], (Read, Read, ReadWrite);
     AvgPoolForward => "avg_pool_forward", ["index"], (Read, ReadWrite);
@@ -103,7 +103,7 @@ kernels! {
     SoftmaxXentFused => "softmax_xent_fused", ["index"], (Read, Read, ReadWrite, ReadWrite);
     DropoutApply => "dropout_apply", ["index", "philox", "step_info"], (Read, Read, ReadWrite);
     SgdUpdate => "sgd_update", ["index", "step_info"], (Read, Read, ReadWrite, ReadWrite);
-    SgdAgcUpdate => "sgd_agc_update", ["index", "step_info", "reduce"], (Read, Read, ReadWrite, ReadWrite);
+    SgdAgcUpdate => "sgd_agc_update", ["index", "step_info", "reduce"], (Read, Read, ReadWrite, ReadWrite, Read, Read);
     EmaUpdate => "ema_update", ["index", "step_info"], (Read, Read, ReadWrite);
     GradAccumulate => "grad_accumulate", ["index", "step_info"], (Read, Read, ReadWrite);
 }

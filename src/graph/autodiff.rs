@@ -150,11 +150,13 @@ pub fn backward(graph: &mut Graph, limits: &wgpu::Limits) -> Result<Gradients> {
                 let dw_hat = dy.expect("checked above");
                 let (dw, _) = grads.contribute(graph, ins[0]);
                 let (dgain, _) = grads.contribute(graph, ins[1]);
+                let w_name = graph.tensors[ins[0]].name.clone();
+                let dw_sq = graph.tensor(format!("grad_sq.{w_name}"), &[spec.k], Role::Value);
                 graph.node_into(
                     format!("{name}.backward"),
                     Op::WeightStdBackward(*spec),
                     &[ins[0], ins[1], outs[1], dw_hat],
-                    &[dw, dgain],
+                    &[dw, dgain, dw_sq],
                 );
             }
             Op::Act(spec) => {

@@ -129,7 +129,7 @@ pub enum Op {
     SoftmaxXent(SoftmaxXent),
 
     // Backward (appended by autodiff). `accumulate`: add into the output instead of overwriting.
-    /// in `[w, gain, stats, dw_hat]`, out `[dw, dgain]`.
+    /// in `[w, gain, stats, dw_hat]`, out `[dw, dgain, dw_sq]` (`dw_sq`: per unit, AGC's).
     WeightStdBackward(WeightStd),
     /// in `[dy, packed (input-inner)]`, out `[dx]`.
     ConvBackwardInput(Conv2d, bool),
@@ -155,7 +155,10 @@ pub enum Op {
     // Update (appended by the plan's optimizer). They modify their outputs in place.
     /// in `[step_info, g]`, out `[w, momentum]` (updated in place).
     SgdUpdate(Sgd),
-    /// in `[step_info, g]`, out `[w, momentum]` (updated in place; `g` clipped on the way, not written).
+    /// in `[step_info, g, stats?, g_sq?]`, out `[w, momentum]` (updated in place; `g` clipped
+    /// on the way, not written). With `stats` (the weight standardization's mean and variance
+    /// of `w`) and `g_sq` (its backward's squared unit norms of `g`) the unit norms are not
+    /// summed again.
     SgdAgcUpdate(Agc, Sgd),
     /// in `[step_info, w]`, out `[ema]` (updated in place).
     EmaUpdate,

@@ -6,9 +6,12 @@
 //! channel, a gain `[K,1,1,1]` per channel, biases and skip gains whole) and the classifier
 //! (weight and bias) is exempt; [`AgcStyle::DeepMind`] instead clips gains as whole vectors and
 //! exempts only the classifier weight. Weight decay applies to the `*.weight` tensors.
+//!
+//! A standardized conv weight's update takes its unit norms from the weight standardization's
+//! statistics and its backward's sums ([`given_norms`]) rather than summing them again.
 
 use super::autodiff::Gradients;
-use super::{Graph, Op, Role};
+use super::{Graph, Op, Role, TensorId};
 use crate::ops::agc::Agc;
 use crate::ops::sgd::Sgd;
 
@@ -98,11 +101,28 @@ pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micr
             weight_decay: if info.weight_decay { opt.weight_decay } else { 0.0 },
             nesterov: opt.nesterov,
         };
-        let op = match clip {
-            Some(units) => Op::SgdAgcUpdate(units, sgd),
-            None => Op::SgdUpdate(sgd),
+        let (op, norms) = match clip {
+            Some(units) => (Op::SgdAgcUpdate(units, sgd), given_norms(graph, param, grad, &units)),
+            None => (Op::SgdUpdate(sgd), None),
         };
-        graph.node_into(format!("{}.sgd", def.name), op, &[step_info, grad], &[param, momentum]);
+        let inputs: Vec<TensorId> = [step_info, grad].into_iter().chain(norms.into_iter().flatten()).collect();
+        graph.node_into(format!("{}.sgd", def.name), op, &inputs, &[param, momentum]);
+    }
+}
+
+/// `[stats, g_sq]` for `param`'s AGC update: the weight standardization's mean and variance of
+/// `param` and its backward's squared unit norms of `grad`, where AGC's units are the
+/// standardization's (a conv weight's output channels) and that backward alone wrote `grad`
+/// (not so with micro-batches, where the update reads the accumulated sum).
+fn given_norms(graph: &Graph, param: TensorId, grad: TensorId, agc: &Agc) -> Option<[TensorId; 2]> {
+    let stats = graph.nodes.iter().find_map(|n| match &n.op {
+        Op::WeightStd(ws) if n.inputs[0] == param && (ws.k, ws.fan_in) == (agc.units, agc.unit_len) => Some(n.outputs[1]),
+        _ => None,
+    })?;
+    let mut writers = graph.nodes.iter().filter(|n| n.outputs.contains(&grad));
+    match (writers.next(), writers.next()) {
+        (Some(n), None) if matches!(n.op, Op::WeightStdBackward(_)) && n.outputs[0] == grad => Some([stats, n.outputs[2]]),
+        _ => None,
     }
 }
 

@@ -544,7 +544,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
         Op::SeResidual(s) => se_residual::forward(gpu, s, i[0], i[1], i[2], i.get(3).copied(), o[0]),
         Op::Dropout(s) => dropout::apply(gpu, s, i[0], i[1], o[0]),
         Op::SoftmaxXent(s) => softmax_xent::forward_backward(gpu, s, i[0], i[1], o[0], o[1]),
-        Op::WeightStdBackward(s) => weight_std::backward(gpu, s, i[0], i[1], i[2], i[3], o[0], o[1]),
+        Op::WeightStdBackward(s) => weight_std::backward(gpu, s, i[0], i[1], i[2], i[3], o[0], o[1], o[2]),
         Op::ConvBackwardInput(s, acc) => grouped_conv::backward_input_packed(gpu, s, i[0], i[1], o[0], *acc),
         Op::ConvBackwardWeight(s) => {
             let db = s.bias.then(|| o[1]);
@@ -562,7 +562,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
             se_residual::backward(gpu, s, i[0], i[1], i[2], i.get(3).copied().zip(o.get(2).copied()), o[0], o[1], *acc)
         }
         Op::SgdUpdate(s) => sgd::update(gpu, s, i[0], i[1], o[0], o[1]),
-        Op::SgdAgcUpdate(a, s) => sgd::agc_update(gpu, a, s, i[0], i[1], o[0], o[1]),
+        Op::SgdAgcUpdate(a, s) => sgd::agc_update(gpu, a, s, i[0], i[1], o[0], o[1], i.get(2).copied().zip(i.get(3).copied())),
         Op::EmaUpdate => ema::update(gpu, i[0], i[1], o[0]),
         Op::GradAccumulate(scale) => grad_accumulate::accumulate(gpu, *scale, i[0], i[1], o[0]),
     };

@@ -12,13 +12,16 @@
 //!
 //! [`agc_update`] (`sgd_agc_update`, DeepMind's `SGD_AGC`) first clips the raw gradient unit by
 //! unit ([`crate::ops::agc`]) in the same pass: each parameter is read once for its norms and
-//! once for the update, and the clipped gradient is never written out. [`update`] serves the
-//! parameters AGC exempts (the classifier).
+//! once for the update, and the clipped gradient is never written out. For a standardized conv
+//! weight the norms come from the kernels that already read w and g: `|w|^2 = F (var + mean^2)`
+//! from the weight standardization's statistics (a sum of two non-negative terms, as accurate
+//! as summing the squares) and `|g|^2` summed by its backward as it writes g; the update then
+//! reads each tensor once. [`update`] serves the parameters AGC exempts (the classifier).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor, Kernel, Launch};
 use crate::ops::agc::Agc;
-use crate::ops::{check_same, check_shape, chunked, step_info};
+use crate::ops::{check_numel, check_same, check_shape, chunked, chunked_specialized, step_info};
 
 /// One parameter's update constants (the learning rate comes from the step info).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -79,20 +82,39 @@ pub fn update(gpu: &Gpu, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTen
 }
 
 /// Clips the raw gradient `g` with `agc` (`g` itself is left as it is), then updates `w` and
-/// `buf` in place as [`update`].
+/// `buf` in place as [`update`]. `norms`, when given, is `(stats, g_sq)`: the unit means and
+/// variances of `w` (`[units, 2]`, as `weight_std::forward` writes them) and the squared unit
+/// norms of `g` (`[units]`, as `weight_std::backward` writes them).
 #[allow(clippy::too_many_arguments)]
-pub fn agc_update(gpu: &Gpu, agc: &Agc, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTensor, buf: &GpuTensor) -> Result<Launch> {
+pub fn agc_update(
+    gpu: &Gpu,
+    agc: &Agc,
+    spec: &Sgd,
+    info: &GpuTensor,
+    g: &GpuTensor,
+    w: &GpuTensor,
+    buf: &GpuTensor,
+    norms: Option<(&GpuTensor, &GpuTensor)>,
+) -> Result<Launch> {
     let kernel = Kernel::SgdAgcUpdate;
     let op = kernel.name();
     check(op, spec, info, g, w, buf)?;
     agc.validate(op, g.numel())?;
     let (len, lanes) = (agc.unit_len, gpu.reduce_lanes() as usize);
+    if let Some((stats, g_sq)) = norms {
+        check_numel(op, "stats", stats, agc.units * 2)?;
+        check_numel(op, "g_sq", g_sq, agc.units)?;
+    }
+    // Without norms the kernel reads neither binding: g stands in for both.
+    let (stats, g_sq) = norms.map_or(((g, len), (g, len)), |(s, q)| ((s, 2), (q, 1)));
+    let given = [("NORMS", norms.is_some() as u32 as f64)];
     // One workgroup per unit; a unit too large for one binding fails in Step::new with a Limit.
-    chunked(
+    chunked_specialized(
         gpu,
         kernel,
+        &given,
         agc.units,
-        &[(info, 0), (g, len), (w, len), (buf, len)],
+        &[(info, 0), (g, len), (w, len), (buf, len), stats, g_sq],
         lanes,
         lanes,
         |_, n| AgcParams {

@@ -128,6 +128,7 @@ pub fn backward(
     dw_hat: &GpuTensor,
     dw: &GpuTensor,
     dgain: &GpuTensor,
+    dw_sq: &GpuTensor,
 ) -> Result<Launch> {
     let op = Kernel::WeightStdBackward.name();
     spec.validate(op)?;
@@ -136,8 +137,17 @@ pub fn backward(
     spec.check_w(op, "dw", dw)?;
     check_numel(op, "gain", gain, spec.k)?;
     check_numel(op, "dgain", dgain, spec.k)?;
+    check_numel(op, "dw_sq", dw_sq, spec.k)?;
     check_shape(op, "stats", stats, &[spec.k, 2])?;
-    let args = [w.into(), gain.into(), stats.into(), dw_hat.into(), dw.into(), dgain.into()];
+    let args = [
+        w.into(),
+        gain.into(),
+        stats.into(),
+        dw_hat.into(),
+        dw.into(),
+        dgain.into(),
+        dw_sq.into(),
+    ];
     let step = Step::new(
         gpu,
         Kernel::WeightStdBackward,
