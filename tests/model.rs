@@ -178,6 +178,11 @@ fn textured_conv_plan_trains_bitwise_like_buffers() {
     let forward_prologues = count(&tplan, |op| matches!(op, Op::PackActivation(_, Prologue::Act(_))));
     let backward_prologues = count(&tplan, |op| matches!(op, Op::PackActivation(_, Prologue::ActBackward(_))));
     assert!(forward_prologues > 0 && backward_prologues > 0);
+    // An activation only convs read is packed once; its texels serve the weight gradient too.
+    assert!(
+        forward_prologues <= count(&plan, |op| matches!(op, Op::Act(_))),
+        "{forward_prologues} activation packings"
+    );
     let (acts, act_backwards): (fn(&Op) -> bool, fn(&Op) -> bool) = (|op| matches!(op, Op::Act(_)), |op| matches!(op, Op::ActBackward(..)));
     assert!(count(&tplan, acts) < count(&plan, acts), "the textured plan keeps every activation");
     assert!(

@@ -186,6 +186,7 @@ impl MemoryPlan {
             }
         }
         // Greedy best-fit assignment in order of first use.
+        const WASTE: u64 = 4;
         let mut slot = vec![None; count];
         let mut slot_bytes: Vec<u64> = Vec::new();
         let mut slot_texture: Vec<bool> = Vec::new();
@@ -206,16 +207,19 @@ impl MemoryPlan {
                 }
                 let need = bytes(t);
                 let kind = |s: &usize| slot_texture[*s] == texture[t];
+                // The smallest free slot that holds the tensor, unless it is more than
+                // WASTE times larger: a small tensor that lives long (statistics kept for the
+                // update) would pin a large slot. Else the largest smaller slot, grown.
                 let fit = free
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| kind(s) && slot_bytes[**s] >= need)
+                    .filter(|(_, s)| kind(s) && slot_bytes[**s] >= need && slot_bytes[**s] <= need.saturating_mul(WASTE))
                     .min_by_key(|(_, &s)| slot_bytes[s])
                     .map(|(i, _)| i);
                 let pick = fit.or_else(|| {
                     free.iter()
                         .enumerate()
-                        .filter(|(_, s)| kind(s))
+                        .filter(|(_, s)| kind(s) && slot_bytes[**s] < need)
                         .max_by_key(|(_, &s)| slot_bytes[s])
                         .map(|(i, _)| i)
                 });
@@ -434,16 +438,18 @@ impl Plan {
 /// a `PackActivation` node writes x (forward, weight gradient) or dy (input and weight gradient)
 /// as 4-channel texels ([`grouped_conv::pack_activation`]), and the conv reads those. Conv
 /// nodes in a row that read the same tensor (the two gradients of one conv, a shortcut conv
-/// and the first conv of its block) share one packing; a packing never outlives its run of
+/// and the first conv of its block) share one packing; a packing does not outlive its run of
 /// conv nodes, so the texels of an activation do not stay alive from the forward to the
-/// backward.
+/// backward, except where they stand in for an activation's output that only convs read (below).
 ///
 /// The activations next to convs move into the packings' prologues ([`Prologue`]): an x that
 /// an activation computed is packed from the activation's input, the activation applied on the
 /// way, and a dy that an activation's backward computed (and nothing else wrote) is packed from
 /// the gradient of the activation's output, the backward applied on the way. An activation
 /// node whose output is then read by no node and not in `keep` is dropped, with its output's
-/// memory.
+/// memory. An activation output that only convs read as their x is packed once: the forward's
+/// texels serve the weight gradient's x too (they take the output's place in memory, and the
+/// activation is not computed again).
 pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
     let mut out = Graph {
         tensors: graph.tensors.clone(),
@@ -466,8 +472,24 @@ pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
             _ => None,
         };
     }
-    // (source, groups, texels) packed in the current run of conv nodes.
+    // Activation outputs that only convs read, as their x (slot 0).
+    let mut only_conv_x: HashMap<TensorId, bool> = activation_of
+        .iter()
+        .filter(|(t, (_, p))| matches!(p, Prologue::Act(_)) && !keep.contains(t))
+        .map(|(&t, _)| (t, true))
+        .collect();
+    for node in &graph.nodes {
+        let x_slot = matches!(node.op, Op::Conv(_) | Op::ConvBackwardWeight(_));
+        for (slot, t) in node.inputs.iter().enumerate() {
+            if let Some(only) = only_conv_x.get_mut(t) {
+                *only &= x_slot && slot == 0;
+            }
+        }
+    }
+    // (source, groups, texels) packed in the current run of conv nodes, and those kept for
+    // the whole graph.
     let mut packed: Vec<(TensorId, usize, TensorId)> = Vec::new();
+    let mut kept: Vec<(TensorId, usize, TensorId)> = Vec::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         if graph.update_start == Some(i) {
             out.update_start = Some(out.nodes.len());
@@ -489,7 +511,7 @@ pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
             let Ok(shape) = <[usize; 4]>::try_from(&graph.tensors[src].shape[..]) else {
                 continue; // not a conv activation: the launcher reports it
             };
-            let texels = match packed.iter().find(|(s, g, _)| (*s, *g) == (src, groups)) {
+            let texels = match packed.iter().chain(&kept).find(|(s, g, _)| (*s, *g) == (src, groups)) {
                 Some(&(_, _, t)) => t,
                 None => {
                     let texel_shape = grouped_conv::packed_activation_shape(shape, groups);
@@ -500,7 +522,10 @@ pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
                         &inputs,
                         &[("texels", &texel_shape)],
                     )[0];
-                    packed.push((src, groups, t));
+                    match only_conv_x.get(&src) {
+                        Some(true) => kept.push((src, groups, t)),
+                        _ => packed.push((src, groups, t)),
+                    }
                     t
                 }
             };
