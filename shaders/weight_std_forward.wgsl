@@ -1,6 +1,10 @@
 // weight_std_forward: scaled weight standardization, per output unit (row of w).
 //   w: [K, F] (F = fan_in = C/G*R*S)   gain: [K]   w_hat: [K, F]   stats: [K, 2] = (mean, var)
-//   mean_k = sum_i w[k,i] / F;  var_k = sum_i (w[k,i] - mean_k)^2 / F   (biased, two passes)
+//   mean_k = sum_i w[k,i] / F;  var_k = sum_i (w[k,i] - mean_k)^2 / F   (biased)
+//   Both in one pass over the unit, as shifted sums: with K = w[k,0], S1 = sum (w - K) and
+//   S2 = sum (w - K)^2, mean = K + S1/F and var = S2/F - (S1/F)^2. K is one of the unit's own
+//   values, so S1/F is of the order of the spread and the subtraction loses little (a plain
+//   sum of squares would lose everything to a mean far from zero).
 //   form 0 (timm):     w_hat = gain*m * (w - mean) / (sqrt(var + eps) * sqrt(F))
 //   form 1 (DeepMind): w_hat = gain*m * (w - mean) / sqrt(max(F * var, eps))
 //   m is `multiplier` (timm's gamma folded into the conv, else 1). stats are kept for the backward.
@@ -49,24 +53,22 @@ fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workg
     let base = unit * f;
     let end = base + f;
     let chunks_end = base + f / 4u * 4u;
-    var s = vec4<f32>(0.0);
+    let shift = w[base];
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
-        s += w4(i);
+        let d = w4(i) - shift;
+        s1 += d;
+        s2 += d * d;
     }
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
-        s.x += w[i];
+        let d = w[i] - shift;
+        s1.x += d;
+        s2.x += d * d;
     }
-    let mean = workgroup_sum2(vec2<f32>(hsum(s), 0.0), lane).x / f32(f);
-    var ss = vec4<f32>(0.0);
-    for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
-        let d = w4(i) - mean;
-        ss += d * d;
-    }
-    for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
-        let d = w[i] - mean;
-        ss.x += d * d;
-    }
-    let v = workgroup_sum2(vec2<f32>(hsum(ss), 0.0), lane).x / f32(f);
+    let sums = workgroup_sum2(vec2<f32>(hsum(s1), hsum(s2)), lane) / f32(f);
+    let mean = shift + sums.x;
+    let v = max(sums.y - sums.x * sums.x, 0.0);
     let scale = gain[unit] * prm.multiplier * ws_scale(v);
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
         let o = (w4(i) - mean) * scale;

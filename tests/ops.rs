@@ -249,13 +249,14 @@ fn weight_std_matches_reference() {
     for gpu in reduce_width_gpus() {
         let (mut rng, seed) = rng("weight_std");
         let cases = [
-            (WsForm::Timm, 5, 27, 1e-5, 1.0, 1.0),
-            (WsForm::Timm, 70, 1152, 1e-5, 1.0, 1.7015043),
-            (WsForm::DeepMind, 33, 128, 1e-4, 1.0, 1.0),
-            (WsForm::DeepMind, 6, 27, 1e-4, 1e-3, 1.0), // fan_in * var below the floor
-            (WsForm::Timm, 3, 1, 1e-5, 1.0, 1.0),       // one element per unit: var = 0
+            (WsForm::Timm, 5, 27, 1e-5, 1.0, 1.0, 0.0),
+            (WsForm::Timm, 70, 1152, 1e-5, 1.0, 1.7015043, 0.0),
+            (WsForm::DeepMind, 33, 128, 1e-4, 1.0, 1.0, 0.0),
+            (WsForm::DeepMind, 6, 27, 1e-4, 1e-3, 1.0, 0.0), // fan_in * var below the floor
+            (WsForm::Timm, 3, 1, 1e-5, 1.0, 1.0, 0.0),       // one element per unit: var = 0
+            (WsForm::Timm, 9, 576, 1e-5, 0.05, 1.0, 4.0),    // a mean far from zero: var by shifted sums
         ];
-        for (form, k, fan, eps, scale, multiplier) in cases {
+        for (form, k, fan, eps, scale, multiplier, offset) in cases {
             let spec = WeightStd {
                 k,
                 fan_in: fan,
@@ -263,8 +264,11 @@ fn weight_std_matches_reference() {
                 form,
                 multiplier,
             };
-            let name = format!("weight_std {form:?} {k}x{fan} x{scale}, {} lanes ({seed})", gpu.reduce_lanes());
-            let w = normal(&mut rng, k * fan, scale);
+            let name = format!(
+                "weight_std {form:?} {k}x{fan} x{scale} + {offset}, {} lanes ({seed})",
+                gpu.reduce_lanes()
+            );
+            let w: Vec<f64> = normal(&mut rng, k * fan, scale).iter().map(|v| v + offset).collect();
             let gain = normal(&mut rng, k, 1.0);
             let dwhat = normal(&mut rng, k * fan, 1.0);
             let (tw, tgain, tdwhat) = (
