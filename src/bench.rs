@@ -476,7 +476,12 @@ pub fn model_rows(gpu: &Gpu, case: &ModelCase, yardstick: Option<Yardstick>) -> 
         .filter(|(node, _)| {
             matches!(
                 node.op,
-                Op::Conv(_) | Op::ConvBackwardInput(..) | Op::ConvBackwardWeight(_) | Op::PackWeight(..) | Op::PackActivation(..)
+                Op::Conv(_)
+                    | Op::ConvBackwardInput(..)
+                    | Op::ConvBackwardWeight(_)
+                    | Op::PackWeight(..)
+                    | Op::PackWeightPair(_)
+                    | Op::PackActivation(..)
             )
         })
         .map(|(_, s)| s)

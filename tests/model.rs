@@ -125,6 +125,17 @@ fn a_training_step_is_one_submit_and_allocates_nothing_after_the_first() {
         standardized > 0 && given == standardized,
         "{given} of {standardized} conv weight updates take given norms"
     );
+    // And each conv's two weight packings are one pass (every conv of nano has an input
+    // gradient but the stem's first).
+    let pairs = plan.step_nodes().filter(|n| matches!(n.op, Op::PackWeightPair(_))).count();
+    let unpaired = plan
+        .step_nodes()
+        .filter(|n| matches!(n.op, Op::PackWeight(_, nfnet::ops::grouped_conv::Packing::InputInner)))
+        .count();
+    assert!(
+        pairs == standardized - 1 && unpaired == 0,
+        "{pairs} paired packings of {standardized}, {unpaired} unpaired"
+    );
     let loss_id = plan.graph().find("loss.loss").unwrap();
     let loss = |plan: &Plan| plan.tensor_id(loss_id).unwrap().read_f32(gpu).unwrap()[0];
     plan.step(gpu).unwrap();

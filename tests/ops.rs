@@ -185,6 +185,51 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
     }
 }
 
+/// Both packings in one pass give bitwise the two packings, padding included, in buffers and
+/// in textures (every conv case: odd channel counts, groups, 1x1 and 3x3).
+#[test]
+fn grouped_conv_pack_weight_pair_matches_two_packings() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (mut rng, seed) = rng("pack_weight_pair");
+    for case in conv_cases() {
+        let s = case.spec;
+        let w = upload(gpu, "w", &s.w_shape(), &normal(&mut rng, s.w_shape().iter().product(), 1.0));
+        for texture in [false, true] {
+            let out = |packing| {
+                let len = [grouped_conv::packed_len(&s, packing)];
+                match texture {
+                    true => GpuTensor::texture(gpu, "packed", &len).unwrap(),
+                    false => poisoned(gpu, "packed", &len),
+                }
+            };
+            let (oi, ii, oi_pair, ii_pair) = (
+                out(Packing::OutputInner),
+                out(Packing::InputInner),
+                out(Packing::OutputInner),
+                out(Packing::InputInner),
+            );
+            let launches = [
+                grouped_conv::pack_weight(gpu, &s, &w, &oi, Packing::OutputInner).unwrap(),
+                grouped_conv::pack_weight(gpu, &s, &w, &ii, Packing::InputInner).unwrap(),
+                grouped_conv::pack_weight_pair(gpu, &s, &w, &oi_pair, &ii_pair).unwrap(),
+            ];
+            gpu.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+            let bits = |t: &GpuTensor| t.read_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            for (what, a, b) in [("output-inner", &oi, &oi_pair), ("input-inner", &ii, &ii_pair)] {
+                let (want, got) = (bits(a), bits(b));
+                let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count();
+                assert_eq!(differ, 0, "{} {what} texture={texture} ({seed}): {differ} floats differ", case.name);
+            }
+        }
+    }
+    // Mixed storage is refused.
+    let s = conv_cases()[0].spec;
+    let w = upload(gpu, "w", &s.w_shape(), &normal(&mut rng, s.w_shape().iter().product(), 1.0));
+    let oi = GpuTensor::zeros(gpu, "oi", &[grouped_conv::packed_len(&s, Packing::OutputInner)]).unwrap();
+    let ii = GpuTensor::texture(gpu, "ii", &[grouped_conv::packed_len(&s, Packing::InputInner)]).unwrap();
+    assert!(grouped_conv::pack_weight_pair(gpu, &s, &w, &oi, &ii).is_err());
+}
+
 /// The autotuner on a context of its own: it times the candidates of a conv, keeps the result
 /// bitwise equal to the untuned kernel's, records its choices and caches them on disk.
 #[test]

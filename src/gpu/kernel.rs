@@ -74,6 +74,8 @@ macro_rules! kernels {
 kernels! {
     GroupedConvPackWeight => "grouped_conv_pack_weight", ["index", "packed_buffer_out"], (Read, ReadWrite);
     GroupedConvPackWeightTexture => "grouped_conv_pack_weight", ["index", "packed_texture_out"], (Read, StorageTexture);
+    GroupedConvPackWeightPair => "grouped_conv_pack_weight_pair", ["index", "packed_pair_buffer_out"], (Read, ReadWrite, ReadWrite);
+    GroupedConvPackWeightPairTexture => "grouped_conv_pack_weight_pair", ["index", "packed_pair_texture_out"], (Read, StorageTexture, StorageTexture);
     GroupedConvPackActivation => "grouped_conv_pack_activation", ["index", "activation"], (Read, StorageTexture, Read);
     GroupedConvForward => "grouped_conv_forward", ["index", "conv_params", "conv_forward_tile", "packed_buffer"], (Read, Read, Read, ReadWrite);
     GroupedConvForwardTextured => "grouped_conv_forward_textured", ["index", "conv_params", "conv_forward_tile", "texels"], (Texture, Texture, Read, ReadWrite);

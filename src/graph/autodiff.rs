@@ -140,10 +140,10 @@ pub fn backward(graph: &mut Graph, limits: &wgpu::Limits) -> Result<Gradients> {
                 }
             }
             Op::PackWeight(..) => {} // handled with its conv
-            Op::PackActivation(..) => {
+            Op::PackActivation(..) | Op::PackWeightPair(_) => {
                 return Err(Error::invalid(
                     "autodiff",
-                    format!("{name}: activation packing is added by the plan, after the backward pass"),
+                    format!("{name}: {} is added by the plan, after the backward pass", node.op.name()),
                 ))
             }
             Op::WeightStd(spec) => {

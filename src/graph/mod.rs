@@ -103,6 +103,9 @@ pub enum Op {
     WeightStd(WeightStd),
     /// in `[w_hat]`, out `[packed]`.
     PackWeight(Conv2d, Packing),
+    /// in `[w_hat]`, out `[packed (output-inner), packed (input-inner)]`: a training step's two
+    /// packings in one pass (inserted by [`plan::with_paired_weight_packs`]).
+    PackWeightPair(Conv2d),
     /// in `[x or dy, act_x?]`, out `[texels]`: a conv's activation as 4-channel texels for the
     /// `_textured` conv kernels, with the conv's groups, through a prologue (inserted by
     /// [`plan::with_conv_texels`]); `act_x` only with [`Prologue::ActBackward`].
@@ -172,6 +175,7 @@ impl Op {
         match self {
             Op::WeightStd(_) => "weight_std_forward",
             Op::PackWeight(..) => "grouped_conv_pack_weight",
+            Op::PackWeightPair(_) => "grouped_conv_pack_weight_pair",
             Op::PackActivation(..) => "grouped_conv_pack_activation",
             Op::Conv(_) => "grouped_conv_forward",
             Op::Act(_) => "scaled_act_forward",

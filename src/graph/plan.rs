@@ -10,8 +10,9 @@
 //!    buffer when nothing free is large enough). Two tensors bound by the same node never share,
 //!    so no dispatch binds one buffer twice. Where the adapter's conv kernels read textures
 //!    ([`Gpu::conv_textures`]), [`with_conv_texels`] first packs every conv's activations into
-//!    texels, and the outputs of `PackWeight` and `PackActivation` nodes live in textures,
-//!    pooled the same way among themselves.
+//!    texels, and the outputs of `PackWeight`, `PackWeightPair` and `PackActivation` nodes live
+//!    in textures, pooled the same way among themselves. (Before that, [`rewrite`] pairs each
+//!    conv's two weight packings.)
 //! 3. **Launches.** Each node becomes a [`Launch`]: shapes checked by its op's launcher,
 //!    pipelines fetched from the cache, bind groups built. This is where shape errors surface.
 //!
@@ -21,7 +22,7 @@
 use super::{Graph, Node, Op, Role, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, GpuTensor, GpuTimer, Launch, TEXTURE_WIDTH};
-use crate::ops::grouped_conv::Prologue;
+use crate::ops::grouped_conv::{Conv2d, Packing, Prologue};
 use crate::ops::{
     avg_pool, dropout, ema, global_pool, grad_accumulate, grouped_conv, linear, residual, scaled_act, se_gate, se_residual, sgd,
     softmax_xent, weight_std,
@@ -126,7 +127,7 @@ impl MemoryPlan {
             for node in graph
                 .nodes
                 .iter()
-                .filter(|n| matches!(n.op, Op::PackWeight(..) | Op::PackActivation(..)))
+                .filter(|n| matches!(n.op, Op::PackWeight(..) | Op::PackWeightPair(_) | Op::PackActivation(..)))
             {
                 node.outputs.iter().for_each(|&t| texture[t] = true);
             }
@@ -284,7 +285,7 @@ impl Plan {
     /// Compiles `graph`, taking its parameters from `store` (by name).
     pub fn new(gpu: &Gpu, graph: Graph, store: &ParamStore, options: &PlanOptions) -> Result<Plan> {
         let textures = gpu.conv_textures();
-        let graph = if textures { with_conv_texels(&graph, &options.keep) } else { graph };
+        let graph = rewrite(graph, &options.keep, textures);
         let memory_plan = MemoryPlan::new(&graph, options, textures);
         let memory = memory_plan.report(&graph);
         let pools: Vec<GpuTensor> = memory_plan
@@ -434,6 +435,52 @@ impl Plan {
     }
 }
 
+/// The graph `Plan::new` compiles: `graph` with each conv's weight packings paired
+/// ([`with_paired_weight_packs`]) and, where the conv kernels read `textures`, its conv
+/// activations packed ([`with_conv_texels`]; `keep` as [`PlanOptions::keep`]).
+pub fn rewrite(graph: Graph, keep: &[TensorId], textures: bool) -> Graph {
+    let graph = with_paired_weight_packs(&graph);
+    match textures {
+        true => with_conv_texels(&graph, keep),
+        false => graph,
+    }
+}
+
+/// `graph` with each conv's two weight packings, the forward's and the input gradient's that
+/// autodiff added, done in one pass at the forward's place ([`grouped_conv::pack_weight_pair`]):
+/// the standardized weights are read once, and they die after the forward instead of living
+/// until the backward (the input-inner packing lives in their place).
+pub fn with_paired_weight_packs(graph: &Graph) -> Graph {
+    // The input-inner packing of each packed tensor: (node index, spec, output).
+    let mut input_inner: HashMap<TensorId, (usize, Conv2d, TensorId)> = HashMap::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if let Op::PackWeight(spec, Packing::InputInner) = node.op {
+            input_inner.insert(node.inputs[0], (i, spec, node.outputs[0]));
+        }
+    }
+    let mut paired = Vec::new();
+    let mut nodes = Vec::with_capacity(graph.nodes.len());
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let mut node = node.clone();
+        if let Op::PackWeight(spec, Packing::OutputInner) = node.op {
+            if let Some(&(j, ii_spec, ii)) = input_inner.get(&node.inputs[0]) {
+                if j > i && ii_spec == spec {
+                    node.op = Op::PackWeightPair(spec);
+                    node.outputs.push(ii);
+                    paired.push(j);
+                }
+            }
+        }
+        nodes.push(node);
+    }
+    let kept = |i: &usize| !paired.contains(i);
+    Graph {
+        tensors: graph.tensors.clone(),
+        nodes: nodes.into_iter().enumerate().filter(|(i, _)| kept(i)).map(|(_, n)| n).collect(),
+        update_start: graph.update_start.map(|u| (0..u).filter(kept).count()),
+    }
+}
+
 /// `graph` with its conv activations packed for the `_textured` kernels: before each conv node
 /// a `PackActivation` node writes x (forward, weight gradient) or dy (input and weight gradient)
 /// as 4-channel texels ([`grouped_conv::pack_activation`]), and the conv reads those. Conv
@@ -499,7 +546,7 @@ pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
             Op::Conv(s) => (s.groups, &[(0, "x")]),
             Op::ConvBackwardInput(s, _) => (s.groups, &[(0, "dy")]),
             Op::ConvBackwardWeight(s) => (s.groups, &[(0, "x"), (1, "dy")]),
-            Op::PackWeight(..) => (0, &[]),
+            Op::PackWeight(..) | Op::PackWeightPair(_) => (0, &[]),
             _ => {
                 packed.clear();
                 (0, &[])
@@ -558,6 +605,7 @@ fn launch(gpu: &Gpu, node: &Node, tensors: &[Option<GpuTensor>]) -> Result<Launc
     let launch = match &node.op {
         Op::WeightStd(s) => weight_std::forward(gpu, s, i[0], i[1], o[0], o[1]),
         Op::PackWeight(s, packing) => grouped_conv::pack_weight(gpu, s, i[0], o[0], *packing),
+        Op::PackWeightPair(s) => grouped_conv::pack_weight_pair(gpu, s, i[0], o[0], o[1]),
         Op::PackActivation(groups, prologue) => grouped_conv::pack_activation(gpu, *groups, i[0], *prologue, i.get(1).copied(), o[0]),
         Op::Conv(s) => grouped_conv::forward_packed(gpu, s, i[0], i[1], i.get(2).copied(), o[0]),
         Op::Act(s) => scaled_act::forward(gpu, s, i[0], o[0]),

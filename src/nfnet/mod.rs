@@ -11,7 +11,7 @@ pub use model::{build, Mode, Model};
 
 use crate::error::Result;
 use crate::graph::optim::Optimizer;
-use crate::graph::plan::{with_conv_texels, MemoryPlan, MemoryReport, PlanOptions};
+use crate::graph::plan::{rewrite, MemoryPlan, MemoryReport, PlanOptions};
 use std::fmt::Write;
 
 /// The memory a training step of `config` plans: the graph with its backward pass and a full
@@ -28,10 +28,7 @@ pub fn training_memory(
     let opt = Optimizer::paper();
     let model = forward::training_model(config, batch, (resolution, resolution), limits, &opt)?;
     let keep: Vec<_> = model.loss.into_iter().collect();
-    let graph = match textures {
-        true => with_conv_texels(&model.graph, &keep),
-        false => model.graph,
-    };
+    let graph = rewrite(model.graph, &keep, textures);
     let options = PlanOptions {
         keep,
         prepare_params: false,

@@ -292,6 +292,58 @@ pub fn pack_weight(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packed: &GpuTensor, 
     })
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackPairParams {
+    k: u32,
+    cg: u32,
+    groups: u32,
+    rs: u32,
+    kb: u32,
+    cb: u32,
+    blocks: u32,
+    _pad: u32,
+}
+
+/// Writes `w` (OIHW) into both layouts at once, `output_inner` ([`Packing::OutputInner`], the
+/// forward's) and `input_inner` ([`Packing::InputInner`], the input gradient's), bitwise as two
+/// [`pack_weight`]s would, reading each weight once. Both are buffers or both textures.
+pub fn pack_weight_pair(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, output_inner: &GpuTensor, input_inner: &GpuTensor) -> Result<Launch> {
+    let kernel = match (output_inner.is_texture(), input_inner.is_texture()) {
+        (true, true) => Kernel::GroupedConvPackWeightPairTexture,
+        (false, false) => Kernel::GroupedConvPackWeightPair,
+        _ => {
+            return Err(Error::invalid(
+                Kernel::GroupedConvPackWeightPair.name(),
+                "the two packings must both be buffers or both textures",
+            ))
+        }
+    };
+    let op = kernel.name();
+    spec.validate(op)?;
+    check_shape(op, "w", w, &spec.w_shape())?;
+    check_numel(op, "output_inner", output_inner, packed_len(spec, Packing::OutputInner))?;
+    check_numel(op, "input_inner", input_inner, packed_len(spec, Packing::InputInner))?;
+    let (kb, cb) = (Packing::OutputInner.row(spec), Packing::InputInner.row(spec));
+    let blocks = spec.groups * spec.r * spec.s * (kb / 4) * (cb / 4);
+    let params = PackPairParams {
+        k: spec.k as u32,
+        cg: (spec.c / spec.groups) as u32,
+        groups: spec.groups as u32,
+        rs: (spec.r * spec.s) as u32,
+        kb: kb as u32,
+        cb: cb as u32,
+        blocks: blocks as u32,
+        _pad: 0,
+    };
+    let args = [w.into(), output_inner.into(), input_inner.into()];
+    let step = Step::new(gpu, kernel, &[], &params, &args, grid(&gpu.limits, op, blocks.div_ceil(256))?)?;
+    Ok(Launch {
+        steps: vec![step],
+        scratch: vec![],
+    })
+}
+
 /// Packs `w` into a new scratch tensor: the convenience path of the one-call launchers.
 /// The weights go where the adapter's conv kernels read them ([`Gpu::conv_textures`]).
 fn pack_scratch(gpu: &Gpu, spec: &Conv2d, w: &GpuTensor, packing: Packing) -> Result<(Launch, GpuTensor)> {
