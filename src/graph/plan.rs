@@ -6,13 +6,13 @@
 //!    weights change, not per call. Every other node runs at every step.
 //! 2. **Memory.** Inputs, labels, parameters, momentum, kept outputs and prepared weights get
 //!    buffers of their own. Every other tensor lives from the first node that touches it to the
-//!    last, and tensors whose lifetimes do not overlap share one buffer (best fit, growing a
-//!    buffer when nothing free is large enough). Two tensors bound by the same node never share,
-//!    so no dispatch binds one buffer twice. Where the adapter's conv kernels read textures
-//!    ([`Gpu::conv_textures`]), [`with_conv_texels`] first packs every conv's activations into
-//!    texels, and the outputs of `PackWeight`, `PackWeightPair` and `PackActivation` nodes live
-//!    in textures, pooled the same way among themselves. (Before that, [`rewrite`] pairs each
-//!    conv's two weight packings.)
+//!    last, and tensors whose lifetimes do not overlap share one buffer (best fit among the
+//!    free buffers at most 4 times the tensor's size, else the largest smaller one grown).
+//!    Two tensors bound by the same node never share, so no dispatch binds one buffer twice.
+//!    First [`rewrite`] pairs each conv's two weight packings and, where the adapter's conv
+//!    kernels read textures ([`Gpu::conv_textures`]), packs every conv's activations into
+//!    texels ([`with_conv_texels`]); the outputs of `PackWeight`, `PackWeightPair` and
+//!    `PackActivation` nodes then live in textures, pooled the same way among themselves.
 //! 3. **Launches.** Each node becomes a [`Launch`]: shapes checked by its op's launcher,
 //!    pipelines fetched from the cache, bind groups built. This is where shape errors surface.
 //!
