@@ -3,7 +3,7 @@
 // Register tile: each invocation computes TN rows x 4 inputs; per o, each weight it loads feeds
 // TN multiply-adds and each dy value 4. TN is 8 from batch 8 up, else 4 (as linear_forward). Each
 // sum runs over o in order.
-// Dispatch: x = ceil(I / (4 * 64)), lanes over input tiles (consecutive lanes read consecutive
+// Dispatch: x = ceil(I / (4 * 16)), lanes over input tiles (consecutive lanes read consecutive
 // weights); y = ceil(N / TN) blocks of TN rows, dy broadcast. Launcher: ops::linear::backward_input.
 
 struct Params {
@@ -24,7 +24,7 @@ struct Params {
 override TN: u32 = 4u;   // rows of dy per invocation: 4 or 8
 const TI: u32 = 4u;   // inputs per invocation
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(16)
 fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let i0 = gid.x * TI;
     if (i0 >= prm.i) {

@@ -4,7 +4,7 @@
 // loads feeds TN multiply-adds and each of the TN inputs 4 (storage loads, not multiply-adds, are
 // what costs on a software device). TN is 8 from batch 8 up (each weight read once for 8 rows),
 // else 4. Each sum runs over i in order, as the f64 reference's.
-// Dispatch: x = ceil(O / (4 * 64)), lanes over output tiles; y = ceil(N / TN) blocks of TN rows.
+// Dispatch: x = ceil(O / (4 * 16)), lanes over output tiles; y = ceil(N / TN) blocks of TN rows.
 // Launcher: ops::linear::forward.
 
 struct Params {
@@ -26,7 +26,7 @@ struct Params {
 override TN: u32 = 4u;   // rows of x per invocation: 4 or 8
 const TO: u32 = 4u;   // outputs per invocation
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(16)
 fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let o0 = gid.x * TO;
     if (o0 >= prm.o) {

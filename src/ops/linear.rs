@@ -35,6 +35,10 @@ struct Params {
 const TILE: usize = 4;
 /// Rows of dW per invocation of the weight gradient (`TO` there).
 const WEIGHT_ROWS: usize = 8;
+/// Invocations per workgroup of the forward and the input gradient: few, so that even a layer
+/// of 768 outputs (SE's fc1 in F0) gives 12 workgroups to share among a CPU adapter's threads
+/// (with 64 it gave 3, and 2 threads ran them in two rounds).
+const LANES: usize = 16;
 
 /// Rows of x (or dy) per invocation of the forward and the input gradient (the override `TN`):
 /// 8 from batch 8 up, so that each weight is read once per 8 rows, else 4 (fewer rows computed
@@ -110,7 +114,7 @@ pub fn forward(gpu: &Gpu, spec: &Linear, x: &GpuTensor, w: &GpuTensor, b: Option
     }
     let bias = b.or(none.as_ref()).expect("a bias or its placeholder");
     let rows = rows(spec.n);
-    let groups = [spec.out_features.div_ceil(TILE * 64) as u32, spec.n.div_ceil(rows) as u32, 1];
+    let groups = [spec.out_features.div_ceil(TILE * LANES) as u32, spec.n.div_ceil(rows) as u32, 1];
     let step = Step::new(
         gpu,
         kernel,
@@ -134,7 +138,7 @@ pub fn backward_input(gpu: &Gpu, spec: &Linear, dy: &GpuTensor, w: &GpuTensor, d
     check_numel(op, "w", w, spec.out_features * spec.in_features)?;
     check_shape(op, "dx", dx, &[spec.n, spec.in_features])?;
     let rows = rows(spec.n);
-    let groups = [spec.in_features.div_ceil(TILE * 64) as u32, spec.n.div_ceil(rows) as u32, 1];
+    let groups = [spec.in_features.div_ceil(TILE * LANES) as u32, spec.n.div_ceil(rows) as u32, 1];
     let step = Step::new(
         gpu,
         kernel,
