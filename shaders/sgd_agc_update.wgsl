@@ -8,10 +8,13 @@
 //   |.| is the L2 norm over a unit (of w before the update), a workgroup tree in a fixed order,
 //   or, with the pipeline constant NORMS = 1, given: |w|^2 = len * (var + mean^2) from
 //   stats: [units, 2] (weight_std_forward's mean and variance of w) and |g|^2 from g_sq:
-//   [units] (weight_std_backward's); the kernel then reads w and g once.
+//   [units] (weight_std_backward's); the kernel then reads w and g once. With NORMS = 2 every
+//   unit is one element (a gain [K,1,1,1] clipped per channel): each lane takes one unit, its
+//   norms |w_i| and |g_i| (the same values as a workgroup's sum of one square and zeros), and no
+//   workgroup is spent on a unit of one element.
 // Dispatch: one workgroup of REDUCE_WG lanes per unit (ops::chunked over units); lane l reads the
 // unit's 4-element chunks l, l + REDUCE_WG, ..., then the elements past the last whole chunk one
-// per lane (as weight_std_forward). Launcher: ops::sgd::agc_update.
+// per lane (as weight_std_forward). NORMS = 2: one lane per unit. Launcher: ops::sgd::agc_update.
 
 struct Params {
     units: u32,
@@ -61,9 +64,33 @@ fn update4(i: u32, gc: vec4<f32>) {
     w[i + 3u] = w2.w;
 }
 
+// The update of element i from its clipped gradient `gc`: sgd_update's formula.
+fn update1(i: u32, gc: f32) {
+    let wv = w[i];
+    let d = gc + prm.weight_decay * wv;
+    let b = prm.momentum * buf[i] + d;
+    buf[i] = b;
+    w[i] = wv - info.lr * select(b, d + prm.momentum * b, prm.nesterov != 0u);
+}
+
+// AGC's factor for a unit with squared norms sums = (|w|^2, |g|^2).
+fn clip_factor(sums: vec2<f32>) -> f32 {
+    let max_norm = prm.clip * max(sqrt(sums.x), prm.eps);
+    let g_norm = sqrt(sums.y);
+    return select(max_norm / max(g_norm, 1e-6), 1.0, g_norm < max_norm);
+}
+
 @compute @workgroup_size(REDUCE_WG)
 fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (NORMS == 2u) {
+        let i = flat_group(wid, nwg) * REDUCE_WG + lane;
+        if (i < prm.units) {
+            let gv = g[i];
+            update1(i, gv * clip_factor(vec2<f32>(w[i] * w[i], gv * gv)));
+        }
+        return;
+    }
     let unit = flat_group(wid, nwg);
     if (unit >= prm.units) {
         return;   // uniform across the workgroup
@@ -90,19 +117,13 @@ fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
         }
         sums = workgroup_sum2(vec2<f32>(hsum(ww), hsum(gg)), lane);
     }
-    let max_norm = prm.clip * max(sqrt(sums.x), prm.eps);
-    let g_norm = sqrt(sums.y);
-    let factor = select(max_norm / max(g_norm, 1e-6), 1.0, g_norm < max_norm);
+    let factor = clip_factor(sums);
     // Every lane has read the whole unit's w (the barrier in workgroup_sum2) before any writes;
     // with NORMS = 1 each lane reads only the elements it writes.
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
         update4(i, g4(i) * factor);
     }
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
-        let wv = w[i];
-        let d = g[i] * factor + prm.weight_decay * wv;
-        let b = prm.momentum * buf[i] + d;
-        buf[i] = b;
-        w[i] = wv - info.lr * select(b, d + prm.momentum * b, prm.nesterov != 0u);
+        update1(i, g[i] * factor);
     }
 }

@@ -883,8 +883,9 @@ fn dropout_matches_reference_bit_for_bit() {
 #[test]
 fn sgd_updates_match_reference() {
     let (mut rng, seed) = rng("sgd_update");
-    // Units of 36 (whole 4-element chunks), 130 (a tail of 2), 1 (gains) and whole tensors.
-    let shapes: [&[usize]; 5] = [&[6, 4, 3, 3], &[70, 130], &[6, 1, 1, 1], &[301], &[]];
+    // Units of 36 (whole 4-element chunks), 130 (a tail of 2), 1 (gains: one lane per unit,
+    // 37 of them over several workgroups) and whole tensors.
+    let shapes: [&[usize]; 5] = [&[6, 4, 3, 3], &[70, 130], &[37, 1, 1, 1], &[301], &[]];
     for gpu in reduce_width_gpus() {
         let info = step_info::tensor(
             gpu,

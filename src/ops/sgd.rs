@@ -107,15 +107,20 @@ pub fn agc_update(
     }
     // Without norms the kernel reads neither binding: g stands in for both.
     let (stats, g_sq) = norms.map_or(((g, len), (g, len)), |(s, q)| ((s, 2), (q, 1)));
-    let given = [("NORMS", norms.is_some() as u32 as f64)];
-    // One workgroup per unit; a unit too large for one binding fails in Step::new with a Limit.
+    // The kernel's NORMS: given (1), units of one element (2, one lane each), else summed by
+    // one workgroup per unit (0); a unit too large for one binding fails in Step::new.
+    let (mode, invocations) = match (norms, len) {
+        (Some(_), _) => (1, lanes),
+        (None, 1) => (2, 1),
+        (None, _) => (0, lanes),
+    };
     chunked_specialized(
         gpu,
         kernel,
-        &given,
+        &[("NORMS", mode as f64)],
         agc.units,
         &[(info, 0), (g, len), (w, len), (buf, len), stats, g_sq],
-        lanes,
+        invocations,
         lanes,
         |_, n| AgcParams {
             units: n as u32,
