@@ -384,7 +384,7 @@ pub enum Prologue {
     /// The values as they are.
     None,
     /// The source is an activation's input; the texels hold its output `gamma * act(src)`
-    /// (the conv's x), bitwise as `scaled_act_forward` computes it.
+    /// (the conv's x), the values `scaled_act_forward` computes.
     Act(ScaledAct),
     /// The source is the gradient of an activation's output; the texels hold the gradient of
     /// its input `src * gamma * act'(act_x)` (the conv's dy), the values `scaled_act_backward`
