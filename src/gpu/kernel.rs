@@ -5,7 +5,8 @@
 //! the kernel's own file. The conv kernels come twice: reading storage buffers, and (suffix
 //! `_textured`) reading their activation and packed weights as texels, for adapters where a
 //! texel fetch costs less than a buffer load. Weight packing writes either storage through the
-//! `packed_buffer_out` or `packed_texture_out` prelude. `bindings()` is the contract with the
+//! `packed_buffer_out` or `packed_texture_out` prelude (the paired packing through
+//! `packed_pair_buffer_out` or `packed_pair_texture_out`). `bindings()` is the contract with the
 //! shader's `@binding`s: binding 0 is always the uniform `Params`, then the inputs
 //! (read-only), then the outputs (read-write).
 //! The naga test validates every source in `Kernel::ALL` without a GPU.

@@ -117,7 +117,8 @@ pub fn forward(gpu: &Gpu, spec: &WeightStd, w: &GpuTensor, gain: &GpuTensor, w_h
     })
 }
 
-/// `dw, dgain` from `dw_hat` (both overwritten).
+/// `dw, dgain` from `dw_hat`, and `dw_sq` (`[K]`): each unit's squared norm of `dw`, which the
+/// AGC update takes instead of summing it again (all overwritten).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
