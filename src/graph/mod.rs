@@ -289,6 +289,15 @@ impl Graph {
         self.tensors.iter().position(|t| t.name == name)
     }
 
+    /// The node that writes `t`, where exactly one does (an accumulated gradient has several).
+    pub fn sole_writer(&self, t: TensorId) -> Option<&Node> {
+        let mut writers = self.nodes.iter().filter(|n| n.outputs.contains(&t));
+        match (writers.next(), writers.next()) {
+            (Some(n), None) => Some(n),
+            _ => None,
+        }
+    }
+
     /// The parameters, in creation order (the order of timm's `state_dict`).
     pub fn params(&self) -> impl Iterator<Item = (TensorId, &TensorDef, &ParamInfo)> {
         self.tensors.iter().enumerate().filter_map(|(i, t)| match &t.role {

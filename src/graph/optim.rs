@@ -119,9 +119,8 @@ fn given_norms(graph: &Graph, param: TensorId, grad: TensorId, agc: &Agc) -> Opt
         Op::WeightStd(ws) if n.inputs[0] == param && (ws.k, ws.fan_in) == (agc.units, agc.unit_len) => Some(n.outputs[1]),
         _ => None,
     })?;
-    let mut writers = graph.nodes.iter().filter(|n| n.outputs.contains(&grad));
-    match (writers.next(), writers.next()) {
-        (Some(n), None) if matches!(n.op, Op::WeightStdBackward(_)) && n.outputs[0] == grad => Some([stats, n.outputs[2]]),
+    match graph.sole_writer(grad) {
+        Some(n) if matches!(n.op, Op::WeightStdBackward(_)) && n.outputs[0] == grad => Some([stats, n.outputs[2]]),
         _ => None,
     }
 }

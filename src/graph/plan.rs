@@ -505,19 +505,16 @@ pub fn with_conv_texels(graph: &Graph, keep: &[TensorId]) -> Graph {
     };
     // For each tensor written by exactly one node, an activation (forward or a backward that
     // overwrites its output): the inputs to pack from and the prologue that gives the tensor.
-    let mut writers: HashMap<TensorId, usize> = HashMap::new();
-    for node in &graph.nodes {
-        node.outputs.iter().for_each(|&t| *writers.entry(t).or_default() += 1);
-    }
     let mut activation_of: HashMap<TensorId, (Vec<TensorId>, Prologue)> = HashMap::new();
-    for node in graph.nodes.iter().filter(|n| writers[&n.outputs[0]] == 1) {
-        match node.op {
-            Op::Act(spec) => activation_of.insert(node.outputs[0], (vec![node.inputs[0]], Prologue::Act(spec))),
-            Op::ActBackward(spec, false) => {
-                activation_of.insert(node.outputs[0], (vec![node.inputs[1], node.inputs[0]], Prologue::ActBackward(spec)))
-            }
-            _ => None,
+    for node in &graph.nodes {
+        let from = match node.op {
+            Op::Act(spec) => (vec![node.inputs[0]], Prologue::Act(spec)),
+            Op::ActBackward(spec, false) => (vec![node.inputs[1], node.inputs[0]], Prologue::ActBackward(spec)),
+            _ => continue,
         };
+        if graph.sole_writer(node.outputs[0]).is_some_and(|w| std::ptr::eq(w, node)) {
+            activation_of.insert(node.outputs[0], from);
+        }
     }
     // Activation outputs that only convs read, as their x (slot 0).
     let mut only_conv_x: HashMap<TensorId, bool> = activation_of
