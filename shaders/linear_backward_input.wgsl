@@ -1,9 +1,9 @@
 // linear_backward_input: dx (+)= dy W.
 //   dy: [N, O]   w: [O, I]   dx: [N, I]; accumulate = 0 never reads the old dx.
-// Register tile: each invocation computes TN rows x 4 inputs; per o, each weight it loads feeds
-// TN multiply-adds and each dy value 4. TN is 8 from batch 8 up, else 4 (as linear_forward). Each
+// Register tile: each invocation computes TN rows x 8 inputs; per o, each weight it loads feeds
+// TN multiply-adds and each dy value 8. TN is 8 from batch 8 up, else 4 (as linear_forward). Each
 // sum runs over o in order.
-// Dispatch: x = ceil(I / (4 * 16)), lanes over input tiles (consecutive lanes read consecutive
+// Dispatch: x = ceil(I / (8 * 16)), lanes over input tiles (consecutive lanes read consecutive
 // weights); y = ceil(N / TN) blocks of TN rows, dy broadcast. Launcher: ops::linear::backward_input.
 
 struct Params {
@@ -22,7 +22,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
 override TN: u32 = 4u;   // rows of dy per invocation: 4 or 8
-const TI: u32 = 4u;   // inputs per invocation
+const TI: u32 = 8u;   // inputs per invocation
 
 @compute @workgroup_size(16)
 fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -33,8 +33,8 @@ fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     let n0 = wid.y * TN;
     let nn = min(TN, prm.n - n0);
     var row: array<u32, 8>;
-    var col: array<u32, 4>;
-    var acc: array<f32, 32>;                    // [t * TI + j]: row n0 + t, input i0 + j
+    var col: array<u32, 8>;
+    var acc: array<f32, 64>;                    // [t * TI + j]: row n0 + t, input i0 + j
     for (var t = 0u; t < TN; t++) {
         row[t] = (n0 + min(t, nn - 1u)) * prm.o;
     }

@@ -2,9 +2,9 @@
 //   x: [N, I]   dy: [N, O]   dw: [O, I]   db: [O] (unwritten unless has_bias)
 //   Column i = I of x is taken as all ones, so its lane computes the bias gradient.
 //   The sum over n runs in order n = 0, 1, ... in one invocation (deterministic).
-// Register tile: each invocation computes 8 rows (outputs) x 4 columns; per n, each dy value it
-// loads feeds 4 multiply-adds and each x value 8.
-// Dispatch: x = ceil((I + has_bias) / (4 * 64)), lanes over column tiles; y = ceil(O / 8).
+// Register tile: each invocation computes 16 rows (outputs) x 8 columns; per n, each dy value it
+// loads (the same for every lane of a workgroup) feeds 8 multiply-adds and each x value 16.
+// Dispatch: x = ceil((I + has_bias) / (8 * 64)), lanes over column tiles; y = ceil(O / 16).
 // Launcher: ops::linear::backward_weight.
 
 struct Params {
@@ -23,8 +23,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(4) var<storage, read_write> db: array<f32>;
 
-const TO: u32 = 8u;   // outputs (rows of dW) per invocation
-const TI: u32 = 4u;   // columns per invocation
+const TO: u32 = 16u;   // outputs (rows of dW) per invocation
+const TI: u32 = 8u;   // columns per invocation
 
 @compute @workgroup_size(64)
 fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -34,9 +34,9 @@ fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     if (c0 >= cols) {
         return;
     }
-    var acc: array<f32, 32>;                    // [j * TI + c]: output o0 + j, column c0 + c
+    var acc: array<f32, 128>;                   // [j * TI + c]: output o0 + j, column c0 + c
     for (var n = 0u; n < prm.n; n++) {
-        var ds: array<f32, 8>;
+        var ds: array<f32, 16>;
         for (var j = 0u; j < TO; j++) {
             ds[j] = dy[n * prm.o + min(o0 + j, prm.o - 1u)];
         }

@@ -26,6 +26,7 @@ use crate::graph::Op;
 use crate::nfnet::{build, forward, weights, Mode, NfnetConfig};
 use crate::ops::agc::Agc;
 use crate::ops::grouped_conv::{self, Conv2d, Packing, Padding};
+use crate::ops::linear::{self, Linear};
 use crate::ops::sgd::{self, Sgd};
 use crate::ops::step_info::{self, StepInfo};
 use crate::ops::weight_std::{self, WeightStd, WsForm};
@@ -308,6 +309,8 @@ pub fn kernel_rows(
         }
     }
 
+    linear_rows(gpu, &wanted, yardstick, &mut push)?;
+
     let ws_keys = [("weight_std", "forward"), ("weight_std", "backward"), ("sgd", "agc_update")];
     let shapes = ["f0_all_convs", "f0_all_convs", "f0_all_conv_weights"];
     let key = |i: usize| format!("op={} pass={} shape={}", ws_keys[i].0, ws_keys[i].1, shapes[i]);
@@ -372,6 +375,61 @@ pub fn kernel_rows(
         }
     }
     Ok(rows)
+}
+
+/// The linear rows: every linear layer of dm_nfnet_f0 at batch 8 (SE's two
+/// layers in each of the 12 blocks and the classifier head), each pass timed over all of them.
+fn linear_rows(gpu: &Gpu, wanted: &dyn Fn(&str) -> bool, yardstick: Option<Yardstick>, push: &mut dyn FnMut(KernelRow)) -> Result<()> {
+    let passes = ["forward", "backward_input", "backward_weight"];
+    let shape = "f0_all_linear_n8";
+    let key = |pass: &str| format!("op=linear pass={pass} shape={shape}");
+    if !passes.iter().any(|p| wanted(&key(p))) {
+        return Ok(());
+    }
+    let config = NfnetConfig::load("f0")?;
+    let graph = build(&config, 8, (128, 128), Mode::Eval, 0)?.graph;
+    let specs: Vec<Linear> = graph
+        .nodes
+        .iter()
+        .filter_map(|node| match &node.op {
+            Op::Linear(l) => Some(*l),
+            _ => None,
+        })
+        .collect();
+    let mut launches = [Launch::new(), Launch::new(), Launch::new()];
+    let mut tensors = Vec::new();
+    let mut macs = 0usize;
+    for l in &specs {
+        let (x, w, b, y) = (
+            tensor(gpu, "x", &[l.n, l.in_features])?,
+            tensor(gpu, "w", &[l.out_features, l.in_features])?,
+            tensor(gpu, "b", &[l.out_features])?,
+            tensor(gpu, "y", &[l.n, l.out_features])?,
+        );
+        let (dx, dw, db) = (
+            tensor(gpu, "dx", &[l.n, l.in_features])?,
+            tensor(gpu, "dw", &[l.out_features, l.in_features])?,
+            tensor(gpu, "db", &[l.out_features])?,
+        );
+        let bias = l.bias.then_some(&b);
+        launches[0].extend(linear::forward(gpu, l, &x, &w, bias, &y)?);
+        launches[1].extend(linear::backward_input(gpu, l, &y, &w, &dx, false)?);
+        launches[2].extend(linear::backward_weight(gpu, l, &x, &y, &dw, l.bias.then_some(&db))?);
+        macs += l.n * l.in_features * l.out_features;
+        tensors.extend([x, w, b, y, dx, dw, db]);
+    }
+    for (pass, launch) in passes.iter().zip(&launches) {
+        if wanted(&key(pass)) {
+            push(row(
+                yardstick,
+                ("linear", pass, shape.into()),
+                time(gpu, &[launch])?,
+                2.0 * macs as f64,
+                0.0,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Steps timed per model row after the warm-up.

@@ -700,6 +700,14 @@ fn linear_matches_reference() {
             out_features: 5,
             bias: false,
         },
+        // More columns (with the bias's) than one weight-gradient workgroup covers (8 x 64),
+        // rows not a multiple of its 16.
+        Linear {
+            n: 8,
+            in_features: 530,
+            out_features: 21,
+            bias: true,
+        },
     ];
     for spec in cases {
         let (n, i, o) = (spec.n, spec.in_features, spec.out_features);

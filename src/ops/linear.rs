@@ -31,10 +31,16 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Outputs, inputs or columns per invocation (`TO`, `TI` in the shaders).
-const TILE: usize = 4;
-/// Rows of dW per invocation of the weight gradient (`TO` there).
-const WEIGHT_ROWS: usize = 8;
+/// Outputs per invocation of the forward (`TO` there): with 8, each lane streams 8 weight rows
+/// and the F0 layers ran 25% slower.
+const FORWARD_OUTPUTS: usize = 4;
+/// Inputs per invocation of the input gradient (`TI` there): each of the TN dy values it loads
+/// (the same for every lane) feeds 8 multiply-adds (4 gave 620 ms for F0's layers, 8 gives 500).
+const INPUT_COLUMNS: usize = 8;
+/// dW's tile per invocation of the weight gradient (`TO` x `TI` there): per sample, 16 dy and 8
+/// x loads feed 128 multiply-adds (8 x 4 loaded 12 per 32: 730 ms for F0's layers, now 620).
+const WEIGHT_ROWS: usize = 16;
+const WEIGHT_COLUMNS: usize = 8;
 /// Invocations per workgroup of the forward and the input gradient: few, so that even a layer
 /// of 768 outputs (SE's fc1 in F0) gives 12 workgroups to share among a CPU adapter's threads
 /// (with 64 it gave 3, and 2 threads ran them in two rounds).
@@ -114,7 +120,11 @@ pub fn forward(gpu: &Gpu, spec: &Linear, x: &GpuTensor, w: &GpuTensor, b: Option
     }
     let bias = b.or(none.as_ref()).expect("a bias or its placeholder");
     let rows = rows(spec.n);
-    let groups = [spec.out_features.div_ceil(TILE * LANES) as u32, spec.n.div_ceil(rows) as u32, 1];
+    let groups = [
+        spec.out_features.div_ceil(FORWARD_OUTPUTS * LANES) as u32,
+        spec.n.div_ceil(rows) as u32,
+        1,
+    ];
     let step = Step::new(
         gpu,
         kernel,
@@ -138,7 +148,11 @@ pub fn backward_input(gpu: &Gpu, spec: &Linear, dy: &GpuTensor, w: &GpuTensor, d
     check_numel(op, "w", w, spec.out_features * spec.in_features)?;
     check_shape(op, "dx", dx, &[spec.n, spec.in_features])?;
     let rows = rows(spec.n);
-    let groups = [spec.in_features.div_ceil(TILE * LANES) as u32, spec.n.div_ceil(rows) as u32, 1];
+    let groups = [
+        spec.in_features.div_ceil(INPUT_COLUMNS * LANES) as u32,
+        spec.n.div_ceil(rows) as u32,
+        1,
+    ];
     let step = Step::new(
         gpu,
         kernel,
@@ -167,7 +181,7 @@ pub fn backward_weight(gpu: &Gpu, spec: &Linear, x: &GpuTensor, dy: &GpuTensor, 
     }
     let bias = db.or(none.as_ref()).expect("a bias gradient or its placeholder");
     let groups = [
-        (spec.in_features + spec.bias as usize).div_ceil(TILE * 64) as u32,
+        (spec.in_features + spec.bias as usize).div_ceil(WEIGHT_COLUMNS * 64) as u32,
         spec.out_features.div_ceil(WEIGHT_ROWS) as u32,
         1,
     ];
