@@ -2,9 +2,10 @@
 //!
 //! * Kernel rows: every distinct conv of dm_nfnet_f0 at 192x192, batch 8 (stem, each stage's
 //!   1x1, grouped 3x3, strided and shortcut convs, the final conv) forward, input gradient and
-//!   weight gradient on packed weights (packed where the autotuner keeps them), then weight
-//!   standardization and the fused AGC + SGD update (`sgd_agc_update`) over all F0 weights.
-//!   GFLOP/s for the convs, GB/s for the rest.
+//!   weight gradient on packed weights (packed where the autotuner keeps them), then all of
+//!   F0's linear layers at batch 8 (SE's and the head's, each pass over all of them), then
+//!   weight standardization and the fused AGC + SGD update (`sgd_agc_update`) over all F0
+//!   weights. GFLOP/s for the convs and linear layers, GB/s for the rest.
 //! * Model rows: a whole training step (forward, backward, AGC + SGD, one submit) and an
 //!   inference pass for a model at a resolution and batch, in images/s, with the time split
 //!   into GPU time (timestamp queries around the step's compute pass, where the adapter has
@@ -377,8 +378,8 @@ pub fn kernel_rows(
     Ok(rows)
 }
 
-/// The linear rows: every linear layer of dm_nfnet_f0 at batch 8 (SE's two
-/// layers in each of the 12 blocks and the classifier head), each pass timed over all of them.
+/// The linear rows: every linear layer of dm_nfnet_f0 at batch 8 (SE's two layers in each of
+/// the 12 blocks and the classifier head), each pass timed over all of them in one submission.
 fn linear_rows(gpu: &Gpu, wanted: &dyn Fn(&str) -> bool, yardstick: Option<Yardstick>, push: &mut dyn FnMut(KernelRow)) -> Result<()> {
     let passes = ["forward", "backward_input", "backward_weight"];
     let shape = "f0_all_linear_n8";

@@ -35,10 +35,12 @@ struct Params {
 /// and the F0 layers ran 25% slower.
 const FORWARD_OUTPUTS: usize = 4;
 /// Inputs per invocation of the input gradient (`TI` there): each of the TN dy values it loads
-/// (the same for every lane) feeds 8 multiply-adds (4 gave 620 ms for F0's layers, 8 gives 500).
+/// (the same for every lane) feeds 8 multiply-adds (with 4, F0's layers took about 600 ms in
+/// `nfnet bench`'s linear rows on lavapipe; with 8, about 500).
 const INPUT_COLUMNS: usize = 8;
 /// dW's tile per invocation of the weight gradient (`TO` x `TI` there): per sample, 16 dy and 8
-/// x loads feed 128 multiply-adds (8 x 4 loaded 12 per 32: 730 ms for F0's layers, now 620).
+/// x loads feed 128 multiply-adds (an 8 x 4 tile loaded 12 per 32: about 730 ms for F0's
+/// layers, now about 590).
 const WEIGHT_ROWS: usize = 16;
 const WEIGHT_COLUMNS: usize = 8;
 /// Invocations per workgroup of the forward and the input gradient: few, so that even a layer
