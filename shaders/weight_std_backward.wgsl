@@ -38,6 +38,15 @@ fn dw_hat4(i: u32) -> vec4<f32> {
     return vec4<f32>(dw_hat[i], dw_hat[i + 1u], dw_hat[i + 2u], dw_hat[i + 3u]);
 }
 
+// With KEEP = 1 (CPU adapters) each lane keeps its chunks of dw_hat and of u = w - mean from
+// the sums' pass in private arrays for the pass that writes dw, so w and dw_hat are read once
+// where a lane has at most KEPT chunks (with 8 lanes, units of up to 1536: F0's largest). On a
+// CPU private memory is the thread's stack, far cheaper than a storage load (F0's convs: 964 ->
+// 713 ms on lavapipe); a GPU would spill the arrays, so there KEEP = 0 and they compile away.
+// The values are the same either way: same sums, same dw bits.
+override KEEP: u32 = 0u;
+const KEPT: u32 = 48u;
+
 @compute @workgroup_size(REDUCE_WG)
 fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -61,12 +70,22 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
         s = 1.0 / sqrt(max(ff * v, prm.eps));
         c = select(0.0, 1.0 / v, ff * v > prm.eps);
     }
+    let keep = KEEP != 0u && f / 4u <= KEPT * REDUCE_WG;   // uniform across the workgroup
+    var kept_g: array<vec4<f32>, KEPT>;
+    var kept_u: array<vec4<f32>, KEPT>;
+    var j = 0u;   // this lane's chunk count
     var s1 = vec4<f32>(0.0);
     var s2 = vec4<f32>(0.0);
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
         let g = dw_hat4(i);
+        let u = w4(i) - mean;
         s1 += g;
-        s2 += g * (w4(i) - mean);
+        s2 += g * u;
+        if (keep) {
+            kept_g[j] = g;
+            kept_u[j] = u;
+        }
+        j++;
     }
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
         let g = dw_hat[i];
@@ -78,8 +97,19 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
     let mean_g = sums.x / ff;
     let k2 = c * sums.y / ff;
     var sq = vec4<f32>(0.0);
+    j = 0u;
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
-        let d = a * (dw_hat4(i) - mean_g - k2 * (w4(i) - mean));
+        var g: vec4<f32>;
+        var u: vec4<f32>;
+        if (keep) {
+            g = kept_g[j];
+            u = kept_u[j];
+        } else {
+            g = dw_hat4(i);
+            u = w4(i) - mean;
+        }
+        let d = a * (g - mean_g - k2 * u);
+        j++;
         dw[i] = d.x;
         dw[i + 1u] = d.y;
         dw[i + 2u] = d.z;

@@ -42,6 +42,12 @@ fn w4(i: u32) -> vec4<f32> {
     return vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
 }
 
+// With KEEP = 1 (CPU adapters) each lane keeps its chunks of w from the sums' pass in a private
+// array for the pass that writes w_hat, so w is read once where a lane has at most KEPT chunks
+// (as weight_std_backward, which explains why only on CPU adapters). Same values either way.
+override KEEP: u32 = 0u;
+const KEPT: u32 = 48u;
+
 @compute @workgroup_size(REDUCE_WG)
 fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -54,12 +60,20 @@ fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workg
     let end = base + f;
     let chunks_end = base + f / 4u * 4u;
     let shift = w[base];
+    let keep = KEEP != 0u && f / 4u <= KEPT * REDUCE_WG;   // uniform across the workgroup
+    var kept: array<vec4<f32>, KEPT>;
+    var j = 0u;   // this lane's chunk count
     var s1 = vec4<f32>(0.0);
     var s2 = vec4<f32>(0.0);
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
-        let d = w4(i) - shift;
+        let wv = w4(i);
+        let d = wv - shift;
         s1 += d;
         s2 += d * d;
+        if (keep) {
+            kept[j] = wv;
+        }
+        j++;
     }
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
         let d = w[i] - shift;
@@ -70,8 +84,16 @@ fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workg
     let mean = shift + sums.x;
     let v = max(sums.y - sums.x * sums.x, 0.0);
     let scale = gain[unit] * prm.multiplier * ws_scale(v);
+    j = 0u;
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
-        let o = (w4(i) - mean) * scale;
+        var wv: vec4<f32>;
+        if (keep) {
+            wv = kept[j];
+        } else {
+            wv = w4(i);
+        }
+        j++;
+        let o = (wv - mean) * scale;
         w_hat[i] = o.x;
         w_hat[i + 1u] = o.y;
         w_hat[i + 2u] = o.z;

@@ -360,11 +360,13 @@ pub fn kernel_rows(
         tensors.extend([w, gain, w_hat, stats, dw, dgain, dw_sq, momentum]);
     }
     let e = elements as f64 * 4.0;
-    // Bytes moved (each tensor counted once per pass over it): the forward reads w twice and
-    // writes w_hat; the backward reads w and dw_hat twice and writes dw; the update (its unit
-    // norms given by the two, as in a training plan) reads w, g and the momentum and writes w
-    // and the momentum.
-    for (i, (launch, bytes)) in [(&fwd, 3.0 * e), (&bwd, 5.0 * e), (&update, 5.0 * e)].into_iter().enumerate() {
+    // Bytes moved (each tensor counted once per pass over it): the forward reads w (twice where
+    // the adapter does not keep units between its passes) and writes w_hat; the backward reads
+    // w and dw_hat (twice each, likewise) and writes dw; the update (its unit norms given by the
+    // two, as in a training plan) reads w, g and the momentum and writes w and the momentum.
+    // F0's units (at most 1536 values) are all kept where the adapter keeps units.
+    let (ws_fwd, ws_bwd) = if weight_std::keeps_units(gpu) { (2.0, 3.0) } else { (3.0, 5.0) };
+    for (i, (launch, bytes)) in [(&fwd, ws_fwd * e), (&bwd, ws_bwd * e), (&update, 5.0 * e)].into_iter().enumerate() {
         if wanted(&key(i)) {
             push(row(
                 yardstick,

@@ -300,6 +300,7 @@ fn weight_std_matches_reference() {
             (WsForm::DeepMind, 6, 27, 1e-4, 1e-3, 1.0, 0.0), // fan_in * var below the floor
             (WsForm::Timm, 3, 1, 1e-5, 1.0, 1.0, 0.0),       // one element per unit: var = 0
             (WsForm::Timm, 9, 576, 1e-5, 0.05, 1.0, 4.0),    // a mean far from zero: var by shifted sums
+            (WsForm::Timm, 3, 1602, 1e-5, 1.0, 1.0, 0.0),    // a unit too long for the backward to keep with 8 lanes
         ];
         for (form, k, fan, eps, scale, multiplier, offset) in cases {
             let spec = WeightStd {

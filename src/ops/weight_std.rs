@@ -106,7 +106,7 @@ pub fn forward(gpu: &Gpu, spec: &WeightStd, w: &GpuTensor, gain: &GpuTensor, w_h
     let step = Step::new(
         gpu,
         Kernel::WeightStdForward,
-        &[],
+        &[("KEEP", keep(gpu))],
         &spec.params(),
         &args,
         grid(&gpu.limits, op, spec.k)?,
@@ -152,7 +152,7 @@ pub fn backward(
     let step = Step::new(
         gpu,
         Kernel::WeightStdBackward,
-        &[],
+        &[("KEEP", keep(gpu))],
         &spec.params(),
         &args,
         grid(&gpu.limits, op, spec.k)?,
@@ -161,6 +161,19 @@ pub fn backward(
         steps: vec![step],
         scratch: vec![],
     })
+}
+
+/// The shaders' `KEEP` constant: on CPU adapters each lane keeps its chunks of a unit in private
+/// memory (the thread's stack) between the sums' pass and the writing pass instead of loading
+/// them again; a GPU would spill the arrays to slow local memory, so there they compile away.
+fn keep(gpu: &Gpu) -> f64 {
+    f64::from(u8::from(keeps_units(gpu)))
+}
+
+/// Whether weight standardization reads each unit once on this adapter (see [`keep`]), for
+/// units of up to 48 4-element chunks per lane: 1536 values with a CPU adapter's 8 lanes.
+pub fn keeps_units(gpu: &Gpu) -> bool {
+    gpu.info.device_type == wgpu::DeviceType::Cpu
 }
 
 /// The f64 reference.
