@@ -48,9 +48,8 @@ fn buf4(i: u32) -> vec4<f32> {
     return vec4<f32>(buf[i], buf[i + 1u], buf[i + 2u], buf[i + 3u]);
 }
 
-// The update of 4 elements from their clipped gradient `gc`: sgd_update's formula.
-fn update4(i: u32, gc: vec4<f32>) {
-    let wv = w4(i);
+// The update of 4 elements, w[i..i+4] = wv, from their clipped gradient `gc`: sgd_update's formula.
+fn update4(i: u32, wv: vec4<f32>, gc: vec4<f32>) {
     let d = gc + prm.weight_decay * wv;
     let b = prm.momentum * buf4(i) + d;
     let w2 = wv - info.lr * select(b, d + prm.momentum * b, prm.nesterov != 0u);
@@ -80,6 +79,13 @@ fn clip_factor(sums: vec2<f32>) -> f32 {
     return select(max_norm / max(g_norm, 1e-6), 1.0, g_norm < max_norm);
 }
 
+// With KEEP = 1 (CPU adapters) and the norms summed here (NORMS = 0), each lane keeps its chunks
+// of w and g from the sums' pass in private arrays for the update, so a unit with at most KEPT
+// chunks per lane reads w and g once, as weight_std's kernels do (which explain why only on CPU
+// adapters). Same values either way.
+override KEEP: u32 = 0u;
+const KEPT: u32 = 48u;
+
 @compute @workgroup_size(REDUCE_WG)
 fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -99,6 +105,10 @@ fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
     let end = base + prm.len;
     let chunks_end = base + prm.len / 4u * 4u;
     var sums: vec2<f32>;   // (|w|^2, |g|^2)
+    let keep = KEEP != 0u && NORMS == 0u && prm.len / 4u <= KEPT * REDUCE_WG;   // uniform
+    var kept_w: array<vec4<f32>, KEPT>;
+    var kept_g: array<vec4<f32>, KEPT>;
+    var j = 0u;   // this lane's chunk count
     if (NORMS == 1u) {
         let mean = stats[2u * unit];
         sums = vec2<f32>(f32(prm.len) * (stats[2u * unit + 1u] + mean * mean), g_sq[unit]);
@@ -110,6 +120,11 @@ fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
             let gv = g4(i);
             ww += wv * wv;
             gg += gv * gv;
+            if (keep) {
+                kept_w[j] = wv;
+                kept_g[j] = gv;
+            }
+            j++;
         }
         for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
             ww.x += w[i] * w[i];
@@ -120,8 +135,14 @@ fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
     let factor = clip_factor(sums);
     // Every lane has read the whole unit's w (the barrier in workgroup_sum2) before any writes;
     // with NORMS = 1 each lane reads only the elements it writes.
+    j = 0u;
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
-        update4(i, g4(i) * factor);
+        if (keep) {
+            update4(i, kept_w[j], kept_g[j] * factor);
+        } else {
+            update4(i, w4(i), g4(i) * factor);
+        }
+        j++;
     }
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
         update1(i, g[i] * factor);

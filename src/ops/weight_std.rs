@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Gpu, GpuTensor, Kernel, Launch, Step};
-use crate::ops::{check_numel, check_shape};
+use crate::ops::{check_numel, check_shape, keep};
 
 /// Which reference formula standardizes the weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -161,19 +161,6 @@ pub fn backward(
         steps: vec![step],
         scratch: vec![],
     })
-}
-
-/// The shaders' `KEEP` constant: on CPU adapters each lane keeps its chunks of a unit in private
-/// memory (the thread's stack) between the sums' pass and the writing pass instead of loading
-/// them again; a GPU would spill the arrays to slow local memory, so there they compile away.
-fn keep(gpu: &Gpu) -> f64 {
-    f64::from(u8::from(keeps_units(gpu)))
-}
-
-/// Whether weight standardization reads each unit once on this adapter (see [`keep`]), for
-/// units of up to 48 4-element chunks per lane: 1536 values with a CPU adapter's 8 lanes.
-pub fn keeps_units(gpu: &Gpu) -> bool {
-    gpu.info.device_type == wgpu::DeviceType::Cpu
 }
 
 /// The f64 reference.
