@@ -35,7 +35,6 @@ pub mod weight_std;
 use crate::error::{Error, Result};
 use crate::gpu::{batch_chunks, grid, Arg, Gpu, GpuTensor, Kernel, Launch, Step};
 
-/// Checks that `t` has exactly `shape`.
 /// The `KEEP` constant of the kernels that pass over a unit twice (weight_std_forward and
 /// _backward, sgd_agc_update summing its norms): on CPU adapters each lane keeps its chunks of a
 /// unit in private memory (the thread's stack) between the sums' pass and the writing pass
@@ -51,6 +50,7 @@ pub fn keeps_units(gpu: &Gpu) -> bool {
     gpu.info.device_type == wgpu::DeviceType::Cpu
 }
 
+/// Checks that `t` has exactly `shape`.
 pub(crate) fn check_shape(op: &str, what: &str, t: &GpuTensor, shape: &[usize]) -> Result<()> {
     if t.shape() != shape {
         return Err(Error::shape(
