@@ -79,13 +79,6 @@ fn clip_factor(sums: vec2<f32>) -> f32 {
     return select(max_norm / max(g_norm, 1e-6), 1.0, g_norm < max_norm);
 }
 
-// With KEEP = 1 (CPU adapters) and the norms summed here (NORMS = 0), each lane keeps its chunks
-// of w and g from the sums' pass in private arrays for the update, so a unit with at most KEPT
-// chunks per lane reads w and g once, as weight_std's kernels do (which explain why only on CPU
-// adapters). Same values either way.
-override KEEP: u32 = 0u;
-const KEPT: u32 = 48u;
-
 @compute @workgroup_size(REDUCE_WG)
 fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -105,7 +98,9 @@ fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
     let end = base + prm.len;
     let chunks_end = base + prm.len / 4u * 4u;
     var sums: vec2<f32>;   // (|w|^2, |g|^2)
-    let keep = KEEP != 0u && NORMS == 0u && prm.len / 4u <= KEPT * REDUCE_WG;   // uniform
+    // Summing the norms here (NORMS = 0) over a kept unit (see keeps_unit), the chunks of w and
+    // g wait for the update.
+    let keep = NORMS == 0u && keeps_unit(prm.len);
     var kept_w: array<vec4<f32>, KEPT>;
     var kept_g: array<vec4<f32>, KEPT>;
     var j = 0u;   // this lane's chunk count

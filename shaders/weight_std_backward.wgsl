@@ -38,15 +38,6 @@ fn dw_hat4(i: u32) -> vec4<f32> {
     return vec4<f32>(dw_hat[i], dw_hat[i + 1u], dw_hat[i + 2u], dw_hat[i + 3u]);
 }
 
-// With KEEP = 1 (CPU adapters) each lane keeps its chunks of dw_hat and of u = w - mean from
-// the sums' pass in private arrays for the pass that writes dw, so w and dw_hat are read once
-// where a lane has at most KEPT chunks (with 8 lanes, units of up to 1536: F0's largest). On a
-// CPU private memory is the thread's stack, far cheaper than a storage load (F0's convs: 964 ->
-// 713 ms on lavapipe); a GPU would spill the arrays, so there KEEP = 0 and they compile away.
-// The values are the same either way: same sums, same dw bits.
-override KEEP: u32 = 0u;
-const KEPT: u32 = 48u;
-
 @compute @workgroup_size(REDUCE_WG)
 fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -70,7 +61,9 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
         s = 1.0 / sqrt(max(ff * v, prm.eps));
         c = select(0.0, 1.0 / v, ff * v > prm.eps);
     }
-    let keep = KEEP != 0u && f / 4u <= KEPT * REDUCE_WG;   // uniform across the workgroup
+    // Where the unit is kept (see keeps_unit), the chunks of dw_hat and of u = w - mean wait
+    // here for the pass writing dw.
+    let keep = keeps_unit(f);
     var kept_g: array<vec4<f32>, KEPT>;
     var kept_u: array<vec4<f32>, KEPT>;
     var j = 0u;   // this lane's chunk count

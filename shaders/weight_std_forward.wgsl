@@ -42,12 +42,6 @@ fn w4(i: u32) -> vec4<f32> {
     return vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
 }
 
-// With KEEP = 1 (CPU adapters) each lane keeps its chunks of w from the sums' pass in a private
-// array for the pass that writes w_hat, so w is read once where a lane has at most KEPT chunks
-// (as weight_std_backward, which explains why only on CPU adapters). Same values either way.
-override KEEP: u32 = 0u;
-const KEPT: u32 = 48u;
-
 @compute @workgroup_size(REDUCE_WG)
 fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -60,7 +54,8 @@ fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workg
     let end = base + f;
     let chunks_end = base + f / 4u * 4u;
     let shift = w[base];
-    let keep = KEEP != 0u && f / 4u <= KEPT * REDUCE_WG;   // uniform across the workgroup
+    // Where the unit is kept (see keeps_unit), w's chunks wait here for the pass writing w_hat.
+    let keep = keeps_unit(f);
     var kept: array<vec4<f32>, KEPT>;
     var j = 0u;   // this lane's chunk count
     var s1 = vec4<f32>(0.0);

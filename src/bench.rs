@@ -365,7 +365,7 @@ pub fn kernel_rows(
     // w and dw_hat (twice each, likewise) and writes dw; the update (its unit norms given by the
     // two, as in a training plan) reads w, g and the momentum and writes w and the momentum.
     // F0's units (at most 1536 values) are all kept where the adapter keeps units.
-    let (ws_fwd, ws_bwd) = if crate::ops::keeps_units(gpu) { (2.0, 3.0) } else { (3.0, 5.0) };
+    let (ws_fwd, ws_bwd) = if gpu.keeps_units() { (2.0, 3.0) } else { (3.0, 5.0) };
     for (i, (launch, bytes)) in [(&fwd, ws_fwd * e), (&bwd, ws_bwd * e), (&update, 5.0 * e)].into_iter().enumerate() {
         if wanted(&key(i)) {
             push(row(

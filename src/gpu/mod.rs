@@ -375,6 +375,15 @@ impl Gpu {
         self.reduce_lanes
     }
 
+    /// Whether kernels that pass over a unit twice (weight standardization, the AGC update
+    /// summing its own norms) keep each lane's share of it in private memory between the passes
+    /// and so read it once: on CPU adapters, where that memory is the thread's stack, for units
+    /// of up to 48 4-element chunks per lane (1536 values with 8 lanes). GPUs would spill the
+    /// arrays (the `KEEP` constant of `shaders/common/reduce.wgsl`).
+    pub fn keeps_units(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// Whether plans give the conv kernels their packed weights and activations in textures:
     /// [`GpuOptions::conv_textures`] or `NFNET_CONV_STORAGE` if given, else the autotuner's
     /// timed choice for this adapter (cached on disk), else storage buffers.

@@ -108,10 +108,12 @@ impl Step {
                 limit: "max_compute_workgroups_per_dimension",
             });
         }
-        // Kernels with workgroup-tree reductions take the adapter's lane count.
+        // Kernels with workgroup-tree reductions take the adapter's lane count, and whether
+        // their lanes keep a unit in private memory between two passes over it.
         let mut constants = overrides.to_vec();
         if kernel.preludes().contains(&"reduce") {
             constants.push(("REDUCE_WG", gpu.reduce_lanes() as f64));
+            constants.push(("KEEP", f64::from(u8::from(gpu.keeps_units()))));
         }
         let pipeline = gpu.pipelines().get(gpu, kernel, &constants)?;
         let bind_group = gpu.checked(&format!("binding {}", kernel.name()), || {

@@ -35,21 +35,6 @@ pub mod weight_std;
 use crate::error::{Error, Result};
 use crate::gpu::{batch_chunks, grid, Arg, Gpu, GpuTensor, Kernel, Launch, Step};
 
-/// The `KEEP` constant of the kernels that pass over a unit twice (weight_std_forward and
-/// _backward, sgd_agc_update summing its norms): on CPU adapters each lane keeps its chunks of a
-/// unit in private memory (the thread's stack) between the sums' pass and the writing pass
-/// instead of loading them again; a GPU would spill the arrays to slow local memory, so there
-/// they compile away.
-pub(crate) fn keep(gpu: &Gpu) -> f64 {
-    f64::from(u8::from(keeps_units(gpu)))
-}
-
-/// Whether those kernels read each unit once on this adapter (see [`keep`]), for units of up to
-/// 48 4-element chunks per lane: 1536 values with a CPU adapter's 8 lanes.
-pub fn keeps_units(gpu: &Gpu) -> bool {
-    gpu.info.device_type == wgpu::DeviceType::Cpu
-}
-
 /// Checks that `t` has exactly `shape`.
 pub(crate) fn check_shape(op: &str, what: &str, t: &GpuTensor, shape: &[usize]) -> Result<()> {
     if t.shape() != shape {

@@ -117,7 +117,7 @@ pub fn agc_update(
     chunked_specialized(
         gpu,
         kernel,
-        &[("NORMS", mode as f64), ("KEEP", super::keep(gpu))],
+        &[("NORMS", mode as f64)],
         agc.units,
         &[(info, 0), (g, len), (w, len), (buf, len), stats, g_sq],
         invocations,

@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Gpu, GpuTensor, Kernel, Launch, Step};
-use crate::ops::{check_numel, check_shape, keep};
+use crate::ops::{check_numel, check_shape};
 
 /// Which reference formula standardizes the weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -106,7 +106,7 @@ pub fn forward(gpu: &Gpu, spec: &WeightStd, w: &GpuTensor, gain: &GpuTensor, w_h
     let step = Step::new(
         gpu,
         Kernel::WeightStdForward,
-        &[("KEEP", keep(gpu))],
+        &[],
         &spec.params(),
         &args,
         grid(&gpu.limits, op, spec.k)?,
@@ -152,7 +152,7 @@ pub fn backward(
     let step = Step::new(
         gpu,
         Kernel::WeightStdBackward,
-        &[("KEEP", keep(gpu))],
+        &[],
         &spec.params(),
         &args,
         grid(&gpu.limits, op, spec.k)?,
