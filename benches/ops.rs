@@ -11,17 +11,19 @@
 //! `nfnet bench` prints the same rows as a table, with whole-model rows and a JSON file.
 
 use nfnet::bench::{kernel_rows, Yardstick};
-use nfnet::gpu::Gpu;
+use nfnet::{Gpu, TuneOptions, Tuner};
 
 fn main() {
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let gpu = Gpu::new().unwrap_or_else(|e| {
+    let fail = |e: nfnet::Error| -> ! {
         eprintln!("bench: {e}");
         std::process::exit(1)
-    });
+    };
+    let gpu = Gpu::new().unwrap_or_else(|e| fail(e));
+    let tuner = Tuner::new(TuneOptions::from_env().unwrap_or_else(|e| fail(e)));
     eprintln!("bench: adapter {}", gpu.describe());
     let adapter = format!("{} ({:?})", gpu.info.name, gpu.info.backend);
-    let result = kernel_rows(&gpu, &filters, Yardstick::from_env(), &mut |r| {
+    let result = kernel_rows(&gpu, &tuner, &filters, Yardstick::from_env(), &mut |r| {
         let metric = if r.unit == "GB/s" { "gbs" } else { "gflops" };
         let ratio = match r.ratio {
             Some(x) if r.unit == "GB/s" => format!(" ratio_copy={x:.2}"),
@@ -36,7 +38,6 @@ fn main() {
         );
     });
     if let Err(e) = result {
-        eprintln!("bench: {e}");
-        std::process::exit(1);
+        fail(e);
     }
 }

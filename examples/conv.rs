@@ -3,27 +3,16 @@
 //!
 //!   cargo run --release --example conv
 
-use nfnet::ops::grouped_conv::{self, Conv2d, Padding};
+use nfnet::ops::grouped_conv::{self, standalone, Conv2d, Storage};
 use nfnet::{Gpu, GpuTensor};
 
 fn main() -> anyhow::Result<()> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
 
-    // A 3x3, stride-2 conv with 2 groups and TF 'SAME' padding (0 before, 1 after on even sizes).
-    let spec = Conv2d {
-        n: 1,
-        c: 4,
-        h: 6,
-        w: 6,
-        k: 4,
-        r: 3,
-        s: 3,
-        groups: 2,
-        stride: (2, 2),
-        pad: Padding::same(6, 6, 3, 3, (2, 2)),
-        bias: true,
-    };
+    // A 3x3, stride-2 conv of a 1x4x6x6 input into 4 channels, 2 groups, a bias, and TF 'SAME'
+    // padding (0 before, 1 after on even sizes).
+    let spec = Conv2d::same([1, 4, 6, 6], 4, 3, 2).groups(2).with_bias(true);
     let x: Vec<f32> = (0..spec.x_shape().iter().product::<usize>())
         .map(|i| (i % 7) as f32 - 3.0)
         .collect();
@@ -36,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     let tw = GpuTensor::from_f32(&gpu, "w", &spec.w_shape(), &w)?;
     let tb = GpuTensor::from_f32(&gpu, "b", &[spec.k], &b)?;
     let ty = GpuTensor::zeros(&gpu, "y", &spec.y_shape())?;
-    let launch = grouped_conv::forward(&gpu, &spec, &tx, &tw, Some(&tb), &ty)?;
+    let launch = standalone::forward(&gpu, &spec, Storage::Buffer, &tx, &tw, Some(&tb), &ty)?;
     gpu.run(&[&launch])?;
     let got = ty.read_f32(&gpu)?;
 

@@ -7,26 +7,27 @@
 //! held-out ones after every epoch, and leaves a checkpoint, `metrics.csv` and `metrics.png` in
 //! a temporary folder.
 
-use nfnet::data;
-use nfnet::nfnet::NfnetConfig;
-use nfnet::train::{Event, TrainOptions, Trainer};
-use nfnet::Gpu;
+use nfnet::data::{self, DataSpec, OpenOptions};
+use nfnet::train::Event;
+use nfnet::{Gpu, ModelConfig, TrainOptions, Trainer, TuneOptions, Tuner};
 
 fn main() -> anyhow::Result<()> {
     let epochs = std::env::args().nth(1).map(|e| e.parse()).transpose()?.unwrap_or(2);
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
+    // Times the kernels' choices on the first run, then reads them from its cache.
+    let tuner = Tuner::new(TuneOptions::default());
 
     // The embedded dataset needs no download: 2000 training and 500 held-out images.
-    let dataset = data::open("synthetic:2000:500", None, 0.0, 0, 64)?;
+    let data = data::open(&DataSpec::new("synthetic:2000:500"), &OpenOptions::default())?;
     let options = TrainOptions {
         epochs,
-        ..TrainOptions::new(NfnetConfig::builtin("nano").expect("a built-in model"))
+        ..TrainOptions::new(ModelConfig::load("nano")?)
     };
-    let mut trainer = Trainer::new(&gpu, options, &dataset, None)?;
+    let mut trainer = Trainer::new(&gpu, &tuner, options, &data)?;
 
     let out = std::env::temp_dir().join("nfnet-example-train");
-    trainer.fit(&dataset, &out, &mut |event| match event {
+    trainer.fit(&data, &out, &mut |event| match event {
         Event::Epoch(s) => println!(
             "epoch {}: train loss {:.3}, validation top-1 {:.1}%",
             s.epoch + 1,

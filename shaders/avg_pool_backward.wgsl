@@ -2,12 +2,8 @@
 //   dx[i,iy,ix] (+)= dy[i, iy/2, ix/2] / (pixels of that window inside the image)
 //   dy: [planes, P, Q]   dx: [planes, H, W]; accumulate = 0 never reads the old dx.
 // Dispatch: gpu::step::grid over ceil(planes*H*W / 256). Launcher: ops::avg_pool::backward.
+// Params (binding 0): common/avg_pool_params.wgsl.
 
-struct Params {
-    planes: u32, h: u32, w: u32, p: u32,
-    q: u32, accumulate: u32, _pad0: u32, _pad1: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 

@@ -3,12 +3,8 @@
 //   x: [planes, H, W]   y: [planes, P, Q]   P = ceil(H/2), Q = ceil(W/2)   (planes = N*C)
 //   y[i,p,q] = mean of the x[i, 2p+a, 2q+b], a, b in {0, 1}, that lie inside the image.
 // Dispatch: gpu::step::grid over ceil(planes*P*Q / 256). Launcher: ops::avg_pool::forward.
+// Params (binding 0): common/avg_pool_params.wgsl.
 
-struct Params {
-    planes: u32, h: u32, w: u32, p: u32,
-    q: u32, accumulate: u32, _pad0: u32, _pad1: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 

@@ -1,14 +1,8 @@
 // global_pool_backward: dx[i, j] (+)= dy[i] / HW.
 //   dy: [planes]   dx: [planes, HW]; accumulate = 0 never reads the old dx.
 // Dispatch: gpu::step::grid over ceil(planes*HW / 256). Launcher: ops::global_pool::backward.
+// Params (binding 0): common/global_pool_params.wgsl.
 
-struct Params {
-    planes: u32,
-    hw: u32,
-    accumulate: u32,
-    _pad0: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 

@@ -2,14 +2,8 @@
 //   x: [planes, HW]   y: [planes]   y[i] = sum_j x[i, j] / HW, summed in order j = 0, 1, ...
 // Dispatch: gpu::step::grid over ceil(planes / 64), one invocation per plane.
 // Launcher: ops::global_pool::forward.
+// Params (binding 0): common/global_pool_params.wgsl.
 
-struct Params {
-    planes: u32,
-    hw: u32,
-    accumulate: u32,
-    _pad0: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 

@@ -1,6 +1,6 @@
 // grouped_conv_backward_bias: partial sums of the bias gradient, one partial per split of rows.
 //   dy: [N, K, P, Q]   part: [splits, K]
-//   part[split_base + z, k] = sum over the rows (n, p) of split z and all q of dy[n,k,p,q]
+//   part[z, k] = sum over the rows (n, p) of split z and all q of dy[n,k,p,q]
 // Splits are those of grouped_conv_backward_weight; sum_partials adds them in a fixed order.
 // Dispatch: x = ceil(K / 64), lanes over k; z = splits. Launcher: ops::grouped_conv::backward_weight.
 
@@ -23,5 +23,5 @@ fn grouped_conv_backward_bias(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             acc += dy[base + q];
         }
     }
-    part[(prm.split_base + wid.z) * prm.k + k] = acc;
+    part[wid.z * prm.k + k] = acc;
 }

@@ -1,7 +1,7 @@
 // grouped_conv_backward_weight: partial sums of the gradient of grouped_conv_forward with
 // respect to w, one partial per split of the output rows.
 //   x: [N, C, H, W]   dy: [N, K, P, Q]   part: [splits, K, C/G, R, S]
-//   part[split_base + z, k, c, r, s] = sum over the rows (n, p) of split z and all q of
+//   part[z, k, c, r, s] = sum over the rows (n, p) of split z and all q of
 //       dy[n,k,p,q] * x[n, g*C/G + c, p*SH + r - pad_top, q*SW + s - pad_left]
 // Rows (n, p), n < N, are cut into consecutive ranges of rows_per_split; sum_partials then adds
 // the splits in a fixed order, so the result is bitwise reproducible (no float atomics).
@@ -95,7 +95,7 @@ fn grouped_conv_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>, @
                 for (var e = 0u; e < 4u; e++) {
                     let kk = k0 + 4u * j + e;
                     if (c0 + cc < cg && kk < kg) {
-                        let i = ((prm.split_base + wid.z) * prm.k + g * kg + kk) * cols + (c0 + cc) * rs + tap;
+                        let i = (wid.z * prm.k + g * kg + kk) * cols + (c0 + cc) * rs + tap;
                         part[i] = acc[(cc * rs + tap) * TK4 + j][e];
                     }
                 }

@@ -4,9 +4,9 @@
 //   xt: texels [N, G, CQ, H, W] of x    dyt: texels [N, G, KQ, P, Q] of dy
 //   (CQ = ceil((C/G)/4), KQ = ceil((K/G)/4); textures 4096 texels wide)
 //   part: [splits, K, C/G, R, S]   bpart: [splits, K] (unwritten unless has_bias)
-//   part[split_base + z, k, c, r, s] = sum over the rows (n, p) of split z and all q of
+//   part[z, k, c, r, s] = sum over the rows (n, p) of split z and all q of
 //       dy[n,k,p,q] * x[n, g*C/G + c, p*SH + r - pad_top, q*SW + s - pad_left]
-//   bpart[split_base + z, k] = the same sum of dy[n,k,p,q]
+//   bpart[z, k] = the same sum of dy[n,k,p,q]
 // Every sum runs over (n, p, q) in the order grouped_conv_backward_weight and
 // grouped_conv_backward_bias use, so the results are bitwise theirs.
 // Register tile: each invocation owns CB4 quads of input channels x TAPS taps (all R*S, one
@@ -108,7 +108,7 @@ fn grouped_conv_backward_weight_textured(@builtin(global_invocation_id) gid: vec
     }
     let rs = R * S;
     let cols = cg * rs;
-    let split = prm.split_base + wid.z;
+    let split = wid.z;
     for (var cc = 0u; cc < CB4; cc++) {
         for (var e = 0u; e < 4u; e++) {
             let c = 4u * (b0 + cc) + e;

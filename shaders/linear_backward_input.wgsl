@@ -5,18 +5,8 @@
 // sum runs over o in order.
 // Dispatch: x = ceil(I / (8 * 16)), lanes over input tiles (consecutive lanes read consecutive
 // weights); y = ceil(N / TN) blocks of TN rows, dy broadcast. Launcher: ops::linear::backward_input.
+// Params (binding 0): common/linear_params.wgsl.
 
-struct Params {
-    n: u32,
-    i: u32,
-    o: u32,
-    has_bias: u32,
-    accumulate: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;

@@ -6,18 +6,8 @@
 // loads (the same for every lane of a workgroup) feeds 8 multiply-adds and each x value 16.
 // Dispatch: x = ceil((I + has_bias) / (8 * 64)), lanes over column tiles; y = ceil(O / 16).
 // Launcher: ops::linear::backward_weight.
+// Params (binding 0): common/linear_params.wgsl.
 
-struct Params {
-    n: u32,
-    i: u32,
-    o: u32,
-    has_bias: u32,
-    accumulate: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;

@@ -6,18 +6,8 @@
 // else 4. Each sum runs over i in order, as the f64 reference's.
 // Dispatch: x = ceil(O / (4 * 16)), lanes over output tiles; y = ceil(N / TN) blocks of TN rows.
 // Launcher: ops::linear::forward.
+// Params (binding 0): common/linear_params.wgsl.
 
-struct Params {
-    n: u32,
-    i: u32,
-    o: u32,
-    has_bias: u32,
-    accumulate: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;

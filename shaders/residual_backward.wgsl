@@ -6,14 +6,8 @@
 // Dispatch: gpu::step::grid over ceil(len / 1024) workgroups of REDUCE_WG lanes, 1024 / REDUCE_WG
 // elements per lane.
 // Launcher: ops::residual::backward.
+// Params (binding 0): common/residual_params.wgsl.
 
-struct Params {
-    len: u32,
-    alpha: f32,
-    has_gain: u32,
-    part_base: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> r: array<f32>;
 @group(0) @binding(3) var<storage, read> gain: array<f32>;

@@ -2,14 +2,8 @@
 //   r: [len] (the residual branch)   shortcut: [len]   gain: [1] (the scalar skipinit_gain;
 //   unread when has_gain = 0, timm's own flavour, where it is 1)   y: [len]
 // Dispatch: gpu::step::grid over ceil(len / 256). Launcher: ops::residual::forward.
+// Params (binding 0): common/residual_params.wgsl.
 
-struct Params {
-    len: u32,
-    alpha: f32,
-    has_gain: u32,
-    part_base: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> r: array<f32>;
 @group(0) @binding(2) var<storage, read> shortcut: array<f32>;
 @group(0) @binding(3) var<storage, read> gain: array<f32>;

@@ -2,14 +2,8 @@
 //   x: [len] (the forward's input)   dy: [len]   dx: [len]
 //   With accumulate = 0 the old dx is never read; with 1 the gradient is added (fan-out).
 // Dispatch: gpu::step::grid over ceil(len / 256) workgroups of 256. Launcher: ops::scaled_act::backward.
+// Params (binding 0): common/scaled_act_params.wgsl.
 
-struct Params {
-    len: u32,
-    gamma: f32,
-    accumulate: u32,
-    _pad: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;

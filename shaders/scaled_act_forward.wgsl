@@ -1,14 +1,8 @@
 // scaled_act_forward: y = gamma * act(x), elementwise (NFNet's gamma-scaled activations).
 //   x: [len]   y: [len]   act: see common/activation.wgsl; gamma from ops::scaled_act.
 // Dispatch: gpu::step::grid over ceil(len / 256) workgroups of 256. Launcher: ops::scaled_act::forward.
+// Params (binding 0): common/scaled_act_params.wgsl.
 
-struct Params {
-    len: u32,
-    gamma: f32,
-    accumulate: u32,
-    _pad: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 

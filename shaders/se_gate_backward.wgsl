@@ -4,14 +4,8 @@
 //   ds[i]     = gain * sigmoid(s[i]) * (1 - sigmoid(s[i])) * sum_j dy[i, j] * r[i, j]   (in order)
 // Dispatch: gpu::step::grid over ceil(planes / 64), one invocation per plane.
 // Launcher: ops::se_gate::backward.
+// Params (binding 0): common/se_gate_params.wgsl.
 
-struct Params {
-    planes: u32,
-    hw: u32,
-    gain: f32,
-    accumulate: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> s: array<f32>;
 @group(0) @binding(2) var<storage, read> r: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;

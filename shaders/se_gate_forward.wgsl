@@ -1,14 +1,8 @@
 // se_gate_forward: the squeeze-excite gate, y = gain * sigmoid(s) * r (gain = 2 in NFNets).
 //   s: [planes] (excitation logits, one per (n, c))   r: [planes, HW]   y: [planes, HW]
 // Dispatch: gpu::step::grid over ceil(planes*HW / 256). Launcher: ops::se_gate::forward.
+// Params (binding 0): common/se_gate_params.wgsl.
 
-struct Params {
-    planes: u32,
-    hw: u32,
-    gain: f32,
-    accumulate: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> s: array<f32>;
 @group(0) @binding(2) var<storage, read> r: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;

@@ -10,18 +10,8 @@
 //   dgain = alpha * sum(dy * gate * r). The shortcut's gradient is dy itself: the caller uses dy.
 // Dispatch: one workgroup of REDUCE_WG lanes per plane (ops::chunked over planes).
 // Launcher: ops::se_residual::backward.
+// Params (binding 0): common/se_residual_params.wgsl.
 
-struct Params {
-    planes: u32,
-    hw: u32,
-    se_gain: f32,
-    alpha: f32,
-    has_gain: u32,
-    part_base: u32,
-    accumulate: u32,
-    _pad: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> s: array<f32>;
 @group(0) @binding(3) var<storage, read> r: array<f32>;

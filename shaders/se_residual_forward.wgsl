@@ -4,18 +4,8 @@
 //   shortcut: [planes, HW]   gain: [1] (skipinit_gain; unread when has_gain = 0)   y: [planes, HW]
 //   y = alpha * skip_gain * (se_gain * sigmoid(s) * r) + shortcut   (the two kernels' roundings)
 // Dispatch: gpu::step::grid over ceil(planes*HW / 256). Launcher: ops::se_residual::forward.
+// Params (binding 0): common/se_residual_params.wgsl.
 
-struct Params {
-    planes: u32,
-    hw: u32,
-    se_gain: f32,
-    alpha: f32,
-    has_gain: u32,
-    part_base: u32,
-    accumulate: u32,
-    _pad: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> s: array<f32>;
 @group(0) @binding(2) var<storage, read> r: array<f32>;
 @group(0) @binding(3) var<storage, read> shortcut: array<f32>;

@@ -10,18 +10,8 @@
 //   registers, so that sgd_agc_update need not read dw a second time.
 // Dispatch: one workgroup of REDUCE_WG lanes per unit, reading 4-element chunks, as the forward.
 // Launcher: ops::weight_std::backward.
+// Params (binding 0): common/weight_std_params.wgsl.
 
-struct Params {
-    k: u32,
-    fan_in: u32,
-    eps: f32,
-    form: u32,
-    multiplier: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> gain: array<f32>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;

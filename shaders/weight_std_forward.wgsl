@@ -12,18 +12,8 @@
 // workgroup trees. Lane l reads the unit's 4-element chunks l, l + REDUCE_WG, ... (four
 // neighbouring loads, which a CPU adapter serves for little more than one), then the elements past
 // the last whole chunk one per lane. Launcher: ops::weight_std::forward.
+// Params (binding 0): common/weight_std_params.wgsl.
 
-struct Params {
-    k: u32,
-    fan_in: u32,
-    eps: f32,
-    form: u32,
-    multiplier: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-@group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> gain: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w_hat: array<f32>;

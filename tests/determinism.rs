@@ -2,15 +2,15 @@
 //! (conv weight gradients over split rows, WS statistics, skip-gain and loss sums, AGC norms),
 //! both when one launch is replayed and when the launches are rebuilt.
 
+use crate::support::{gpu_or_skip, poisoned, upload, Rng};
 use nfnet::gpu::{Gpu, GpuTensor, Launch};
 use nfnet::ops::agc::Agc;
-use nfnet::ops::grouped_conv::{self, Conv2d, Padding};
+use nfnet::ops::grouped_conv::{standalone, Conv2d, Storage};
 use nfnet::ops::residual::{self, Residual};
 use nfnet::ops::sgd::{self, Sgd};
 use nfnet::ops::softmax_xent::{self, SoftmaxXent};
 use nfnet::ops::step_info::{self, StepInfo};
 use nfnet::ops::weight_std::{self, WeightStd, WsForm};
-use nfnet::testing::{gpu_or_skip, poisoned, upload, Rng};
 
 struct Run {
     outputs: Vec<GpuTensor>,
@@ -20,19 +20,7 @@ struct Run {
 /// Builds the launches over fixed inputs (seed 11) and returns them with their outputs.
 fn build(gpu: &Gpu) -> Run {
     let mut rng = Rng::new(11);
-    let spec = Conv2d {
-        n: 4,
-        c: 32,
-        h: 9,
-        w: 9,
-        k: 32,
-        r: 3,
-        s: 3,
-        groups: 2,
-        stride: (1, 1),
-        pad: Padding::symmetric(3, 3, (1, 1)),
-        bias: true,
-    };
+    let spec = Conv2d::symmetric([4, 32, 9, 9], 32, 3, 1).groups(2).with_bias(true);
     let x = upload(gpu, "x", &spec.x_shape(), &rng.normal(spec.x_shape().iter().product()));
     let dy = upload(gpu, "dy", &spec.y_shape(), &rng.normal(spec.y_shape().iter().product()));
     let w = upload(gpu, "w", &spec.w_shape(), &rng.normal(spec.w_shape().iter().product()));
@@ -83,7 +71,7 @@ fn build(gpu: &Gpu) -> Run {
         nesterov: true,
     };
     let launches = vec![
-        grouped_conv::backward_weight(gpu, &spec, &x, &dy, &dw, Some(&db)).unwrap(),
+        standalone::backward_weight(gpu, &spec, Storage::Buffer, &x, &dy, &dw, Some(&db)).unwrap(),
         weight_std::forward(gpu, &ws, &w, &gain, &w_hat, &stats).unwrap(),
         weight_std::backward(gpu, &ws, &w, &gain, &stats, &dw, &dw_raw, &dgain, &dw_sq).unwrap(),
         sgd::agc_update(

@@ -1,28 +1,16 @@
 //! Each kind of bad input gets a typed error that names the op, what was expected and what was
 //! given, before any GPU work, never a panic or a wgpu validation abort.
 
+use crate::support::gpu_or_skip;
 use nfnet::gpu::{Gpu, GpuTensor};
 use nfnet::ops::dropout::{self, Dropout, Granularity};
-use nfnet::ops::grouped_conv::{self, Conv2d, Padding};
+use nfnet::ops::grouped_conv::{standalone, Conv2d, Storage};
 use nfnet::ops::softmax_xent::{self, check_labels, SoftmaxXent};
 use nfnet::ops::weight_std::{self, WeightStd, WsForm};
-use nfnet::testing::gpu_or_skip;
 use nfnet::Error;
 
 fn conv(c: usize, k: usize, groups: usize) -> Conv2d {
-    Conv2d {
-        n: 1,
-        c,
-        h: 4,
-        w: 4,
-        k,
-        r: 3,
-        s: 3,
-        groups,
-        stride: (1, 1),
-        pad: Padding::symmetric(3, 3, (1, 1)),
-        bias: false,
-    }
+    Conv2d::symmetric([1, c, 4, 4], k, 3, 1).groups(groups)
 }
 
 fn tensors(gpu: &Gpu, spec: &Conv2d) -> (GpuTensor, GpuTensor, GpuTensor) {
@@ -45,7 +33,7 @@ fn channels_not_divisible_by_groups() {
     let Some(gpu) = gpu_or_skip() else { return };
     let spec = conv(12, 8, 5);
     let (x, w, y) = tensors(gpu, &spec);
-    let msg = shape_error(grouped_conv::forward(gpu, &spec, &x, &w, None, &y));
+    let msg = shape_error(standalone::forward(gpu, &spec, Storage::Buffer, &x, &w, None, &y));
     assert!(
         msg.contains("grouped_conv_forward") && msg.contains("divisible by groups = 5") && msg.contains("C = 12"),
         "{msg}"
@@ -59,7 +47,7 @@ fn zero_sized_dimensions() {
     assert!(msg.contains("activations") && msg.contains("[2, 0, 5, 5]"), "{msg}");
     let spec = Conv2d { n: 0, ..conv(4, 4, 1) };
     let (_, w, y) = tensors(gpu, &conv(4, 4, 1));
-    let msg = shape_error(grouped_conv::backward_input(gpu, &spec, &y, &w, &y, false));
+    let msg = shape_error(standalone::backward_input(gpu, &spec, Storage::Buffer, &y, &w, &y, false));
     assert!(msg.contains("all > 0"), "{msg}");
 }
 
@@ -69,7 +57,7 @@ fn mismatched_shapes_name_the_argument() {
     let spec = conv(4, 6, 2);
     let (_, w, y) = tensors(gpu, &spec);
     let wrong_x = GpuTensor::zeros(gpu, "image batch", &[1, 3, 4, 4]).unwrap();
-    let msg = shape_error(grouped_conv::forward(gpu, &spec, &wrong_x, &w, None, &y));
+    let msg = shape_error(standalone::forward(gpu, &spec, Storage::Buffer, &wrong_x, &w, None, &y));
     assert!(
         msg.contains("x (image batch)") && msg.contains("[1, 4, 4, 4]") && msg.contains("[1, 3, 4, 4]"),
         "{msg}"
@@ -91,7 +79,7 @@ fn mismatched_shapes_name_the_argument() {
     let b = GpuTensor::zeros(gpu, "b", &[6]).unwrap();
     let (x, _, _) = tensors(gpu, &spec);
     assert!(matches!(
-        grouped_conv::forward(gpu, &spec, &x, &w, Some(&b), &y),
+        standalone::forward(gpu, &spec, Storage::Buffer, &x, &w, Some(&b), &y),
         Err(Error::Invalid { .. })
     ));
 }

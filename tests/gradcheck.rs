@@ -2,6 +2,7 @@
 //! finite differences of `L = <dy, forward(x)>` in f64 (so a wrong reference cannot make a
 //! wrong kernel pass).
 
+use crate::support::{check, conv_cases, dot, finite_diff, Rng};
 use nfnet::ops::agc::Agc;
 use nfnet::ops::avg_pool::{self, AvgPool};
 use nfnet::ops::dropout::{self, Dropout, Granularity};
@@ -14,7 +15,6 @@ use nfnet::ops::se_gate::{self, SeGate};
 use nfnet::ops::se_residual::{self, SeResidual};
 use nfnet::ops::softmax_xent::{self, SoftmaxXent};
 use nfnet::ops::weight_std::{self, WeightStd, WsForm};
-use nfnet::testing::{check, conv_cases, dot, finite_diff, Rng};
 
 /// Compares `analytic` with central differences of `f` at up to 48 coordinates of `x`.
 fn check_grad(what: &str, analytic: &[f64], f: impl Fn(&[f64]) -> f64, x: &[f64]) {

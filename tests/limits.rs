@@ -3,24 +3,22 @@
 //! the split results must match the reference, and a sample too large to bind at all must be
 //! a typed error before any work.
 
+use crate::support::{check, gpu_or_skip, poisoned, read, round_f32, upload, Rng};
 use nfnet::gpu::{Gpu, GpuOptions, GpuTensor};
-use nfnet::ops::grouped_conv::{self, Conv2d, Padding};
+use nfnet::ops::grouped_conv::{self, standalone, Conv2d, Storage};
 use nfnet::ops::residual::{self, Residual};
 use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
-use nfnet::testing::{check, gpu_or_skip, poisoned, read, round_f32, upload, Rng};
 use nfnet::Error;
 
 /// 4 KiB per storage binding.
 const CAP: u64 = 4096;
 
-/// The capped context; with `textures`, its conv kernels are the `_textured` ones.
-fn small_gpu(textures: bool) -> Option<Gpu> {
+/// The capped context.
+fn small_gpu() -> Option<Gpu> {
     gpu_or_skip()?;
     Some(
         Gpu::with_options(&GpuOptions {
             max_storage_binding: Some(CAP),
-            autotune: Some(false),
-            conv_textures: Some(textures),
             ..Default::default()
         })
         .expect("a capped device"),
@@ -30,14 +28,14 @@ fn small_gpu(textures: bool) -> Option<Gpu> {
 /// The textured conv kernels split the same way (each dispatch told its first image).
 #[test]
 fn split_textured_convs_match_the_reference() {
-    let Some(gpu) = small_gpu(true) else { return };
-    split_convs(&gpu);
+    let Some(gpu) = small_gpu() else { return };
+    split_convs(&gpu, Storage::Texture);
 }
 
 #[test]
 fn split_dispatches_match_the_reference() {
-    let Some(gpu) = small_gpu(false) else { return };
-    split_convs(&gpu);
+    let Some(gpu) = small_gpu() else { return };
+    split_convs(&gpu, Storage::Buffer);
     let mut rng = Rng::new(Rng::fresh_seed());
     // Elementwise ops split by elements, reductions keep one partial per workgroup across pieces.
     let n = 5000;
@@ -72,25 +70,13 @@ fn split_dispatches_match_the_reference() {
 
 #[test]
 fn a_sample_too_large_for_one_binding_is_a_typed_error() {
-    let Some(gpu) = small_gpu(false) else { return };
+    let Some(gpu) = small_gpu() else { return };
     // One sample of 2 x 32 x 32 floats is 8 KiB, twice the cap.
-    let spec = Conv2d {
-        n: 2,
-        c: 2,
-        h: 32,
-        w: 32,
-        k: 2,
-        r: 1,
-        s: 1,
-        groups: 1,
-        stride: (1, 1),
-        pad: Padding::default(),
-        bias: false,
-    };
+    let spec = Conv2d::same([2, 2, 32, 32], 2, 1, 1);
     let x = GpuTensor::zeros(&gpu, "big feature map", &spec.x_shape()).unwrap();
     let w = GpuTensor::zeros(&gpu, "w", &spec.w_shape()).unwrap();
     let y = GpuTensor::zeros(&gpu, "y", &spec.y_shape()).unwrap();
-    match grouped_conv::forward(&gpu, &spec, &x, &w, None, &y) {
+    match standalone::forward(&gpu, &spec, Storage::Buffer, &x, &w, None, &y) {
         Err(e @ Error::Limit { .. }) => {
             let msg = e.to_string();
             assert!(
@@ -102,24 +88,13 @@ fn a_sample_too_large_for_one_binding_is_a_typed_error() {
     }
 }
 
-/// A strided grouped conv whose batch takes several dispatches, against the reference.
-fn split_convs(gpu: &Gpu) {
+/// A strided grouped conv whose batch takes several dispatches, its operands in `storage`,
+/// against the reference.
+fn split_convs(gpu: &Gpu, storage: Storage) {
     assert_eq!(gpu.limits.max_storage_buffer_binding_size, CAP);
     let mut rng = Rng::new(Rng::fresh_seed());
     // 6*6*6*4 = 864 bytes per sample in, 1 KiB out: 9 samples need several dispatches.
-    let spec = Conv2d {
-        n: 9,
-        c: 6,
-        h: 6,
-        w: 6,
-        k: 16,
-        r: 3,
-        s: 3,
-        groups: 2,
-        stride: (2, 2),
-        pad: Padding::same(6, 6, 3, 3, (2, 2)),
-        bias: true,
-    };
+    let spec = Conv2d::same([9, 6, 6, 6], 16, 3, 2).groups(2).with_bias(true);
     let x = round_f32(&rng.normal(spec.x_shape().iter().product()));
     let w = round_f32(&rng.normal(spec.w_shape().iter().product()));
     let b = round_f32(&rng.normal(spec.k));
@@ -136,9 +111,9 @@ fn split_convs(gpu: &Gpu) {
         poisoned(gpu, "dw", &spec.w_shape()),
         poisoned(gpu, "db", &[16]),
     );
-    let fwd = grouped_conv::forward(gpu, &spec, &tx, &tw, Some(&tb), &ty).unwrap();
-    let bin = grouped_conv::backward_input(gpu, &spec, &tdy, &tw, &tdx, false).unwrap();
-    let bw = grouped_conv::backward_weight(gpu, &spec, &tx, &tdy, &tdw, Some(&tdb)).unwrap();
+    let fwd = standalone::forward(gpu, &spec, storage, &tx, &tw, Some(&tb), &ty).unwrap();
+    let bin = standalone::backward_input(gpu, &spec, storage, &tdy, &tw, &tdx, false).unwrap();
+    let bw = standalone::backward_weight(gpu, &spec, storage, &tx, &tdy, &tdw, Some(&tdb)).unwrap();
     assert!(fwd.steps.len() > 1 && bin.steps.len() > 1, "the batch should have been split");
     gpu.run(&[&fwd, &bin, &bw]).unwrap();
     check(

@@ -2,16 +2,17 @@
 //! of an F0 training step, one submit and no allocation per step, the full-size F0, and a typed
 //! error for every kind of bad input.
 
+use crate::support::{gpu_or_skip, Rng};
 use nfnet::gpu::GpuTensor;
-use nfnet::graph::autodiff;
-use nfnet::graph::optim::add_optimizer;
-use nfnet::graph::plan::{ParamStore, Plan, PlanOptions};
-use nfnet::nfnet::forward::{forward, ForwardOptions};
-use nfnet::nfnet::weights::{self, read_safetensors, HostTensor};
-use nfnet::nfnet::{build, describe, training_memory, Mode, NfnetConfig};
-use nfnet::ops::grouped_conv::Prologue;
-use nfnet::testing::{gpu_or_skip, Rng};
-use nfnet::Error;
+use nfnet::graph::plan::Plan;
+use nfnet::graph::ParamStore;
+use nfnet::io::{read_safetensors, write_safetensors, HostTensor};
+use nfnet::model::forward::{forward, ForwardOptions};
+use nfnet::model::recipe::{inference_graph, param_store, training_memory, InferencePlan, TrainingPlan, TrainingSetup};
+use nfnet::model::weights::{self, Head, Weights};
+use nfnet::model::{describe, ModelConfig};
+use nfnet::ops::grouped_conv::{Prologue, Storage};
+use nfnet::{Error, TuneOptions, Tuner};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -27,12 +28,12 @@ fn scratch_dir(test: &str) -> PathBuf {
 
 #[test]
 fn f0_counts_match_deepmind() {
-    let f0 = NfnetConfig::builtin("f0").unwrap();
+    let f0 = ModelConfig::builtin("f0").unwrap();
     let text = describe(&f0, 256, 8).unwrap();
     assert!(text.contains("parameters:      71,489,284 in 233 tensors"), "{text}");
     assert!(text.contains("multiply-adds:   12.38 G per image at 256x256"), "{text}");
     // F1 from the published table too (params; MACs at its test resolution 320: 35.54 G).
-    let f1 = build(&NfnetConfig::builtin("f1").unwrap(), 1, (320, 320), Mode::Eval, 0).unwrap();
+    let f1 = inference_graph(&ModelConfig::builtin("f1").unwrap(), 1, (320, 320)).unwrap();
     let params: usize = f1.graph.params().map(|(_, d, _)| d.numel()).sum();
     assert_eq!(params, 132_634_256);
     assert_eq!(format!("{:.2}", f1.graph.macs() as f64 / 1e9), "35.54");
@@ -40,65 +41,47 @@ fn f0_counts_match_deepmind() {
 
 #[test]
 fn f0_training_step_plans_shared_memory_below_six_tenths_of_all_tensors() {
-    let f0 = NfnetConfig::builtin("f0").unwrap();
-    let m = training_memory(&f0, 8, 192, &wgpu::Limits::default(), false).unwrap();
+    let f0 = ModelConfig::builtin("f0").unwrap();
+    let m = training_memory(&f0, &TrainingSetup::new(8, (192, 192)), &wgpu::Limits::default(), Storage::Buffer).unwrap();
     let ratio = m.shared as f64 / m.all_tensors as f64;
     eprintln!("dm_nfnet_f0 training step, batch 8, 192x192: planned activations, gradients and workspaces {} MiB; sum of all tensor sizes {} MiB; ratio {ratio:.3}", m.shared >> 20, m.all_tensors >> 20);
     assert!(ratio <= 0.6, "planned {} of {} bytes ({ratio:.3})", m.shared, m.all_tensors);
 }
 
-/// The nano model's training plan over a fixed random batch.
-fn nano_training_plan(gpu: &nfnet::Gpu) -> (Plan, ParamStore) {
-    let cfg = NfnetConfig::builtin("nano").unwrap();
-    let mut model = build(
-        &cfg,
-        4,
-        (32, 32),
-        Mode::Train {
-            label_smoothing: 0.1,
-            mixed_targets: false,
-        },
-        1,
-    )
-    .unwrap();
-    let grads = autodiff::backward(&mut model.graph, &gpu.limits).unwrap();
-    let opt = nfnet::graph::optim::Optimizer {
-        momentum: 0.9,
-        weight_decay: 2e-5,
-        nesterov: true,
-        agc: Some(nfnet::graph::optim::AgcConfig {
-            clip: 0.01,
-            eps: 1e-3,
-            style: Default::default(),
+/// The nano model's training plan over a fixed random batch, its conv operands where `tuner`
+/// puts them.
+fn nano_training_plan(gpu: &nfnet::Gpu, tuner: &Tuner) -> (TrainingPlan, ParamStore) {
+    let cfg = ModelConfig::builtin("nano").unwrap();
+    let setup = TrainingSetup {
+        label_smoothing: 0.1,
+        seed: 1,
+        optimizer: Some(nfnet::graph::optim::Optimizer {
+            momentum: 0.9,
+            weight_decay: 2e-5,
+            nesterov: true,
+            agc: Some(nfnet::graph::optim::AgcConfig {
+                clip: 0.01,
+                eps: 1e-3,
+                style: Default::default(),
+            }),
         }),
+        ..TrainingSetup::new(4, (32, 32))
     };
-    add_optimizer(&mut model.graph, &grads, &opt, 1);
-    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
-    weights::init(gpu, &model.graph, &store, 3).unwrap();
-    let loss = model.loss.unwrap();
-    let plan = Plan::new(
-        gpu,
-        model.graph,
-        &store,
-        &PlanOptions {
-            keep: vec![loss],
-            prepare_params: false,
-        },
-    )
-    .unwrap();
+    let store = param_store(gpu, &cfg).unwrap();
+    let plan = TrainingPlan::new(gpu, tuner, &cfg, &setup, &store).unwrap();
+    weights::init(gpu, plan.plan().graph(), &store, 3).unwrap();
     let mut rng = Rng::new(5);
-    plan.tensor("input")
-        .unwrap()
+    plan.input()
         .write_f32(gpu, &rng.normal(4 * 3 * 32 * 32).iter().map(|&v| v as f32).collect::<Vec<_>>())
         .unwrap();
-    plan.tensor("labels").unwrap().write_u32(gpu, &[1, 7, 3, 9]).unwrap();
+    plan.labels().unwrap().write_u32(gpu, &[1, 7, 3, 9]).unwrap();
     let info = nfnet::ops::step_info::StepInfo {
         lr: 0.05,
         ema_decay: 0.0,
         step: 0,
         micro: 0,
     };
-    nfnet::ops::step_info::write(gpu, plan.tensor("step_info").unwrap(), info).unwrap();
+    nfnet::ops::step_info::write(gpu, plan.step_info().unwrap(), info).unwrap();
     (plan, store)
 }
 
@@ -106,13 +89,10 @@ fn nano_training_plan(gpu: &nfnet::Gpu) -> (Plan, ParamStore) {
 fn a_training_step_is_one_submit_and_allocates_nothing_after_the_first() {
     let Some(_) = gpu_or_skip() else { return };
     // A context of its own: the counters would see other tests' work on the shared one.
-    let own = nfnet::Gpu::with_options(&nfnet::GpuOptions {
-        autotune: Some(false),
-        ..Default::default()
-    })
-    .unwrap();
+    let own = nfnet::Gpu::new().unwrap();
     let gpu = &own;
-    let (plan, _store) = nano_training_plan(gpu);
+    let (plan, _store) = nano_training_plan(gpu, &Tuner::off());
+    let plan = plan.plan();
     // Each standardized conv weight's update takes its unit norms from the standardization's
     // statistics and its backward's sums (inputs [step_info, g, stats, g_sq]).
     use nfnet::graph::Op;
@@ -139,7 +119,7 @@ fn a_training_step_is_one_submit_and_allocates_nothing_after_the_first() {
     let loss_id = plan.graph().find("loss.loss").unwrap();
     let loss = |plan: &Plan| plan.tensor_id(loss_id).unwrap().read_f32(gpu).unwrap()[0];
     plan.step(gpu).unwrap();
-    let first = loss(&plan);
+    let first = loss(plan);
     gpu.wait().unwrap();
     let before = gpu.counters();
     for _ in 0..5 {
@@ -154,7 +134,7 @@ fn a_training_step_is_one_submit_and_allocates_nothing_after_the_first() {
     for _ in 0..30 {
         plan.step(gpu).unwrap();
     }
-    let last = loss(&plan);
+    let last = loss(plan);
     assert!(
         last.is_finite() && last < 0.5 * first,
         "the loss should fall when fitting one batch: {first} -> {last}"
@@ -168,14 +148,14 @@ fn a_training_step_is_one_submit_and_allocates_nothing_after_the_first() {
 #[test]
 fn textured_conv_plan_trains_bitwise_like_buffers() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let textured = nfnet::Gpu::with_options(&nfnet::GpuOptions {
-        autotune: Some(false),
-        conv_textures: Some(true),
-        ..Default::default()
-    })
-    .unwrap();
-    let (plan, store) = nano_training_plan(gpu);
-    let (tplan, tstore) = nano_training_plan(&textured);
+    let textured = nfnet::Gpu::new().unwrap();
+    let in_textures = Tuner::new(TuneOptions {
+        conv_storage: Some(Storage::Texture),
+        ..TuneOptions::off()
+    });
+    let (plan, store) = nano_training_plan(gpu, &Tuner::off());
+    let (tplan, tstore) = nano_training_plan(&textured, &in_textures);
+    let (plan, tplan) = (plan.plan(), tplan.plan());
     let packs = tplan
         .step_nodes()
         .filter(|n| matches!(n.op, nfnet::graph::Op::PackActivation(..)))
@@ -186,18 +166,18 @@ fn textured_conv_plan_trains_bitwise_like_buffers() {
     // is a conv's dy, live on in their packings' prologues.
     use nfnet::graph::Op;
     let count = |p: &Plan, f: fn(&Op) -> bool| p.step_nodes().filter(|n| f(&n.op)).count();
-    let forward_prologues = count(&tplan, |op| matches!(op, Op::PackActivation(_, Prologue::Act(_))));
-    let backward_prologues = count(&tplan, |op| matches!(op, Op::PackActivation(_, Prologue::ActBackward(_))));
+    let forward_prologues = count(tplan, |op| matches!(op, Op::PackActivation(_, Prologue::Act(_))));
+    let backward_prologues = count(tplan, |op| matches!(op, Op::PackActivation(_, Prologue::ActBackward(_))));
     assert!(forward_prologues > 0 && backward_prologues > 0);
     // An activation only convs read is packed once; its texels serve the weight gradient too.
     assert!(
-        forward_prologues <= count(&plan, |op| matches!(op, Op::Act(_))),
+        forward_prologues <= count(plan, |op| matches!(op, Op::Act(_))),
         "{forward_prologues} activation packings"
     );
     let (acts, act_backwards): (fn(&Op) -> bool, fn(&Op) -> bool) = (|op| matches!(op, Op::Act(_)), |op| matches!(op, Op::ActBackward(..)));
-    assert!(count(&tplan, acts) < count(&plan, acts), "the textured plan keeps every activation");
+    assert!(count(tplan, acts) < count(plan, acts), "the textured plan keeps every activation");
     assert!(
-        count(&tplan, act_backwards) < count(&plan, act_backwards),
+        count(tplan, act_backwards) < count(plan, act_backwards),
         "the textured plan keeps every activation backward"
     );
     tplan.step(&textured).unwrap();
@@ -215,7 +195,7 @@ fn textured_conv_plan_trains_bitwise_like_buffers() {
     }
     let bits = |g: &nfnet::Gpu, t: &GpuTensor| t.read_f32(g).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     let loss = |p: &Plan| p.tensor("loss.loss").unwrap().clone();
-    assert_eq!(bits(gpu, &loss(&plan)), bits(&textured, &loss(&tplan)), "loss");
+    assert_eq!(bits(gpu, &loss(plan)), bits(&textured, &loss(tplan)), "loss");
     for ((name, a), (_, b)) in store.iter().zip(tstore.iter()) {
         assert_eq!(bits(gpu, a), bits(&textured, b), "{name} differs after three steps");
     }
@@ -224,8 +204,8 @@ fn textured_conv_plan_trains_bitwise_like_buffers() {
 #[test]
 fn full_size_f0_runs_from_all_233_timm_tensors() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let f0 = NfnetConfig::builtin("f0").unwrap();
-    let model = build(&f0, 1, (64, 64), Mode::Eval, 0).unwrap();
+    let f0 = ModelConfig::builtin("f0").unwrap();
+    let model = inference_graph(&f0, 1, (64, 64)).unwrap();
     // A safetensors file with every tensor of timm's dm_nfnet_f0 (random values).
     let mut tensors = BTreeMap::new();
     for (_, def, info) in model.graph.params() {
@@ -241,54 +221,42 @@ fn full_size_f0_runs_from_all_233_timm_tensors() {
     }
     assert_eq!(tensors.len(), 233);
     let path = scratch_dir("f0").join("dm_nfnet_f0.safetensors");
-    weights::write_safetensors(&path, &tensors, None).unwrap();
-    let loaded = read_safetensors(&path).unwrap();
-    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
-    weights::load(gpu, &model.graph, &store, &loaded, "dm_nfnet_f0.safetensors", false, 0).unwrap();
-    let logits_id = model.logits;
-    let plan = Plan::new(
-        gpu,
-        model.graph,
-        &store,
-        &PlanOptions {
-            keep: vec![logits_id],
-            prepare_params: true,
-        },
-    )
-    .unwrap();
+    write_safetensors(&path, &tensors, None).unwrap();
+    let loaded = Weights::read(&path).unwrap();
+    let store = param_store(gpu, &f0).unwrap();
+    weights::load(gpu, &model.graph, &store, &loaded, Head::Strict).unwrap();
+    let plan = InferencePlan::new(gpu, &Tuner::off(), &f0, 1, (64, 64), &store).unwrap();
     // Inference standardizes and packs the weights once, in the prepare phase, not per call.
     assert!(plan
+        .plan()
         .step_nodes()
         .all(|n| !matches!(n.op, nfnet::graph::Op::WeightStd(_) | nfnet::graph::Op::PackWeight(..))));
     plan.prepare(gpu).unwrap();
     let mut rng = Rng::new(1);
-    plan.tensor("input")
-        .unwrap()
-        .write_f32(gpu, &rng.normal(3 * 64 * 64).iter().map(|&v| v as f32).collect::<Vec<_>>())
-        .unwrap();
-    plan.step(gpu).unwrap();
-    let logits = plan.tensor_id(logits_id).unwrap().read_f32(gpu).unwrap();
+    let images: Vec<f32> = rng.normal(3 * 64 * 64).iter().map(|&v| v as f32).collect();
+    let logits = plan.logits(gpu, &images).unwrap();
     assert_eq!(logits.len(), 1000);
     assert!(logits.iter().all(|v| v.is_finite()), "F0 logits must be finite");
     assert!(logits.iter().any(|&v| v != logits[0]), "F0 logits must depend on the class");
     std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
-fn fixture_weights() -> BTreeMap<String, HostTensor> {
-    read_safetensors(&data("test_nfnet.weights.safetensors")).unwrap()
+fn fixture_weights() -> Weights {
+    Weights::read(&data("test_nfnet.weights.safetensors")).unwrap()
 }
 
 #[test]
 fn weights_that_do_not_fit_list_every_problem() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let config = NfnetConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
-    let model = build(&config, 1, (32, 32), Mode::Eval, 0).unwrap();
-    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
+    let config = ModelConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
+    let model = inference_graph(&config, 1, (32, 32)).unwrap();
+    let store = param_store(gpu, &config).unwrap();
     let mut w = fixture_weights();
-    w.remove("stages.2.0.conv2.weight");
-    w.insert("stages.9.0.conv1.weight".into(), HostTensor::f32(&[1], vec![0.0]));
-    w.insert("stem.conv1.bias".into(), HostTensor::f32(&[3], vec![0.0; 3]));
-    match weights::load(gpu, &model.graph, &store, &w, "broken.safetensors", false, 0) {
+    w.source = "broken.safetensors".into();
+    w.tensors.remove("stages.2.0.conv2.weight");
+    w.tensors.insert("stages.9.0.conv1.weight".into(), HostTensor::f32(&[1], vec![0.0]));
+    w.tensors.insert("stem.conv1.bias".into(), HostTensor::f32(&[3], vec![0.0; 3]));
+    match weights::load(gpu, &model.graph, &store, &w, Head::Strict) {
         Err(e @ Error::Weights { .. }) => {
             let msg = e.to_string();
             for part in [
@@ -307,21 +275,25 @@ fn weights_that_do_not_fit_list_every_problem() {
 #[test]
 fn a_new_class_count_reinitialises_the_head_only_when_asked() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let mut config = NfnetConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
+    let mut config = ModelConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
     config.num_classes = 5;
-    let model = build(&config, 1, (32, 32), Mode::Eval, 0).unwrap();
-    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
+    let model = inference_graph(&config, 1, (32, 32)).unwrap();
+    let store = param_store(gpu, &config).unwrap();
     let w = fixture_weights();
-    let strict = weights::load(gpu, &model.graph, &store, &w, "test_nfnet", false, 0);
+    let strict = weights::load(gpu, &model.graph, &store, &w, Head::Strict);
     assert!(
         matches!(strict, Err(Error::Weights { ref misshaped, .. }) if misshaped.len() == 2),
         "{:?}",
         strict.err()
     );
-    let report = weights::load(gpu, &model.graph, &store, &w, "test_nfnet", true, 9).unwrap();
+    let report = weights::load(gpu, &model.graph, &store, &w, Head::Fresh(9)).unwrap();
     assert_eq!(report.reinitialised, ["head.fc.weight", "head.fc.bias"]);
     let conv = store.get("stem.conv1.weight").unwrap().read_f32(gpu).unwrap();
-    assert_eq!(conv, w["stem.conv1.weight"].as_f32("w").unwrap(), "the backbone is loaded as it is");
+    assert_eq!(
+        conv,
+        w.tensors["stem.conv1.weight"].as_f32("w").unwrap(),
+        "the backbone is loaded as it is"
+    );
     let head = store.get("head.fc.weight").unwrap().read_f32(gpu).unwrap();
     let std = (head.iter().map(|v| v * v).sum::<f32>() / head.len() as f32).sqrt();
     assert!((0.005..0.02).contains(&std), "a fresh head is N(0, 0.01): std {std}");
@@ -330,14 +302,14 @@ fn a_new_class_count_reinitialises_the_head_only_when_asked() {
 #[test]
 fn saved_weights_load_back_bit_for_bit() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let config = NfnetConfig::builtin("nano_timm").unwrap();
-    let model = build(&config, 1, (32, 32), Mode::Eval, 0).unwrap();
-    let store = ParamStore::for_graph(gpu, &model.graph).unwrap();
+    let config = ModelConfig::builtin("nano_timm").unwrap();
+    let model = inference_graph(&config, 1, (32, 32)).unwrap();
+    let store = param_store(gpu, &config).unwrap();
     weights::init(gpu, &model.graph, &store, 77).unwrap();
-    let saved = weights::read_all(gpu, &store).unwrap();
+    let saved = Weights::from_store(gpu, &store, "nano").unwrap();
     let path = scratch_dir("save").join("nano.safetensors");
-    weights::write_safetensors(&path, &saved, None).unwrap();
-    assert_eq!(read_safetensors(&path).unwrap(), saved);
+    write_safetensors(&path, &saved.tensors, None).unwrap();
+    assert_eq!(read_safetensors(&path).unwrap(), saved.tensors);
     std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
@@ -361,15 +333,15 @@ fn bad_files_get_format_errors() {
 
 #[test]
 fn impossible_configs_are_refused() {
-    let mut cfg = NfnetConfig::builtin("nano").unwrap();
+    let mut cfg = ModelConfig::builtin("nano").unwrap();
     cfg.widths[2] = 60; // not a multiple of the group width 8
-    match NfnetConfig::from_json(&cfg.to_json()) {
+    match ModelConfig::from_json(&cfg.to_json()) {
         Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains("the width 60 is not divisible by the group width 8"), "{e}"),
         other => panic!("expected an invalid-config error, got {other:?}"),
     }
     cfg.widths[2] = 64;
     cfg.group_width = 32; // the 32-wide stages' bottleneck of 16 is narrower than one group
-    match NfnetConfig::from_json(&cfg.to_json()) {
+    match ModelConfig::from_json(&cfg.to_json()) {
         Err(e @ Error::Invalid { .. }) => assert!(
             e.to_string()
                 .contains("bottleneck width 16 (width 32 x bottleneck 0.5) is narrower than one group of 32"),
@@ -377,11 +349,11 @@ fn impossible_configs_are_refused() {
         ),
         other => panic!("expected an invalid-config error, got {other:?}"),
     }
-    match NfnetConfig::from_json(r#"{"name": "x", "flavour": "deepmind"}"#) {
+    match ModelConfig::from_json(r#"{"name": "x", "flavour": "deepmind"}"#) {
         Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains("missing field"), "{e}"),
         other => panic!("expected an invalid-config error, got {other:?}"),
     }
-    assert!(NfnetConfig::load("no_such_model")
+    assert!(ModelConfig::load("no_such_model")
         .unwrap_err()
         .to_string()
         .contains("neither a built-in model"));
@@ -390,7 +362,7 @@ fn impossible_configs_are_refused() {
 #[test]
 fn bad_images_and_labels_are_refused() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let config = NfnetConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
+    let config = ModelConfig::load(data("test_nfnet.json").to_str().unwrap()).unwrap();
     let w = fixture_weights();
     let opts = ForwardOptions {
         grads: false,
@@ -400,7 +372,15 @@ fn bad_images_and_labels_are_refused() {
     };
     let run = |shape: &[usize], labels: Option<HostTensor>| {
         let n: usize = shape.iter().product();
-        forward(gpu, &config, &w, "w", &HostTensor::f32(shape, vec![0.0; n]), labels.as_ref(), &opts)
+        forward(
+            gpu,
+            &Tuner::off(),
+            &config,
+            &w,
+            &HostTensor::f32(shape, vec![0.0; n]),
+            labels.as_ref(),
+            &opts,
+        )
     };
     let msg = run(&[1, 4, 40, 40], None).unwrap_err().to_string();
     assert!(msg.contains("3 channels") && msg.contains("4 channels"), "{msg}");

@@ -3,11 +3,12 @@
 //! and loss within 1e-4 relative L2, every gradient within 1e-3, and every parameter after two
 //! AGC + SGD steps within 1e-4, for both flavours.
 
+use crate::support::{gpu_or_skip, rel_l2};
 use nfnet::graph::optim::Optimizer;
-use nfnet::nfnet::forward::{forward, ForwardOptions};
-use nfnet::nfnet::weights::read_safetensors;
-use nfnet::nfnet::NfnetConfig;
-use nfnet::testing::{gpu_or_skip, rel_l2};
+use nfnet::io::{read_safetensors, HostTensor};
+use nfnet::model::forward::{forward, ForwardOptions};
+use nfnet::model::{ModelConfig, Weights};
+use nfnet::Tuner;
 use std::path::PathBuf;
 
 fn data(file: &str) -> PathBuf {
@@ -16,8 +17,11 @@ fn data(file: &str) -> PathBuf {
 
 fn parity(name: &str) {
     let Some(gpu) = gpu_or_skip() else { return };
-    let config = NfnetConfig::load(data(&format!("{name}.json")).to_str().unwrap()).unwrap();
-    let weights = read_safetensors(&data(&format!("{name}.weights.safetensors"))).unwrap();
+    let config = ModelConfig::load(data(&format!("{name}.json")).to_str().unwrap()).unwrap();
+    let weights = Weights {
+        source: name.into(),
+        tensors: read_safetensors(&data(&format!("{name}.weights.safetensors"))).unwrap(),
+    };
     let input = read_safetensors(&data(&format!("{name}.input.safetensors"))).unwrap();
     let expected = read_safetensors(&data(&format!("{name}.expected.safetensors"))).unwrap();
     let options = ForwardOptions {
@@ -27,7 +31,16 @@ fn parity(name: &str) {
         // What make_reference.py steps with: the paper's recipe.
         optimizer: Optimizer::paper(),
     };
-    let got = forward(gpu, &config, &weights, name, &input["input"], Some(&input["labels"]), &options).unwrap();
+    let got = forward(
+        gpu,
+        &Tuner::off(),
+        &config,
+        &weights,
+        &input["input"],
+        Some(&input["labels"]),
+        &options,
+    )
+    .unwrap();
     let mut failures = Vec::new();
     let mut worst = (0.0f64, String::new());
     for (key, want) in &expected {
@@ -36,7 +49,7 @@ fn parity(name: &str) {
             failures.push(format!("{key}: missing from the engine's output"));
             continue;
         };
-        let f64s = |t: &nfnet::nfnet::weights::HostTensor| t.as_f32(key).unwrap().iter().map(|&v| v as f64).collect::<Vec<_>>();
+        let f64s = |t: &HostTensor| t.as_f32(key).unwrap().iter().map(|&v| v as f64).collect::<Vec<_>>();
         assert_eq!(g.shape, want.shape, "{key}: shape");
         let (err, report) = rel_l2(&f64s(g), &f64s(want));
         if err > worst.0 {
@@ -93,7 +106,7 @@ fn the_forward_command_writes_timm_logits_and_loss() {
     let expected = read_safetensors(&data("dm_mini.expected.safetensors")).unwrap();
     assert_eq!(got.keys().collect::<Vec<_>>(), ["logits", "loss"]);
     for key in ["logits", "loss"] {
-        let f = |t: &nfnet::nfnet::weights::HostTensor| t.as_f32(key).unwrap().iter().map(|&v| v as f64).collect::<Vec<_>>();
+        let f = |t: &HostTensor| t.as_f32(key).unwrap().iter().map(|&v| v as f64).collect::<Vec<_>>();
         let (err, report) = rel_l2(&f(&got[key]), &f(&expected[key]));
         assert!(err <= 1e-4, "{key}: {report}");
     }

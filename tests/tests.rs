@@ -1,6 +1,8 @@
 //! The one integration test binary (one link step, one lavapipe start). Each module says what
 //! it checks; GPU modules skip on a machine without an adapter, and fail under CI without one.
 
+/// The convolution's tiles and storages agree bitwise; the tuner keeps results and caches.
+mod conv;
 /// The same inputs twice give bitwise the same outputs.
 mod determinism;
 /// Bad input gets a typed error naming the problem, never a panic or a wgpu abort.
@@ -19,5 +21,7 @@ mod ops;
 mod parity;
 /// Every shader parses and validates under naga, and matches its declared bindings (no GPU).
 mod shaders;
+/// Shared test support: the GPU context, seeded data, NaN-poisoned outputs, the error report.
+mod support;
 /// Training: exact resume, crash-safe checkpoints, image folders with bad files, bad input.
 mod train;

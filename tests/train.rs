@@ -1,12 +1,12 @@
 //! Training: exact resume, crash-safe checkpoints, image folders with bad files, and a typed
 //! error for every kind of bad input.
 
-use nfnet::data::{self, synthetic::Synthetic, Dataset};
+use crate::support::gpu_or_skip;
+use nfnet::data::{self, synthetic::Synthetic, DataSpec, Dataset, OpenOptions};
 use nfnet::graph::optim::AgcConfig;
-use nfnet::nfnet::NfnetConfig;
-use nfnet::testing::gpu_or_skip;
-use nfnet::train::{checkpoint, Event, FitEnd, TrainOptions, Trainer};
-use nfnet::Error;
+use nfnet::model::ModelConfig;
+use nfnet::train::{checkpoint, Event, FitEnd, TrainOptions, TrainOverrides, Trainer};
+use nfnet::{Error, Tuner};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ fn small_data() -> Dataset {
 /// A run that exercises every piece of training state: dropout and stochastic depth streams,
 /// two micro-batches per step, CutMix, the EMA, AGC, warm-up and cosine decay.
 fn options() -> TrainOptions {
-    let mut model = NfnetConfig::builtin("nano").unwrap();
+    let mut model = ModelConfig::builtin("nano").unwrap();
     model.dropout = 0.2;
     model.stochastic_depth = 0.2;
     TrainOptions {
@@ -78,14 +78,15 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     let data = small_data();
     let dir = scratch("resume");
 
-    let mut straight = Trainer::new(gpu, options(), &data, None).unwrap();
+    let tuner = Tuner::off();
+    let mut straight = Trainer::new(gpu, &tuner, options(), &data).unwrap();
     assert_eq!(straight.fit(&data, &dir.join("straight"), &mut |_| {}).unwrap(), FitEnd::Finished);
     let want = state_bits(&straight);
     let steps = straight.state.step;
     drop(straight);
 
     // Interrupt in the middle of the first epoch, as Ctrl-C would, then continue from the checkpoint.
-    let mut first = Trainer::new(gpu, options(), &data, None).unwrap();
+    let mut first = Trainer::new(gpu, &tuner, options(), &data).unwrap();
     let flag = Arc::new(AtomicBool::new(false));
     first.set_interrupt(flag.clone());
     let end = first
@@ -100,7 +101,8 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     };
     assert_eq!(first.state.step, 2);
     drop(first);
-    let mut resumed = checkpoint::resume(gpu, &path, &data, None, None).unwrap();
+    let checkpoint = checkpoint::read(&path).unwrap();
+    let mut resumed = Trainer::resume(gpu, &tuner, &checkpoint, &TrainOverrides::default(), &data).unwrap();
     assert_eq!(resumed.state.step, 2);
     assert_eq!(resumed.fit(&data, &dir.join("split"), &mut |_| {}).unwrap(), FitEnd::Finished);
     assert_eq!(resumed.state.step, steps);
@@ -234,16 +236,11 @@ fn bad_training_input_gets_clear_errors() {
     let Some(gpu) = gpu_or_skip() else { return };
     let dir = scratch("bad");
     // A missing folder, and an empty one.
-    let msg = data::open(dir.join("absent").to_str().unwrap(), None, 0.1, 0, 64)
-        .err()
-        .unwrap()
-        .to_string();
+    let open = |source: &str| data::open(&DataSpec::new(source), &OpenOptions::default());
+    let msg = open(dir.join("absent").to_str().unwrap()).err().unwrap().to_string();
     assert!(msg.contains("no such folder"), "{msg}");
     std::fs::create_dir_all(dir.join("empty")).unwrap();
-    let msg = data::open(dir.join("empty").to_str().unwrap(), None, 0.1, 0, 64)
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = open(dir.join("empty").to_str().unwrap()).err().unwrap().to_string();
     assert!(msg.contains("holds no images"), "{msg}");
     // A CIFAR-10 file of the wrong size.
     let cifar = dir.join("cifar");
@@ -259,7 +256,7 @@ fn bad_training_input_gets_clear_errors() {
         std::fs::write(cifar.join(name), vec![1u8; 3073 * 4]).unwrap();
     }
     std::fs::write(cifar.join("data_batch_3.bin"), vec![1u8; 3073 * 4 + 100]).unwrap();
-    match data::open(&format!("cifar10:{}", cifar.display()), None, 0.1, 0, 64) {
+    match open(&format!("cifar10:{}", cifar.display())) {
         Err(e @ Error::Format { .. }) => assert!(
             e.to_string().contains("data_batch_3.bin") && e.to_string().contains("not a whole number of CIFAR-10 records"),
             "{e}"
@@ -267,15 +264,15 @@ fn bad_training_input_gets_clear_errors() {
         other => panic!("expected a format error, got {:?}", other.err()),
     }
     // A batch size of 0.
-    let data = small_data();
+    let (data, tuner) = (small_data(), Tuner::off());
     let msg = Trainer::new(
         gpu,
+        &tuner,
         TrainOptions {
             batch_size: 0,
             ..options()
         },
         &data,
-        None,
     )
     .err()
     .unwrap()
@@ -284,21 +281,25 @@ fn bad_training_input_gets_clear_errors() {
     // A checkpoint of another model config.
     let mut t = Trainer::new(
         gpu,
+        &tuner,
         TrainOptions {
             epochs: 1,
             micro_batches: 1,
             ..options()
         },
         &data,
-        None,
     )
     .unwrap();
     let path = dir.join("nano.safetensors");
     checkpoint::save(&t, &path).unwrap();
     t.state.step = 0;
     drop(t);
-    let other = NfnetConfig::builtin("nano_timm").unwrap();
-    let msg = checkpoint::resume(gpu, &path, &data, Some(&other), None).err().unwrap().to_string();
+    let other = TrainOverrides {
+        model: Some(ModelConfig::builtin("nano_timm").unwrap()),
+        ..Default::default()
+    };
+    let checkpoint = checkpoint::read(&path).unwrap();
+    let msg = Trainer::resume(gpu, &tuner, &checkpoint, &other, &data).err().unwrap().to_string();
     assert!(
         msg.contains("is a checkpoint of model \"nano\", not of the requested model \"nano_timm\""),
         "{msg}"
@@ -331,6 +332,7 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     let dir = scratch("nan");
     let mut t = Trainer::new(
         gpu,
+        &Tuner::off(),
         TrainOptions {
             epochs: 1,
             micro_batches: 1,
@@ -338,7 +340,6 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
             ..options()
         },
         &data,
-        None,
     )
     .unwrap();
     assert_eq!(t.fit(&data, &dir, &mut |_| {}).unwrap(), FitEnd::Finished);
@@ -375,7 +376,7 @@ fn cifar10_records_read_as_labelled_images() {
         std::fs::write(dir.join(name), [record(3, 10, 20, 30), record(9, 200, 100, 0)].concat()).unwrap();
     }
     std::fs::write(dir.join("test_batch.bin"), record(1, 7, 8, 9)).unwrap();
-    let data = data::open(&format!("cifar10:{}", dir.display()), None, 0.1, 0, 64).unwrap();
+    let data = data::open(&DataSpec::new(&format!("cifar10:{}", dir.display())), &OpenOptions::default()).unwrap();
     assert_eq!((data.train.len(), data.val.len()), (10, 1));
     assert_eq!(data.classes()[3], "cat");
     assert_eq!((data.train.label(1), data.val.label(0)), (9, 1));

@@ -7,8 +7,8 @@ struct Params {
     blocks: u32,                             // pixel blocks per row (ceil(Q / TP)), or splits
     phase_y: u32, phase_x: u32,              // backward_input: the stride phase of this dispatch
     rows: u32, cols: u32,                    // backward_input: rows and pixels of the phase
-    rows_per_split: u32, split_base: u32,    // backward_weight: the split of the N*P rows
+    rows_per_split: u32,                     // backward_weight: rows (n, p) per split of the N*P
     n_base: u32,                             // textured kernels: the chunk's first image
-    _pad1: u32, _pad2: u32, _pad3: u32,
+    _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;

@@ -1,5 +1,5 @@
 //! Image transforms: DeepMind's training augmentation and evaluation crop, and the normalisation
-//! to the network's input (`../shared/reference/NFNET.md` section 8).
+//! to the network's input, as DeepMind's reference input pipeline does them.
 //!
 //! - Training: Inception-style random-resized crop (area fraction in `[scale_min, 1]`, aspect
 //!   ratio in `[3/4, 4/3]` log-uniform, 10 tries, then a centre crop), bicubic resize to the

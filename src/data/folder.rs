@@ -4,7 +4,8 @@
 //! Every image is decoded once when the folder is opened (on all cores) and kept in memory,
 //! scaled down so its shorter side is at most `keep_side` (twice the training resolution is
 //! plenty for random-resized crops), so epochs cost no decoding. A file that cannot be read or
-//! decoded is skipped with a warning naming it; the count is reported with every epoch.
+//! decoded is skipped and listed, with the reason ([`Source::skipped`]), for the caller to
+//! report.
 
 use super::{Image, Source};
 use crate::error::{Error, Result};
@@ -125,10 +126,7 @@ impl Folder {
                     images.push(img);
                     labels.push(label);
                 }
-                Err(e) => {
-                    eprintln!("warning: skipping {}: {e}", path.display());
-                    skipped.push(path.display().to_string());
-                }
+                Err(e) => skipped.push(format!("{}: {e}", path.display())),
             }
         }
         if images.is_empty() {

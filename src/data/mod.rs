@@ -1,8 +1,8 @@
 //! Training data: sources of labelled images, and the loader that turns them into batches.
 //!
 //! A [`Source`] is a labelled image collection: the embedded [`synthetic`] dataset, an image
-//! [`folder`], or [`cifar`]-10. [`open`] builds the training and validation sources from the
-//! `--data` argument. A [`Loader`] runs on its own threads: it decodes, augments and normalises
+//! [`folder`], or [`cifar`]-10. [`open`] builds the training and validation sources a
+//! [`DataSpec`] names. A [`Loader`] runs on its own threads: it decodes, augments and normalises
 //! the images of each batch ([`augment`]) while the GPU trains on the previous one, and hands
 //! batches over through a bounded channel.
 //!
@@ -14,14 +14,15 @@
 pub mod augment;
 pub mod cifar;
 pub mod folder;
+mod loader;
 pub mod synthetic;
 
+pub use loader::{epoch_order, train_batches, Batch, Loader, LoaderOptions, Transform};
+
 use crate::error::{Error, Result};
-use augment::Augment;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// An 8-bit RGB image.
@@ -37,7 +38,7 @@ pub trait Source: Send + Sync {
     fn classes(&self) -> &[String];
     fn label(&self, i: usize) -> u32;
     fn image(&self, i: usize) -> Image;
-    /// Files that could not be read when the source was opened.
+    /// Files that could not be read when the source was opened, each as `path: reason`.
     fn skipped(&self) -> &[String] {
         &[]
     }
@@ -85,11 +86,57 @@ impl Dataset {
 pub const SYNTHETIC_TRAIN: usize = 6000;
 pub const SYNTHETIC_VAL: usize = 1000;
 
-/// Opens `spec`: `synthetic` (or `synthetic:TRAIN[:VAL]` for other split sizes), `cifar10:DIR`,
-/// or an image folder. A folder's validation images
-/// come from `val_dir` when given, else from a seeded `val_fraction` of it. `keep_side` bounds
-/// the side of decoded folder images kept in memory.
-pub fn open(spec: &str, val_dir: Option<&Path>, val_fraction: f64, seed: u64, keep_side: u32) -> Result<Dataset> {
+/// What data to open (saved in checkpoints, so that a resumed run reopens it).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DataSpec {
+    /// `synthetic` (the embedded dataset; `synthetic:TRAIN[:VAL]` for other split sizes),
+    /// `cifar10:DIR`, or an image folder `root/<class>/<image>`.
+    #[serde(rename = "spec")]
+    pub source: String,
+    /// A separate validation folder for an image folder.
+    pub val_data: Option<PathBuf>,
+    /// Else the seeded fraction of the folder held out for validation.
+    pub val_split: f64,
+}
+
+impl DataSpec {
+    /// `source`, its validation images as the source has them (a folder: a tenth held out).
+    pub fn new(source: &str) -> DataSpec {
+        DataSpec {
+            source: source.into(),
+            val_data: None,
+            val_split: 0.1,
+        }
+    }
+}
+
+impl Default for DataSpec {
+    /// The embedded dataset.
+    fn default() -> DataSpec {
+        DataSpec::new("synthetic")
+    }
+}
+
+/// How [`open`] opens data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Seeds the embedded images and a folder's validation split.
+    pub seed: u64,
+    /// Decoded folder images are kept with their shorter side at most this long.
+    pub keep_side: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions { seed: 0, keep_side: 64 }
+    }
+}
+
+/// Opens the training and validation sources `spec` names; see [`DataSpec`].
+pub fn open(spec: &DataSpec, options: &OpenOptions) -> Result<Dataset> {
+    let (seed, keep_side, val_fraction) = (options.seed, options.keep_side, spec.val_split);
+    let val_dir = spec.val_data.as_deref();
+    let spec = spec.source.as_str();
     if let Some(sizes) = spec.strip_prefix("synthetic") {
         // `synthetic`, or `synthetic:TRAIN[:VAL]` for other split sizes.
         let parts: Vec<&str> = sizes.split(':').skip(1).collect();
@@ -149,7 +196,7 @@ pub fn open(spec: &str, val_dir: Option<&Path>, val_fraction: f64, seed: u64, ke
         return Err(Error::invalid(
             "data",
             format!(
-                "{spec}: {} images leave none for validation; give --val-data or a larger --val-split",
+                "{spec}: {} images leave none for validation; give a validation folder or a larger validation split",
                 all.len()
             ),
         ));
@@ -167,134 +214,20 @@ pub fn open(spec: &str, val_dir: Option<&Path>, val_fraction: f64, seed: u64, ke
     })
 }
 
-/// How the loader prepares images.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Transform {
-    /// Shuffled, augmented, full batches only.
-    Train(Augment),
-    /// In order, squash-resized to `resolution + margin` and centre-cropped; the last batch is
-    /// padded (with copies of its last image) and says how many images are real.
-    Eval { margin: u32 },
-}
-
-/// One batch, ready to upload.
-pub struct Batch {
-    /// Position of the batch in its epoch.
-    pub index: usize,
-    /// `[N, 3, R, R]` normalised.
-    pub images: Vec<f32>,
-    pub labels: Vec<u32>,
-    /// MixUp/CutMix targets `[N, 3]` (see `ops::softmax_xent`), when mixing is on.
-    pub targets: Option<Vec<u32>>,
-    /// Real images in the batch (less than N only for a padded last evaluation batch).
-    pub count: usize,
-}
-
-/// The order of an epoch: a shuffle seeded by `(seed, epoch)`.
-pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..len).collect();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
-        seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    ));
-    order
-}
-
-/// Full training batches per epoch.
-pub fn train_batches(len: usize, batch: usize) -> usize {
-    len / batch.max(1)
-}
-
-fn mix_seed(seed: u64, epoch: u64, position: u64) -> u64 {
-    seed ^ epoch.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ position.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Batches of a source, prepared on background threads; see the module docs.
-pub struct Loader {
-    rx: Receiver<Batch>,
-    total: usize,
-}
-
-impl Loader {
-    /// Starts loading `source`, beginning at batch `first_batch` of `epoch`.
-    pub fn start(
-        source: Arc<dyn Source>,
-        batch: usize,
-        resolution: u32,
-        transform: Transform,
-        seed: u64,
-        epoch: u64,
-        first_batch: usize,
-        threads: usize,
-    ) -> Loader {
-        let order = match transform {
-            Transform::Train(_) => epoch_order(source.len(), seed, epoch),
-            Transform::Eval { .. } => (0..source.len()).collect(),
-        };
-        let total = match transform {
-            Transform::Train(_) => train_batches(order.len(), batch),
-            Transform::Eval { .. } => order.len().div_ceil(batch),
-        };
-        let (tx, rx) = sync_channel(2);
-        let threads = threads.max(1);
-        std::thread::spawn(move || {
-            let per = 3 * (resolution * resolution) as usize;
-            for b in first_batch..total {
-                let picks: Vec<usize> = (0..batch).map(|k| order[(b * batch + k).min(order.len() - 1)]).collect();
-                let count = (order.len() - b * batch).min(batch);
-                let mut images = vec![0f32; batch * per];
-                std::thread::scope(|s| {
-                    for (part, chunk) in images.chunks_mut(per * batch.div_ceil(threads)).enumerate() {
-                        let (picks, source) = (&picks, &source);
-                        s.spawn(move || {
-                            for (k, out) in chunk.chunks_mut(per).enumerate() {
-                                let slot = part * batch.div_ceil(threads) + k;
-                                let img = source.image(picks[slot]);
-                                let img = match transform {
-                                    Transform::Train(aug) => {
-                                        let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(seed, epoch, (b * batch + slot) as u64));
-                                        augment::train_transform(&img, resolution, &aug, &mut rng)
-                                    }
-                                    Transform::Eval { margin } => augment::eval_transform(&img, resolution, margin),
-                                };
-                                augment::normalize_into(&img, out);
-                            }
-                        });
-                    }
-                });
-                let labels: Vec<u32> = picks.iter().map(|&i| source.label(i)).collect();
-                let targets = match transform {
-                    Transform::Train(aug) if aug.mixup > 0.0 || aug.cutmix > 0.0 => {
-                        let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(seed ^ 0x00C0_FFEE, epoch, b as u64));
-                        Some(augment::mix_batch(&mut images, &labels, resolution as usize, &aug, &mut rng))
-                    }
-                    _ => None,
-                };
-                if tx
-                    .send(Batch {
-                        index: b,
-                        images,
-                        labels,
-                        targets,
-                        count,
-                    })
-                    .is_err()
-                {
-                    return; // the consumer stopped
-                }
-            }
-        });
-        Loader { rx, total }
-    }
-
-    /// Batches in the whole epoch (including those before `first_batch`).
-    pub fn total(&self) -> usize {
-        self.total
-    }
-}
-
-impl Iterator for Loader {
-    type Item = Batch;
-    fn next(&mut self) -> Option<Batch> {
-        self.rx.recv().ok()
-    }
+/// Decodes an image file to RGB (grayscale and RGBA are converted).
+pub fn load_image(path: &Path) -> Result<Image> {
+    let fail = |m: String| Error::Format {
+        path: path.display().to_string(),
+        message: m,
+    };
+    Ok(image::ImageReader::open(path)
+        .map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            error: e,
+        })?
+        .with_guessed_format()
+        .map_err(|e| fail(e.to_string()))?
+        .decode()
+        .map_err(|e| fail(format!("not a readable image: {e}")))?
+        .to_rgb8())
 }

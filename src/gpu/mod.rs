@@ -15,12 +15,14 @@
 //! errors do not abort: an uncaptured-error handler records them, and [`Gpu::checked`] and
 //! [`Gpu::run`] turn them into [`Error::Wgpu`].
 
+mod adapter;
 mod kernel;
 mod pipeline;
 pub mod step;
 mod tensor;
 mod timer;
 
+pub use adapter::{list_adapters, AdapterSummary};
 pub use kernel::{Access, Kernel};
 pub use pipeline::Overrides;
 pub use pipeline::PipelineCache;
@@ -30,13 +32,13 @@ pub use timer::GpuTimer;
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// The smallest limits the kernels are written for. Every adapter with WebGPU's defaults has them.
 const NEED_STORAGE_BUFFERS: u32 = 7;
 const NEED_INVOCATIONS: u32 = 256;
 
-/// How to choose the adapter.
+/// How to choose the adapter and open its device.
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
     /// An index into [`list_adapters`] or a case-insensitive name substring. `None` falls back to
@@ -45,140 +47,10 @@ pub struct GpuOptions {
     /// Caps the largest storage binding below the adapter's (to exercise or emulate the split
     /// of large tensors, e.g. lavapipe's 128 MiB on a GPU that allows more).
     pub max_storage_binding: Option<u64>,
-    /// Autotuning ([`crate::tune`]): `None` follows `NFNET_AUTOTUNE` (on unless `0`); off, every
-    /// choice is the default kernel's, for reproducible timings.
-    pub autotune: Option<bool>,
-    /// Where conv kernels read their operands: `Some(true)` packed weights and activations in
-    /// textures (the `_textured` kernels), `Some(false)` storage buffers, `None` the
-    /// `NFNET_CONV_STORAGE` environment variable (`buffer` or `texture`) if set, else the
-    /// autotuner's choice (buffers with autotuning off).
-    pub conv_textures: Option<bool>,
     /// Lanes of the workgroup-tree reductions (`shaders/common/reduce.wgsl`): a power of two
     /// from 1 to 64. `None` picks per adapter ([`Gpu::reduce_lanes`]); tests set it to run the
     /// other adapters' width on this one.
     pub reduce_lanes: Option<u32>,
-}
-
-/// What `nfnet devices` prints about one adapter.
-#[derive(Clone, Debug)]
-pub struct AdapterSummary {
-    pub index: usize,
-    pub name: String,
-    pub backend: wgpu::Backend,
-    pub device_type: wgpu::DeviceType,
-    pub driver: String,
-    pub driver_info: String,
-    pub max_storage_binding: u64,
-    pub max_buffer: u64,
-    pub workgroup_storage: u32,
-    pub invocations_per_workgroup: u32,
-    pub shader_f16: bool,
-    pub subgroups: bool,
-    pub timestamps: bool,
-}
-
-impl std::fmt::Display for AdapterSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-        write!(
-            f,
-            "[{}] {} ({:?}, {:?})\n    driver: {} {}\n    max storage binding: {:.0} MiB, max buffer: {:.0} MiB, \
-             workgroup storage: {} KiB, invocations/workgroup: {}\n    f16: {}, subgroups: {}, timestamps: {}",
-            self.index,
-            self.name,
-            self.backend,
-            self.device_type,
-            self.driver,
-            self.driver_info,
-            mib(self.max_storage_binding),
-            mib(self.max_buffer),
-            self.workgroup_storage / 1024,
-            self.invocations_per_workgroup,
-            yes_no(self.shader_f16),
-            yes_no(self.subgroups),
-            yes_no(self.timestamps),
-        )
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-/// An instance over `backends`, or over `WGPU_BACKEND`'s choice (default: all) when `None`.
-fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    if let Some(b) = backends {
-        desc.backends = b;
-    }
-    wgpu::Instance::new(desc)
-}
-
-/// Rank for "high-performance first": lower is better.
-fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
-    let device = match info.device_type {
-        wgpu::DeviceType::DiscreteGpu => 0,
-        wgpu::DeviceType::IntegratedGpu => 1,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Other => 3,
-        wgpu::DeviceType::Cpu => 4,
-    };
-    let backend = match info.backend {
-        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
-        wgpu::Backend::BrowserWebGpu => 1,
-        _ => 2,
-    };
-    (device, backend)
-}
-
-fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    adapters.sort_by_key(|a| rank(&a.get_info()));
-    adapters
-}
-
-fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
-    let info = adapter.get_info();
-    let limits = adapter.limits();
-    let features = adapter.features();
-    AdapterSummary {
-        index,
-        name: info.name,
-        backend: info.backend,
-        device_type: info.device_type,
-        driver: info.driver,
-        driver_info: info.driver_info,
-        max_storage_binding: limits.max_storage_buffer_binding_size,
-        max_buffer: limits.max_buffer_size,
-        workgroup_storage: limits.max_compute_workgroup_storage_size,
-        invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-        shader_f16: features.contains(wgpu::Features::SHADER_F16),
-        subgroups: features.contains(wgpu::Features::SUBGROUP),
-        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-    }
-}
-
-/// Every adapter wgpu finds, most capable first (the order `NFNET_ADAPTER=<index>` refers to).
-pub fn list_adapters() -> Vec<AdapterSummary> {
-    sorted_adapters(&instance(None))
-        .iter()
-        .enumerate()
-        .map(|(i, a)| summary(i, a))
-        .collect()
-}
-
-fn no_adapter_hint() -> String {
-    if cfg!(target_os = "linux") {
-        "Install a Vulkan driver; on Linux without a GPU the software device lavapipe works: \
-         `apt-get install mesa-vulkan-drivers`."
-            .into()
-    } else {
-        "Install or update the GPU driver (Vulkan, Metal or DX12).".into()
-    }
 }
 
 /// The engine's handle on one GPU. Cheap to share by reference; everything is built once.
@@ -191,8 +63,6 @@ pub struct Gpu {
     pipelines: PipelineCache,
     errors: Arc<Mutex<Vec<String>>>,
     counters: Counters,
-    autotune: bool,
-    conv_textures: OnceLock<bool>,
     reduce_lanes: u32,
 }
 
@@ -226,45 +96,8 @@ impl Gpu {
             .adapter
             .clone()
             .or_else(|| std::env::var("NFNET_ADAPTER").ok().filter(|s| !s.is_empty()));
-        // Without a selector or WGPU_BACKEND, look at the native APIs first: GL is a fallback
-        // (and initialising it prints platform noise on headless Linux).
-        let mut adapters = Vec::new();
-        if selector.is_none() && std::env::var_os("WGPU_BACKEND").is_none() {
-            adapters = sorted_adapters(&instance(Some(wgpu::Backends::PRIMARY)));
-        }
-        if adapters.is_empty() {
-            adapters = sorted_adapters(&instance(None));
-        }
-        if adapters.is_empty() {
-            return Err(Error::NoAdapter { hint: no_adapter_hint() });
-        }
-        let adapter = match selector {
-            None => &adapters[0],
-            Some(sel) => {
-                let found = match sel.trim().parse::<usize>() {
-                    Ok(i) => adapters.get(i),
-                    Err(_) => {
-                        let needle = sel.to_lowercase();
-                        adapters.iter().find(|a| a.get_info().name.to_lowercase().contains(&needle))
-                    }
-                };
-                found.ok_or_else(|| Error::AdapterNotFound {
-                    selector: sel.clone(),
-                    available: adapters
-                        .iter()
-                        .enumerate()
-                        .map(|(i, a)| {
-                            let info = a.get_info();
-                            format!("  [{i}] {} ({:?})", info.name, info.backend)
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                })?
-            }
-        };
-        Gpu::open(adapter, options)
+        Gpu::open(&adapter::choose(selector)?, options)
     }
-
     fn open(adapter: &wgpu::Adapter, options: &GpuOptions) -> Result<Gpu> {
         let info = adapter.get_info();
         let mut limits = adapter.limits();
@@ -307,24 +140,6 @@ impl Gpu {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(format!("device lost ({reason:?}): {message}"));
         });
-        let autotune = options
-            .autotune
-            .unwrap_or_else(|| std::env::var("NFNET_AUTOTUNE").map_or(true, |v| v.trim() != "0"));
-        let conv_textures = OnceLock::new();
-        let from_env = match std::env::var("NFNET_CONV_STORAGE").as_deref().map(str::trim) {
-            Ok("texture") => Some(true),
-            Ok("buffer") => Some(false),
-            Ok("") | Err(_) => None,
-            Ok(other) => {
-                return Err(Error::invalid(
-                    "NFNET_CONV_STORAGE",
-                    format!("expected `buffer` or `texture`, got `{other}`"),
-                ))
-            }
-        };
-        if let Some(textures) = options.conv_textures.or(from_env) {
-            let _ = conv_textures.set(textures);
-        }
         // A CPU adapter (lavapipe, SwiftShader, WARP) runs a workgroup as a loop over SIMD-wide
         // chunks of lanes and pays for every barrier by switching between them: a reduction is
         // fastest there with one 8-lane chunk (a 256-bit vector), twice as fast as 64 lanes for
@@ -349,8 +164,6 @@ impl Gpu {
             features,
             errors,
             counters: Counters::default(),
-            autotune,
-            conv_textures,
             reduce_lanes,
         })
     }
@@ -361,11 +174,6 @@ impl Gpu {
             "{} ({:?}, {:?}, driver {} {})",
             self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
         )
-    }
-
-    /// Whether autotuning is on ([`GpuOptions::autotune`]).
-    pub fn autotune(&self) -> bool {
-        self.autotune
     }
 
     /// Lanes of every workgroup-tree reduction on this adapter ([`GpuOptions::reduce_lanes`]):
@@ -382,13 +190,6 @@ impl Gpu {
     /// arrays (the `KEEP` constant of `shaders/common/reduce.wgsl`).
     pub fn keeps_units(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
-    }
-
-    /// Whether plans give the conv kernels their packed weights and activations in textures:
-    /// [`GpuOptions::conv_textures`] or `NFNET_CONV_STORAGE` if given, else the autotuner's
-    /// timed choice for this adapter (cached on disk), else storage buffers.
-    pub fn conv_textures(&self) -> bool {
-        *self.conv_textures.get_or_init(|| self.autotune && crate::tune::conv_textures(self))
     }
 
     /// The pipeline cache: one compiled pipeline per kernel, built on first use.

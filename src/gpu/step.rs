@@ -195,6 +195,16 @@ impl Launch {
     }
 }
 
+impl From<Step> for Launch {
+    /// A launch of one step.
+    fn from(step: Step) -> Launch {
+        Launch {
+            steps: vec![step],
+            scratch: vec![],
+        }
+    }
+}
+
 /// Workgroup counts for a 1-D launch of `groups` workgroups, folded into x and y so that no
 /// dimension exceeds the adapter's limit. Shaders recover the flat index with `flat_group()`.
 pub fn grid(limits: &wgpu::Limits, op: &str, groups: usize) -> Result<[u32; 3]> {

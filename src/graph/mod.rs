@@ -1,10 +1,12 @@
 //! The graph: what a model computes, independent of any GPU.
 //!
 //! A [`Graph`] is a list of labelled tensors ([`TensorDef`]) and of nodes ([`Node`]) in execution
-//! order. Each node applies one [`Op`] to input tensors and writes output tensors. The model
-//! builder (`crate::nfnet::model`) writes the forward nodes; [`autodiff::backward`] appends the
-//! backward nodes from each op's gradient rule; [`plan::Plan`] checks every shape, assigns
-//! buffers by liveness, builds pipelines and bind groups once, and replays them.
+//! order. Each node applies one [`Op`] to input tensors and writes output tensors. The graph
+//! speaks maths: a conv reads its standardized weights `w_hat`, not a layout of them. A model
+//! builder (`crate::model`) writes the forward nodes; [`autodiff::backward`] appends the backward
+//! nodes from each op's gradient rule; [`optim`] appends the update. [`plan::Plan`] then lowers
+//! the graph to the adapter (operand layouts, workspaces), checks every shape, assigns buffers by
+//! liveness, builds pipelines and bind groups once, and replays them.
 //!
 //! Tensor roles decide lifetimes: inputs, labels and parameters live as long as the plan (they
 //! are written from the host); values and scratch live from their first write to their last
@@ -12,7 +14,10 @@
 
 pub mod autodiff;
 pub mod optim;
+mod params;
 pub mod plan;
+
+pub use params::ParamStore;
 
 use crate::ops::agc::Agc;
 use crate::ops::avg_pool::AvgPool;
@@ -101,16 +106,7 @@ pub enum Op {
     // Forward.
     /// in `[w, gain]`, out `[w_hat, stats]`.
     WeightStd(WeightStd),
-    /// in `[w_hat]`, out `[packed]`.
-    PackWeight(Conv2d, Packing),
-    /// in `[w_hat]`, out `[packed (output-inner), packed (input-inner)]`: a training step's two
-    /// packings in one pass (inserted by [`plan::with_paired_weight_packs`]).
-    PackWeightPair(Conv2d),
-    /// in `[x or dy, act_x?]`, out `[texels]`: a conv's activation as 4-channel texels for the
-    /// `_textured` conv kernels, with the conv's groups, through a prologue (inserted by
-    /// [`plan::with_conv_texels`]); `act_x` only with [`Prologue::ActBackward`].
-    PackActivation(usize, Prologue),
-    /// in `[x, packed (output-inner), b?]`, out `[y]`.
+    /// in `[x, w_hat, b?]`, out `[y]`; lowered, in `[x, packed (output-inner), b?]`.
     Conv(Conv2d),
     /// in `[x]`, out `[y]`.
     Act(ScaledAct),
@@ -134,9 +130,10 @@ pub enum Op {
     // Backward (appended by autodiff). `accumulate`: add into the output instead of overwriting.
     /// in `[w, gain, stats, dw_hat]`, out `[dw, dgain, dw_sq]` (`dw_sq`: per unit, AGC's).
     WeightStdBackward(WeightStd),
-    /// in `[dy, packed (input-inner)]`, out `[dx]`.
+    /// in `[dy, w_hat]`, out `[dx]`; lowered, in `[dy, packed (input-inner)]`.
     ConvBackwardInput(Conv2d, bool),
-    /// in `[x, dy]`, out `[dw_hat, db?, partials?]`.
+    /// in `[x, dy]`, out `[dw_hat, db?]`; lowered, out `[dw_hat, db?, partials?]` (the
+    /// partial-sum workspace, where the adapter's limits call for one).
     ConvBackwardWeight(Conv2d),
     /// in `[x, dy]`, out `[dx]`.
     ActBackward(ScaledAct, bool),
@@ -167,6 +164,17 @@ pub enum Op {
     EmaUpdate,
     /// in `[step_info, g]`, out `[acc]`: `acc = (first micro-batch ? 0 : acc) + scale * g`.
     GradAccumulate(f32),
+
+    // Layout (added by the plan's lowering, `plan::lower`, never by a model or autodiff).
+    /// in `[w_hat]`, out `[packed]`.
+    PackWeight(Conv2d, Packing),
+    /// in `[w_hat]`, out `[packed (output-inner), packed (input-inner)]`: a training step's two
+    /// packings in one pass.
+    PackWeightPair(Conv2d),
+    /// in `[x or dy, act_x?]`, out `[texels]`: a conv's activation as 4-channel texels for the
+    /// `_textured` conv kernels, with the conv's groups, through a prologue; `act_x` only with
+    /// [`Prologue::ActBackward`].
+    PackActivation(usize, Prologue),
 }
 
 impl Op {

@@ -4,7 +4,7 @@
 
 use super::EpochStats;
 use crate::error::{Error, Result};
-use crate::nfnet::weights::write_atomic;
+use crate::io::write_atomic;
 use plotters::prelude::*;
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! derived layout (every block's channels, groups, stride, beta) that the graph builder, the
 //! parameter count and the multiply-add count all read.
 //!
-//! Two flavours (`../shared/reference/NFNET.md` section 0):
+//! Two flavours, as the two reference implementations write the same network:
 //! - `deepmind` (timm's `dm_nfnet_*`, DeepMind's weights): gamma inside every activation, TF
 //!   'SAME' padding, a scalar `skipinit_gain` per block (init 0).
 //! - `timm` (timm's `nfnet_*`, `nfnet_l0`, `test_nfnet`): gamma folded into every WS conv's
@@ -90,7 +90,7 @@ fn default_stem() -> Vec<usize> {
 /// defaults may be left out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NfnetConfig {
+pub struct ModelConfig {
     pub name: String,
     pub flavour: Flavour,
     /// Blocks per stage.
@@ -165,9 +165,9 @@ pub struct BlockLayout {
     pub drop_path: f64,
 }
 
-impl NfnetConfig {
-    fn base(name: &str, depths: [usize; 4], widths: [usize; 4]) -> NfnetConfig {
-        NfnetConfig {
+impl ModelConfig {
+    fn base(name: &str, depths: [usize; 4], widths: [usize; 4]) -> ModelConfig {
+        ModelConfig {
             name: name.into(),
             flavour: Flavour::DeepMind,
             depths: depths.to_vec(),
@@ -193,7 +193,7 @@ impl NfnetConfig {
     /// A built-in config by name: `f0`..`f7` (timm's `dm_nfnet_f*`), `f0+`..`f7+` (DeepMind's
     /// wider F+), `nfnet_l0`, `test_nfnet` (timm's test model), and small models for tests and
     /// CPU-only machines: `nano` (DeepMind flavour) and `nano_timm`.
-    pub fn builtin(name: &str) -> Option<NfnetConfig> {
+    pub fn builtin(name: &str) -> Option<ModelConfig> {
         let key = name.to_ascii_lowercase();
         let key = key.strip_prefix("dm_nfnet_").unwrap_or(&key);
         // DeepMind's dropout per variant (base.py); timm's models default to 0 and users set it.
@@ -201,12 +201,12 @@ impl NfnetConfig {
         let f = |k: usize, plus: bool| {
             let widths = if plus { [384, 768, 2048, 2048] } else { [256, 512, 1536, 1536] };
             let depths = [1, 2, 6, 3].map(|d| d * (k + 1));
-            let mut c = NfnetConfig::base(&format!("f{k}{}", if plus { "+" } else { "" }), depths, widths);
+            let mut c = ModelConfig::base(&format!("f{k}{}", if plus { "+" } else { "" }), depths, widths);
             c.dropout = dropouts[k];
             c
         };
         let cfg = match key {
-            "nfnet_l0" => NfnetConfig {
+            "nfnet_l0" => ModelConfig {
                 name: "nfnet_l0".into(),
                 flavour: Flavour::Timm,
                 stem: vec![16, 32, 64, 128],
@@ -215,9 +215,9 @@ impl NfnetConfig {
                 se_ratio: 0.25,
                 activation: ActName::Silu,
                 final_conv: 2304,
-                ..NfnetConfig::base("nfnet_l0", [1, 2, 6, 3], [256, 512, 1536, 1536])
+                ..ModelConfig::base("nfnet_l0", [1, 2, 6, 3], [256, 512, 1536, 1536])
             },
-            "test_nfnet" => NfnetConfig {
+            "test_nfnet" => ModelConfig {
                 name: "test_nfnet".into(),
                 flavour: Flavour::Timm,
                 stem: vec![16, 32, 64, 128],
@@ -226,17 +226,17 @@ impl NfnetConfig {
                 se_ratio: 0.25,
                 activation: ActName::Silu,
                 final_conv: 192,
-                ..NfnetConfig::base("test_nfnet", [1, 1, 1, 1], [32, 64, 96, 128])
+                ..ModelConfig::base("test_nfnet", [1, 1, 1, 1], [32, 64, 96, 128])
             },
-            "nano" => NfnetConfig {
+            "nano" => ModelConfig {
                 name: "nano".into(),
                 stem: vec![8, 8, 16, 16],
                 group_width: 8,
                 final_conv: 128,
                 num_classes: 10,
-                ..NfnetConfig::base("nano", [1, 1, 1, 1], [32, 32, 64, 64])
+                ..ModelConfig::base("nano", [1, 1, 1, 1], [32, 32, 64, 64])
             },
-            "nano_timm" => NfnetConfig {
+            "nano_timm" => ModelConfig {
                 name: "nano_timm".into(),
                 flavour: Flavour::Timm,
                 stem: vec![8, 8, 16, 16],
@@ -244,7 +244,7 @@ impl NfnetConfig {
                 activation: ActName::Silu,
                 final_conv: 128,
                 num_classes: 10,
-                ..NfnetConfig::base("nano_timm", [1, 1, 1, 1], [32, 32, 64, 64])
+                ..ModelConfig::base("nano_timm", [1, 1, 1, 1], [32, 32, 64, 64])
             },
             _ => {
                 let plus = key.ends_with('+');
@@ -267,8 +267,8 @@ impl NfnetConfig {
     }
 
     /// A built-in name or a path to a JSON config.
-    pub fn load(name_or_path: &str) -> Result<NfnetConfig> {
-        if let Some(cfg) = NfnetConfig::builtin(name_or_path) {
+    pub fn load(name_or_path: &str) -> Result<ModelConfig> {
+        if let Some(cfg) = ModelConfig::builtin(name_or_path) {
             return Ok(cfg);
         }
         let path = std::path::Path::new(name_or_path);
@@ -277,7 +277,7 @@ impl NfnetConfig {
                 path: name_or_path.into(),
                 error: source,
             })?;
-            return NfnetConfig::from_json(&text).map_err(|e| match e {
+            return ModelConfig::from_json(&text).map_err(|e| match e {
                 Error::Invalid { op, message } => Error::Invalid {
                     op: format!("{op} ({name_or_path})"),
                     message,
@@ -289,14 +289,14 @@ impl NfnetConfig {
             "model config",
             format!(
                 "{name_or_path:?} is neither a built-in model ({}) nor a JSON file",
-                NfnetConfig::builtin_names().join(", ")
+                ModelConfig::builtin_names().join(", ")
             ),
         ))
     }
 
     /// Parses and validates a JSON config.
-    pub fn from_json(text: &str) -> Result<NfnetConfig> {
-        let cfg: NfnetConfig =
+    pub fn from_json(text: &str) -> Result<ModelConfig> {
+        let cfg: ModelConfig =
             serde_json::from_str(text).map_err(|e| Error::invalid("model config", format!("invalid JSON config: {e}")))?;
         cfg.validate()?;
         Ok(cfg)
@@ -325,7 +325,7 @@ impl NfnetConfig {
         let mut global = 0;
         for (stage, (&depth, &width)) in self.depths.iter().zip(&self.widths).enumerate() {
             for index in 0..depth {
-                let stride = if index == 0 { NfnetConfig::stage_stride(stage) } else { 1 };
+                let stride = if index == 0 { ModelConfig::stage_stride(stage) } else { 1 };
                 let mid = self
                     .mid_width(width)
                     .map_err(|m| Error::invalid("model config", format!("stage {stage}: {m}")))?;

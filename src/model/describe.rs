@@ -1,54 +1,12 @@
-//! The NFNet model family: configs ([`config`]), the graph builder ([`model`]), weights in
-//! timm's safetensors layout ([`weights`]), and [`describe`], the layer table of `nfnet info`.
+//! The text of `nfnet info`: a model's layer table, its parameter count and multiply-adds, and
+//! the memory its plans take (limits as WebGPU's defaults: 128 MiB bindings).
 
-pub mod config;
-pub mod forward;
-pub mod model;
-pub mod weights;
-
-pub use config::NfnetConfig;
-pub use model::{build, Mode, Model};
-
+use super::config::ModelConfig;
+use super::recipe::{inference_graph, inference_memory, training_memory, TrainingSetup};
 use crate::error::Result;
-use crate::graph::optim::Optimizer;
-use crate::graph::plan::{rewrite, MemoryPlan, MemoryReport, PlanOptions};
+use crate::graph::plan::MemoryReport;
+use crate::ops::grouped_conv::Storage;
 use std::fmt::Write;
-
-/// The memory a training step of `config` plans: the graph with its backward pass and a full
-/// AGC + SGD update, keeping only the loss. Limits are WebGPU's defaults (128 MiB bindings)
-/// unless given. With `textures`, conv operands are packed into textures as on adapters whose
-/// conv kernels read texels ([`crate::Gpu::conv_textures`]).
-pub fn training_memory(
-    config: &NfnetConfig,
-    batch: usize,
-    resolution: usize,
-    limits: &wgpu::Limits,
-    textures: bool,
-) -> Result<MemoryReport> {
-    let opt = Optimizer::paper();
-    let model = forward::training_model(config, batch, (resolution, resolution), limits, &opt)?;
-    let keep: Vec<_> = model.loss.into_iter().collect();
-    let graph = rewrite(model.graph, &keep, textures);
-    let options = PlanOptions {
-        keep,
-        prepare_params: false,
-    };
-    Ok(MemoryPlan::new(&graph, &options, textures).report(&graph))
-}
-
-/// The memory an inference pass of `config` plans (weights standardized once, logits kept).
-pub fn inference_memory(config: &NfnetConfig, batch: usize, resolution: usize) -> Result<MemoryReport> {
-    let model = build(config, batch, (resolution, resolution), Mode::Eval, 0)?;
-    Ok(MemoryPlan::new(
-        &model.graph,
-        &PlanOptions {
-            keep: vec![model.logits],
-            prepare_params: true,
-        },
-        false,
-    )
-    .report(&model.graph))
-}
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
@@ -56,9 +14,9 @@ fn mib(bytes: u64) -> String {
 
 /// The text of `nfnet info`: the layer table, parameter count, multiply-adds per image at
 /// `resolution`, and the planned memory of an inference pass and a training step of `batch`.
-pub fn describe(config: &NfnetConfig, resolution: usize, batch: usize) -> Result<String> {
+pub fn describe(config: &ModelConfig, resolution: usize, batch: usize) -> Result<String> {
     let blocks = config.blocks()?;
-    let one = build(config, 1, (resolution, resolution), Mode::Eval, 0)?;
+    let one = inference_graph(config, 1, (resolution, resolution))?;
     let g = &one.graph;
     let params = |prefix: &str| -> usize {
         g.params()
@@ -165,7 +123,14 @@ pub fn describe(config: &NfnetConfig, resolution: usize, batch: usize) -> Result
         group_digits(macs)
     )
     .unwrap();
-    let inf = inference_memory(config, batch, resolution)?;
+    planned_memory(&mut s, config, resolution, batch)?;
+    Ok(s)
+}
+
+/// The planned memory of an inference pass and a training step of `batch` at `resolution`.
+fn planned_memory(s: &mut String, config: &ModelConfig, resolution: usize, batch: usize) -> Result<()> {
+    let limits = wgpu::Limits::default();
+    let inf = inference_memory(config, batch, (resolution, resolution), &limits, Storage::Buffer)?;
     writeln!(s, "\nplanned memory at batch {batch}, {resolution}x{resolution}:").unwrap();
     writeln!(
         s,
@@ -176,7 +141,8 @@ pub fn describe(config: &NfnetConfig, resolution: usize, batch: usize) -> Result
         mib(inf.shared_tensors)
     )
     .unwrap();
-    let train = training_memory(config, batch, resolution, &wgpu::Limits::default(), false)?;
+    let setup = TrainingSetup::new(batch, (resolution, resolution));
+    let train = training_memory(config, &setup, &limits, Storage::Buffer)?;
     writeln!(
         s,
         "  training step:  {} parameters and momentum + {} inputs and outputs + {} shared activations, gradients and workspaces",
@@ -192,16 +158,16 @@ pub fn describe(config: &NfnetConfig, resolution: usize, batch: usize) -> Result
         train.shared as f64 / train.all_tensors as f64
     )
     .unwrap();
-    let textured = training_memory(config, batch, resolution, &wgpu::Limits::default(), true)?;
+    let textured = training_memory(config, &setup, &limits, Storage::Texture)?;
     let total = |m: &MemoryReport| m.params + m.other_dedicated + m.shared;
     writeln!(
         s,
-        "                  in all: {} with conv operands in buffers, {} with them packed in textures (--conv-storage texture)",
+        "                  in all: {} with conv operands in buffers, {} with them packed in textures",
         mib(total(&train)),
         mib(total(&textured))
     )
     .unwrap();
-    Ok(s)
+    Ok(())
 }
 
 /// 71489284 -> "71,489,284".

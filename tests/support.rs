@@ -1,15 +1,15 @@
-//! Test support shared by the integration tests and the benchmarks (not a stable API).
+//! Test support shared by the test modules.
 //!
-//! * [`gpu_or_skip`]: one shared context per test binary (autotuning off). Without an adapter a developer's run
+//! * [`gpu_or_skip`]: one shared context per test binary. Without an adapter a developer's run
 //!   skips GPU tests with a note; under CI (`CI` set) or with `REQUIRE_GPU=1` it fails loudly.
 //! * Seeded random data ([`Rng`]), NaN-poisoned outputs ([`poisoned`]), and [`check`]: the
 //!   relative L2 error of a GPU result against the f64 reference, with the max abs/rel error and
 //!   the worst elements in the report.
 //! * [`finite_diff`]: central differences, to check the references' backward passes.
-//! * [`conv_cases`]: the convolution case table used by the tests and the benchmarks.
+//! * [`conv_cases`]: the convolution case table.
 
-use crate::gpu::{Gpu, GpuTensor};
-use crate::ops::grouped_conv::{Conv2d, Padding};
+use nfnet::gpu::{Gpu, GpuTensor};
+use nfnet::ops::grouped_conv::{Conv2d, Padding};
 use rand::{Rng as _, SeedableRng};
 use std::io::Write;
 use std::sync::OnceLock;
@@ -24,13 +24,7 @@ pub fn gpu_or_skip() -> Option<&'static Gpu> {
         // Written to the process's stderr directly, past the test harness's capture, so that
         // the log of every run says which adapter the GPU tests used.
         let mut err = std::io::stderr();
-        // Autotuning off: the kernel tests pin their tiles; tests/ops.rs runs every tile and
-        // tests the tuner on a context of its own.
-        let options = crate::gpu::GpuOptions {
-            autotune: Some(false),
-            ..Default::default()
-        };
-        match Gpu::with_options(&options) {
+        match Gpu::new() {
             Ok(gpu) => {
                 let _ = writeln!(err, "nfnet tests: GPU adapter: {}", gpu.describe());
                 Some(gpu)
@@ -52,8 +46,7 @@ pub fn reduce_width_gpus() -> Vec<&'static Gpu> {
     static OTHER: OnceLock<Gpu> = OnceLock::new();
     let Some(gpu) = gpu_or_skip() else { return vec![] };
     let other = OTHER.get_or_init(|| {
-        let options = crate::gpu::GpuOptions {
-            autotune: Some(false),
+        let options = nfnet::GpuOptions {
             reduce_lanes: Some(if gpu.reduce_lanes() == 8 { 64 } else { 8 }),
             ..Default::default()
         };
@@ -99,6 +92,18 @@ impl Rng {
     pub fn below(&mut self, n: usize, bound: u32) -> Vec<u32> {
         (0..n).map(|_| self.0.random_range(0..bound)).collect()
     }
+}
+
+/// A fresh seeded source for the test `test`, and its seed, for the failure message.
+pub fn rng(test: &str) -> (Rng, String) {
+    let seed = Rng::fresh_seed();
+    let salt = test.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    (Rng::new(seed ^ salt), format!("NFNET_TEST_SEED={seed}"))
+}
+
+/// `n` draws from N(0, scale^2), rounded to f32.
+pub fn normal(rng: &mut Rng, n: usize, scale: f64) -> Vec<f64> {
+    round_f32(&rng.normal(n).iter().map(|v| v * scale).collect::<Vec<_>>())
 }
 
 /// Rounds to f32, as uploaded. References are then computed from the rounded values.
@@ -207,83 +212,95 @@ pub struct ConvCase {
     pub spec: Conv2d,
 }
 
-fn conv(n: usize, c: usize, hw: (usize, usize), k: usize, rs: usize, groups: usize, stride: usize, pad: Padding, bias: bool) -> Conv2d {
-    Conv2d {
-        n,
-        c,
-        h: hw.0,
-        w: hw.1,
-        k,
-        r: rs,
-        s: rs,
-        groups,
-        stride: (stride, stride),
-        pad,
-        bias,
-    }
-}
-
 /// Small convolutions with every awkward property: odd sizes, stride 2 on odd maps, asymmetric
 /// SAME padding, groups > 1 (with channel blocks that do not fill the register block),
 /// depthwise, 1x1 spatial maps, channel counts past one workgroup, no bias.
 pub fn conv_cases() -> Vec<ConvCase> {
-    let same = |h: usize, w: usize, k: usize, s: usize| Padding::same(h, w, k, k, (s, s));
-    let sym = |k: usize, s: usize| Padding::symmetric(k, k, (s, s));
+    let case = |name, spec| ConvCase { name, spec };
     vec![
-        ConvCase {
-            name: "stem_k3_s2_same",
-            spec: conv(2, 3, (9, 8), 5, 3, 1, 2, same(9, 8, 3, 2), true),
-        },
-        ConvCase {
-            name: "grouped_k3_s1",
-            spec: conv(2, 16, (5, 6), 16, 3, 2, 1, sym(3, 1), true),
-        },
-        ConvCase {
-            name: "grouped_k3_s2_odd",
-            spec: conv(3, 12, (7, 9), 18, 3, 3, 2, same(7, 9, 3, 2), true),
-        },
-        ConvCase {
-            name: "grouped_k3_s2_sym",
-            spec: conv(2, 12, (7, 7), 12, 3, 3, 2, sym(3, 2), false),
-        },
-        ConvCase {
-            name: "depthwise_k3",
-            spec: conv(2, 10, (6, 5), 10, 3, 10, 1, sym(3, 1), true),
-        },
-        ConvCase {
-            name: "pointwise_1x1_spatial",
-            spec: conv(4, 33, (1, 1), 17, 1, 1, 1, Padding::default(), false),
-        },
-        ConvCase {
-            name: "pointwise_wide",
-            spec: conv(2, 70, (3, 5), 65, 1, 1, 1, Padding::default(), true),
-        },
-        ConvCase {
-            name: "k3_1x1_spatial_same",
-            spec: conv(3, 8, (1, 1), 9, 3, 1, 1, same(1, 1, 3, 1), true),
-        },
-        ConvCase {
-            name: "group_width_128_s2",
-            spec: conv(1, 256, (5, 5), 256, 3, 2, 2, same(5, 5, 3, 2), true),
-        },
-        ConvCase {
-            name: "asymmetric_pad",
-            spec: conv(
-                2,
-                6,
-                (6, 7),
-                4,
-                3,
-                2,
-                1,
-                Padding {
-                    top: 2,
-                    bottom: 0,
-                    left: 0,
-                    right: 1,
-                },
-                true,
-            ),
-        },
+        case("stem_k3_s2_same", Conv2d::same([2, 3, 9, 8], 5, 3, 2).with_bias(true)),
+        case(
+            "grouped_k3_s1",
+            Conv2d::symmetric([2, 16, 5, 6], 16, 3, 1).groups(2).with_bias(true),
+        ),
+        case("grouped_k3_s2_odd", Conv2d::same([3, 12, 7, 9], 18, 3, 2).groups(3).with_bias(true)),
+        case("grouped_k3_s2_sym", Conv2d::symmetric([2, 12, 7, 7], 12, 3, 2).groups(3)),
+        case(
+            "depthwise_k3",
+            Conv2d::symmetric([2, 10, 6, 5], 10, 3, 1).groups(10).with_bias(true),
+        ),
+        case("pointwise_1x1_spatial", Conv2d::same([4, 33, 1, 1], 17, 1, 1)),
+        case("pointwise_wide", Conv2d::same([2, 70, 3, 5], 65, 1, 1).with_bias(true)),
+        case("k3_1x1_spatial_same", Conv2d::same([3, 8, 1, 1], 9, 3, 1).with_bias(true)),
+        case(
+            "group_width_128_s2",
+            Conv2d::same([1, 256, 5, 5], 256, 3, 2).groups(2).with_bias(true),
+        ),
+        case(
+            "asymmetric_pad",
+            Conv2d::same([2, 6, 6, 7], 4, 3, 1).groups(2).with_bias(true).padding(Padding {
+                top: 2,
+                bottom: 0,
+                left: 0,
+                right: 1,
+            }),
+        ),
     ]
+}
+
+/// One kernel check: inputs uploaded from f64 data, every output poisoned with NaN (or holding
+/// a start value: a gradient accumulated into, a parameter updated in place), the launches run
+/// in one submission, then every output read back and compared with its reference within its
+/// tolerance ([`check`]). A failure names the case and the output.
+pub struct Check<'g> {
+    gpu: &'g Gpu,
+    name: String,
+    outputs: Vec<(String, GpuTensor, Vec<f64>, f64)>,
+}
+
+impl<'g> Check<'g> {
+    pub fn new(gpu: &'g Gpu, name: impl Into<String>) -> Check<'g> {
+        Check {
+            gpu,
+            name: name.into(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// An input holding `data` (rounded to f32).
+    pub fn input(&self, label: &str, shape: &[usize], data: &[f64]) -> GpuTensor {
+        upload(self.gpu, label, shape, data)
+    }
+
+    /// An output, poisoned, that must come out as `want` within relative L2 error `tol`.
+    pub fn output(&mut self, what: &str, shape: &[usize], want: Vec<f64>, tol: f64) -> GpuTensor {
+        let t = poisoned(self.gpu, what, shape);
+        self.outputs.push((what.into(), t.clone(), want, tol));
+        t
+    }
+
+    /// An output that starts as `start` and must come out as `want` within `tol`.
+    pub fn in_place(&mut self, what: &str, shape: &[usize], start: &[f64], want: Vec<f64>, tol: f64) -> GpuTensor {
+        let t = upload(self.gpu, what, shape, start);
+        self.outputs.push((what.into(), t.clone(), want, tol));
+        t
+    }
+
+    /// Builds `launches` (an error fails the case), runs them in one submission, and checks
+    /// every output.
+    pub fn run(self, launches: impl IntoIterator<Item = nfnet::Result<nfnet::gpu::Launch>>) {
+        let name = &self.name;
+        let launches: Vec<_> = (launches.into_iter())
+            .map(|l| l.unwrap_or_else(|e| panic!("{name}: {e}")))
+            .collect();
+        self.gpu.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        for (what, t, want, tol) in &self.outputs {
+            check(&format!("{name} {what}"), &read(self.gpu, t), want, *tol);
+        }
+    }
+}
+
+/// `a + b`, elementwise: a gradient accumulated into a buffer holding `b`.
+pub fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
 }

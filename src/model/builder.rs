@@ -10,17 +10,18 @@
 //!          y = alpha * skipinit_gain * r + shortcut
 //! head:    final_conv (1x1) -> act -> mean -> dropout (training) -> fc
 //! ```
-//! Every conv is a WS conv with weight, bias and gain: `weight_std` then `grouped_conv`.
+//! Every conv is a WS conv with weight, bias and gain: `weight_std` then `grouped_conv` on its
+//! standardized weights `w_hat` (how the conv kernels lay them out is the plan's business).
 //! In the DeepMind flavour `act` is gamma * GELU and padding is TF 'SAME'; in the timm flavour
 //! `act` is plain, gamma multiplies every WS conv instead, and padding is symmetric.
 
-use super::config::{BlockLayout, Flavour, NfnetConfig};
+use super::config::{BlockLayout, Flavour, ModelConfig};
 use crate::error::Result;
 use crate::graph::{Graph, Init, Op, ParamInfo, Role, TensorId};
 use crate::ops::avg_pool::AvgPool;
 use crate::ops::dropout::{Dropout, Granularity};
 use crate::ops::global_pool::GlobalPool;
-use crate::ops::grouped_conv::{Conv2d, Packing, Padding};
+use crate::ops::grouped_conv::Conv2d;
 use crate::ops::linear::Linear;
 use crate::ops::residual::Residual;
 use crate::ops::scaled_act::{Activation, ScaledAct};
@@ -42,7 +43,7 @@ pub enum Mode {
 
 /// The graph of one model at one batch size and resolution, with the ids a caller needs.
 pub struct Model {
-    pub config: NfnetConfig,
+    pub config: ModelConfig,
     pub graph: Graph,
     pub input: TensorId,
     pub logits: TensorId,
@@ -54,7 +55,7 @@ pub struct Model {
 }
 
 struct Builder<'a> {
-    cfg: &'a NfnetConfig,
+    cfg: &'a ModelConfig,
     g: Graph,
     mode: Mode,
     /// Counts dropout layers, so each gets its own random stream.
@@ -73,27 +74,16 @@ impl Builder<'_> {
         [s[0], s[1], s[2], s[3]]
     }
 
-    /// A WS conv: parameters `{name}.weight`, `.bias`, `.gain`, then standardize, pack, convolve.
+    /// A WS conv: parameters `{name}.weight`, `.bias`, `.gain`, then standardize and convolve.
     fn ws_conv(&mut self, name: &str, x: TensorId, out: usize, k: usize, stride: usize, groups: usize, gain_init: f32) -> TensorId {
-        let [n, c, h, w] = self.nchw(x);
-        let pad = match self.cfg.flavour {
-            Flavour::DeepMind => Padding::same(h, w, k, k, (stride, stride)),
-            Flavour::Timm => Padding::symmetric(k, k, (stride, stride)),
-        };
-        let spec = Conv2d {
-            n,
-            c,
-            h,
-            w,
-            k: out,
-            r: k,
-            s: k,
-            groups,
-            stride: (stride, stride),
-            pad,
-            bias: true,
-        };
-        let fan_in = c / groups * k * k;
+        let x_shape = self.nchw(x);
+        let spec = match self.cfg.flavour {
+            Flavour::DeepMind => Conv2d::same(x_shape, out, k, stride),
+            Flavour::Timm => Conv2d::symmetric(x_shape, out, k, stride),
+        }
+        .groups(groups)
+        .with_bias(true);
+        let fan_in = x_shape[1] / groups * k * k;
         let weight = self.param(format!("{name}.weight"), &spec.w_shape(), Init::FanIn, true);
         let bias = self.param(format!("{name}.bias"), &[out], Init::Const(0.0), false);
         let gain = self.param(format!("{name}.gain"), &[out, 1, 1, 1], Init::Const(gain_init), false);
@@ -114,15 +104,12 @@ impl Builder<'_> {
             &[weight, gain],
             &[("w_hat", &spec.w_shape()), ("stats", &[out, 2])],
         );
-        let packed_len = crate::ops::grouped_conv::packed_len(&spec, Packing::OutputInner);
-        let packed = self.g.node(
-            format!("{name}.pack"),
-            Op::PackWeight(spec, Packing::OutputInner),
-            &[standardized[0]],
-            &[("packed", &[packed_len])],
-        );
-        self.g
-            .node(name.to_string(), Op::Conv(spec), &[x, packed[0], bias], &[("y", &spec.y_shape())])[0]
+        self.g.node(
+            name.to_string(),
+            Op::Conv(spec),
+            &[x, standardized[0], bias],
+            &[("y", &spec.y_shape())],
+        )[0]
     }
 
     /// The block activation: gamma * act(x) * scale in the DeepMind flavour, act(x) * scale in timm's.
@@ -268,7 +255,7 @@ impl Builder<'_> {
 
 /// Builds the graph of `config` for a batch of `n` images of `(height, width)`. `seed` seeds
 /// dropout and stochastic depth.
-pub fn build(config: &NfnetConfig, n: usize, (height, width): (usize, usize), mode: Mode, seed: u64) -> Result<Model> {
+pub fn build(config: &ModelConfig, n: usize, (height, width): (usize, usize), mode: Mode, seed: u64) -> Result<Model> {
     let blocks = config.blocks()?;
     let mut b = Builder {
         cfg: config,

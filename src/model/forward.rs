@@ -6,15 +6,15 @@
 //! logits, loss and gradients are those of the given weights, before any step. Dropout and
 //! stochastic depth are off, so every output is a deterministic function of the inputs.
 
-use super::config::NfnetConfig;
-use super::model::{build, Mode, Model};
-use super::weights::{self, HostData, HostTensor};
+use super::config::ModelConfig;
+use super::recipe::{param_store, InferencePlan, TrainingPlan, TrainingSetup};
+use super::weights::{self, Head, Weights};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor};
-use crate::graph::autodiff;
-use crate::graph::optim::{add_optimizer, Optimizer};
-use crate::graph::plan::{ParamStore, Plan, PlanOptions};
+use crate::graph::optim::Optimizer;
+use crate::io::{HostData, HostTensor};
 use crate::ops::step_info::{self, StepInfo};
+use crate::tune::Tuner;
 use std::collections::BTreeMap;
 
 /// What to compute beyond the logits.
@@ -81,21 +81,12 @@ fn read_tensor(gpu: &Gpu, t: &GpuTensor) -> Result<HostTensor> {
     Ok(HostTensor::f32(t.shape(), t.read_f32(gpu)?))
 }
 
-/// Uploads the batch into a plan's input (and labels) tensors.
-fn upload(gpu: &Gpu, plan: &Plan, images: &[f32], labels: Option<&[u32]>) -> Result<()> {
-    plan.tensor("input").expect("every model has an input").write_f32(gpu, images)?;
-    if let (Some(labels), Some(t)) = (labels, plan.tensor("labels")) {
-        t.write_u32(gpu, labels)?;
-    }
-    Ok(())
-}
-
 /// Runs `config` with `weights` on `input` (and `labels`); see the module docs.
 pub fn forward(
     gpu: &Gpu,
-    config: &NfnetConfig,
-    weights: &BTreeMap<String, HostTensor>,
-    weights_name: &str,
+    tuner: &Tuner,
+    config: &ModelConfig,
+    weights: &Weights,
     input: &HostTensor,
     labels: Option<&HostTensor>,
     options: &ForwardOptions,
@@ -103,75 +94,65 @@ pub fn forward(
     let (n, h, w) = check_input(&input.shape)?;
     let images = input.as_f32("input")?;
     let labels = labels.map(|l| check_labels(l, n, config.num_classes)).transpose()?;
-    if labels.is_none() && (options.grads || options.train_steps > 0) {
-        return Err(Error::invalid(
-            "forward",
-            "gradients and training steps need labels in the input file",
-        ));
-    }
-    let config = NfnetConfig {
+    let config = ModelConfig {
         dropout: 0.0,
         stochastic_depth: 0.0,
         ..config.clone()
     };
-    let mode = if labels.is_some() {
-        Mode::Train {
-            label_smoothing: 0.0,
-            mixed_targets: false,
+    let store = param_store(gpu, &config)?;
+    let Some(labels) = labels else {
+        if options.grads || options.train_steps > 0 {
+            return Err(Error::invalid(
+                "forward",
+                "gradients and training steps need labels in the input file",
+            ));
         }
-    } else {
-        Mode::Eval
+        let plan = InferencePlan::new(gpu, tuner, &config, n, (h, w), &store)?;
+        weights::load(gpu, plan.plan().graph(), &store, weights, Head::Strict)?;
+        plan.prepare(gpu)?;
+        let logits = HostTensor::f32(&[n, config.num_classes], plan.logits(gpu, images)?);
+        return Ok(BTreeMap::from([("logits".to_string(), logits)]));
     };
-    let mut model = build(&config, n, (h, w), mode, 0)?;
-    let store = ParamStore::for_graph(gpu, &model.graph)?;
-    weights::load(gpu, &model.graph, &store, weights, weights_name, false, 0)?;
-
-    let mut keep = vec![model.logits];
-    keep.extend(model.loss);
-    let mut grads = Vec::new();
-    if options.grads {
-        grads = autodiff::backward(&mut model.graph, &gpu.limits)?.params;
-        keep.extend(grads.iter().map(|&(_, g)| g));
-    }
-    let plan = Plan::new(
-        gpu,
-        model.graph,
-        &store,
-        &PlanOptions {
-            keep,
-            prepare_params: false,
-        },
-    )?;
-    upload(gpu, &plan, images, labels.as_deref())?;
-    plan.step(gpu)?;
+    let setup = TrainingSetup {
+        optimizer: None,
+        keep_logits: true,
+        keep_gradients: options.grads,
+        ..TrainingSetup::new(n, (h, w))
+    };
+    let plan = TrainingPlan::new(gpu, tuner, &config, &setup, &store)?;
+    weights::load(gpu, plan.plan().graph(), &store, weights, Head::Strict)?;
+    upload(gpu, &plan, images, &labels)?;
+    plan.plan().step(gpu)?;
     let mut out = BTreeMap::new();
-    out.insert("logits".to_string(), read_tensor(gpu, plan.tensor_id(model.logits).expect("kept"))?);
-    if let Some(loss) = model.loss {
-        out.insert("loss".to_string(), read_tensor(gpu, plan.tensor_id(loss).expect("kept"))?);
-    }
-    for &(p, g) in &grads {
-        let name = format!("grad.{}", plan.graph().tensors[p].name);
-        out.insert(name, read_tensor(gpu, plan.tensor_id(g).expect("kept"))?);
+    out.insert("logits".to_string(), read_tensor(gpu, plan.logits()?)?);
+    out.insert("loss".to_string(), read_tensor(gpu, plan.loss()?)?);
+    if options.grads {
+        for (name, g) in plan.gradients()? {
+            out.insert(format!("grad.{name}"), read_tensor(gpu, g)?);
+        }
     }
     drop(plan);
-
     if options.train_steps > 0 {
-        let train = training_model(&config, n, (h, w), &gpu.limits, &options.optimizer)?;
-        let plan = Plan::new(gpu, train.graph, &store, &PlanOptions::default())?;
-        upload(gpu, &plan, images, labels.as_deref())?;
-        let info = plan.tensor("step_info").expect("a training graph has a step info");
+        let setup = TrainingSetup {
+            optimizer: Some(options.optimizer),
+            ..TrainingSetup::new(n, (h, w))
+        };
+        let plan = TrainingPlan::new(gpu, tuner, &config, &setup, &store)?;
+        upload(gpu, &plan, images, &labels)?;
+        let info = plan.step_info().expect("a training step with an update reads the step info");
         for step in 0..options.train_steps {
+            let lr = options.lr;
             step_info::write(
                 gpu,
                 info,
                 StepInfo {
-                    lr: options.lr,
+                    lr,
                     ema_decay: 0.0,
                     step: step as u32,
                     micro: 0,
                 },
             )?;
-            plan.step(gpu)?;
+            plan.plan().step(gpu)?;
         }
         for (name, t) in store.iter() {
             out.insert(format!("step{}.{name}", options.train_steps), read_tensor(gpu, t)?);
@@ -180,19 +161,8 @@ pub fn forward(
     Ok(out)
 }
 
-/// The model of one training step: forward, loss (no label smoothing), backward, AGC and SGD.
-pub fn training_model(config: &NfnetConfig, n: usize, hw: (usize, usize), limits: &wgpu::Limits, optimizer: &Optimizer) -> Result<Model> {
-    let mut model = build(
-        config,
-        n,
-        hw,
-        Mode::Train {
-            label_smoothing: 0.0,
-            mixed_targets: false,
-        },
-        0,
-    )?;
-    let grads = autodiff::backward(&mut model.graph, limits)?;
-    add_optimizer(&mut model.graph, &grads, optimizer, 1);
-    Ok(model)
+/// Uploads the batch into a training plan's input and labels.
+fn upload(gpu: &Gpu, plan: &TrainingPlan, images: &[f32], labels: &[u32]) -> Result<()> {
+    plan.input().write_f32(gpu, images)?;
+    plan.labels()?.write_u32(gpu, labels)
 }

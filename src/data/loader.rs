@@ -1,0 +1,174 @@
+//! The loader: batches of a source decoded, augmented and normalised on background threads
+//! while the GPU trains on the previous batch, handed over through a bounded channel. Every
+//! random draw is a pure function of the seed, the epoch and the position (see [`super`]).
+
+use super::augment::{self, Augment};
+use super::Source;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+/// How the loader prepares images.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Transform {
+    /// Shuffled, augmented, full batches only.
+    Train(Augment),
+    /// In order, squash-resized to `resolution + margin` and centre-cropped; the last batch is
+    /// padded (with copies of its last image) and says how many images are real.
+    Eval { margin: u32 },
+}
+
+/// One batch, ready to upload.
+pub struct Batch {
+    /// Position of the batch in its epoch.
+    pub index: usize,
+    /// `[N, 3, R, R]` normalised.
+    pub images: Vec<f32>,
+    pub labels: Vec<u32>,
+    /// MixUp/CutMix targets `[N, 3]` (see `ops::softmax_xent`), when mixing is on.
+    pub targets: Option<Vec<u32>>,
+    /// Real images in the batch (less than N only for a padded last evaluation batch).
+    pub count: usize,
+}
+
+/// The order of an epoch: a shuffle seeded by `(seed, epoch)`.
+pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    ));
+    order
+}
+
+/// Full training batches per epoch.
+pub fn train_batches(len: usize, batch: usize) -> usize {
+    len / batch.max(1)
+}
+
+fn mix_seed(seed: u64, epoch: u64, position: u64) -> u64 {
+    seed ^ epoch.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ position.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Which batches a [`Loader`] prepares, and how.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoaderOptions {
+    /// Images per batch.
+    pub batch: usize,
+    /// The side of the square images handed out.
+    pub resolution: u32,
+    pub transform: Transform,
+    /// Seeds the order and the augmentation (training).
+    pub seed: u64,
+    pub epoch: u64,
+    /// The first batch of the epoch handed out (a resumed run's position).
+    pub first_batch: usize,
+    /// Threads that decode and augment.
+    pub threads: usize,
+}
+
+impl LoaderOptions {
+    /// The evaluation batches of `batch` images at `resolution`, in order, from the first.
+    pub fn eval(batch: usize, resolution: u32, margin: u32, threads: usize) -> LoaderOptions {
+        LoaderOptions {
+            batch,
+            resolution,
+            transform: Transform::Eval { margin },
+            seed: 0,
+            epoch: 0,
+            first_batch: 0,
+            threads,
+        }
+    }
+}
+
+/// Batches of a source, prepared on background threads; see the module docs.
+pub struct Loader {
+    rx: Receiver<Batch>,
+    total: usize,
+}
+
+impl Loader {
+    /// Starts loading `source` as `options` say.
+    pub fn start(source: Arc<dyn Source>, options: &LoaderOptions) -> Loader {
+        let LoaderOptions {
+            batch,
+            resolution,
+            transform,
+            seed,
+            epoch,
+            first_batch,
+            threads,
+        } = *options;
+        let order = match transform {
+            Transform::Train(_) => epoch_order(source.len(), seed, epoch),
+            Transform::Eval { .. } => (0..source.len()).collect(),
+        };
+        let total = match transform {
+            Transform::Train(_) => train_batches(order.len(), batch),
+            Transform::Eval { .. } => order.len().div_ceil(batch),
+        };
+        let (tx, rx) = sync_channel(2);
+        let threads = threads.max(1);
+        std::thread::spawn(move || {
+            let per = 3 * (resolution * resolution) as usize;
+            for b in first_batch..total {
+                let picks: Vec<usize> = (0..batch).map(|k| order[(b * batch + k).min(order.len() - 1)]).collect();
+                let count = (order.len() - b * batch).min(batch);
+                let mut images = vec![0f32; batch * per];
+                std::thread::scope(|s| {
+                    for (part, chunk) in images.chunks_mut(per * batch.div_ceil(threads)).enumerate() {
+                        let (picks, source) = (&picks, &source);
+                        s.spawn(move || {
+                            for (k, out) in chunk.chunks_mut(per).enumerate() {
+                                let slot = part * batch.div_ceil(threads) + k;
+                                let img = source.image(picks[slot]);
+                                let img = match transform {
+                                    Transform::Train(aug) => {
+                                        let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(seed, epoch, (b * batch + slot) as u64));
+                                        augment::train_transform(&img, resolution, &aug, &mut rng)
+                                    }
+                                    Transform::Eval { margin } => augment::eval_transform(&img, resolution, margin),
+                                };
+                                augment::normalize_into(&img, out);
+                            }
+                        });
+                    }
+                });
+                let labels: Vec<u32> = picks.iter().map(|&i| source.label(i)).collect();
+                let targets = match transform {
+                    Transform::Train(aug) if aug.mixup > 0.0 || aug.cutmix > 0.0 => {
+                        let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(seed ^ 0x00C0_FFEE, epoch, b as u64));
+                        Some(augment::mix_batch(&mut images, &labels, resolution as usize, &aug, &mut rng))
+                    }
+                    _ => None,
+                };
+                if tx
+                    .send(Batch {
+                        index: b,
+                        images,
+                        labels,
+                        targets,
+                        count,
+                    })
+                    .is_err()
+                {
+                    return; // the consumer stopped
+                }
+            }
+        });
+        Loader { rx, total }
+    }
+
+    /// Batches in the whole epoch (including those before `first_batch`).
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        self.rx.recv().ok()
+    }
+}

@@ -1,0 +1,72 @@
+//! The forward pass, `y = conv(x, w) + b`, on packed weights ([`Packing::OutputInner`]).
+
+use super::packing::operand;
+use super::{bias_arg, check_kernel, chunks, packed_len, tiles, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
+use crate::error::{Error, Result};
+use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
+use crate::ops::{check_numel, check_shape};
+
+/// `y = conv(x, w) + b` with `w` packed in `packed` and the register tile `tile` (one of
+/// [`tiles`] for [`Pass::Forward`]). Shapes as in the module docs; `b` must be given iff
+/// `spec.bias`.
+///
+/// Packed weights in a texture select `grouped_conv_forward_textured`, which reads x as texels:
+/// `x` may then be packed already ([`super::pack_activation`]) or a buffer that the launch packs
+/// into a scratch texture first.
+pub fn forward(
+    gpu: &Gpu,
+    spec: &Conv2d,
+    x: &GpuTensor,
+    packed: &GpuTensor,
+    b: Option<&GpuTensor>,
+    y: &GpuTensor,
+    tile: Tile,
+) -> Result<Launch> {
+    let storage = Storage::of(packed);
+    let kernel = Pass::Forward.kernel(storage);
+    let op = kernel.name();
+    spec.validate(op)?;
+    check_kernel(op, spec)?;
+    if !tiles(Pass::Forward, spec, storage).contains(&tile) {
+        return Err(Error::invalid(op, format!("{tile} is not one of its tiles for this shape")));
+    }
+    check_numel(op, "packed weights", packed, packed_len(spec, Packing::OutputInner))?;
+    check_shape(op, "y", y, &spec.y_shape())?;
+    let mut launch = Launch::new();
+    let texels = operand(gpu, (op, "x"), spec, x, packed, spec.x_shape(), &mut launch)?;
+    let mut placeholder = None;
+    let b = bias_arg(gpu, op, spec, b, &mut placeholder)?;
+    let (p, q) = spec.out_hw();
+    let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
+    let kg = spec.k / spec.groups;
+    let (tp, tk4) = (tile.pixels, tile.channels4);
+    let sw = spec.stride.1;
+    let overrides = [
+        ("R", spec.r as f64),
+        ("S", spec.s as f64),
+        ("SH", spec.stride.0 as f64),
+        ("SW", sw as f64),
+        ("TP", tp as f64),
+        ("TK4", tk4 as f64),
+        ("SPAN", ((tp - 1) * sw + spec.s) as f64),
+    ];
+    let blocks = q.div_ceil(tp);
+    let kblocks = kg.div_ceil(4 * tk4);
+    for (first, n) in chunks(&gpu.limits, op, spec, x.label(), y.label())? {
+        let params = Params {
+            w_stride: Packing::OutputInner.row(spec) as u32,
+            blocks: blocks as u32,
+            n_base: first as u32,
+            ..Params::new(spec, n)
+        };
+        let x_arg = match &texels {
+            Some(t) => t.into(),
+            None => Arg::range(x, first * xs, n * xs),
+        };
+        let args = [x_arg, packed.into(), b, Arg::range(y, first * ys, n * ys)];
+        let groups = [(n * p * blocks * kblocks).div_ceil(WG) as u32, spec.groups as u32, 1];
+        launch.push(Step::new(gpu, kernel, &overrides, &params, &args, groups)?);
+    }
+    launch.scratch.extend(placeholder);
+    Ok(launch)
+}

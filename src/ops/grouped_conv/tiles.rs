@@ -1,0 +1,149 @@
+//! Register tiles: how much of its pass one invocation computes. Each pass has a default tile
+//! (what runs untuned) and a few candidates the tuner may time; [`tiles`] lists them, the
+//! default first.
+
+use super::{row_tile, Conv2d, Packing, Storage};
+use crate::gpu::Kernel;
+
+/// The three passes of a conv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+impl Pass {
+    /// The kernel that runs the pass on operands in `storage`.
+    pub fn kernel(self, storage: Storage) -> Kernel {
+        match (self, storage) {
+            (Pass::Forward, Storage::Buffer) => Kernel::GroupedConvForward,
+            (Pass::Forward, Storage::Texture) => Kernel::GroupedConvForwardTextured,
+            (Pass::BackwardInput, Storage::Buffer) => Kernel::GroupedConvBackwardInput,
+            (Pass::BackwardInput, Storage::Texture) => Kernel::GroupedConvBackwardInputTextured,
+            (Pass::BackwardWeight, Storage::Buffer) => Kernel::GroupedConvBackwardWeight,
+            (Pass::BackwardWeight, Storage::Texture) => Kernel::GroupedConvBackwardWeightTextured,
+        }
+    }
+}
+
+/// A register tile of a conv kernel (its override constants): `pixels` outputs along a row
+/// (forward `TP`; the input gradient picks its own per phase, at most `pixels` when nonzero;
+/// the textured weight gradient reads it as kernel taps per invocation, `TAPS`), `channels4`
+/// vec4s of the channels an invocation produces (forward and weight gradient `TK4`, input
+/// gradient `TC4`), `inputs` input channels per invocation (weight gradient `CB`, or `4*CB4`
+/// textured). Tiles change only which invocation computes which outputs, never the order of
+/// any sum, so every tile gives bitwise the same result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub pixels: usize,
+    pub channels4: usize,
+    pub inputs: usize,
+}
+
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pixels={} channels4={} inputs={}", self.pixels, self.channels4, self.inputs)
+    }
+}
+
+impl std::str::FromStr for Tile {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Tile, ()> {
+        let mut v = s.split_whitespace().map(|kv| kv.split_once('=').and_then(|(_, v)| v.parse().ok()));
+        match (v.next().flatten(), v.next().flatten(), v.next().flatten()) {
+            (Some(pixels), Some(channels4), Some(inputs)) => Ok(Tile { pixels, channels4, inputs }),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The tiles of `pass` at `spec` on operands in `storage`, the default first.
+pub fn tiles(pass: Pass, spec: &Conv2d, storage: Storage) -> Vec<Tile> {
+    let textured = storage == Storage::Texture;
+    match pass {
+        Pass::Forward => forward(spec, textured),
+        Pass::BackwardInput => backward_input(spec, textured),
+        Pass::BackwardWeight => backward_weight(spec, textured),
+    }
+}
+
+/// The forward's tiles: for the buffer kernel 16 channels with the row tile that loads least,
+/// then 32 channels and other row tiles; for the `_textured` kernel 4 pixels x 4 channels, then
+/// other small tiles.
+fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
+    let (_, q) = spec.out_hw();
+    let sw = spec.stride.1;
+    let tile4 = Packing::OutputInner.tile4(spec);
+    let row = |tk4: usize| row_tile(q, ((17 - spec.s) / sw + 1).min(8), |tp| (tp - 1) * sw + spec.s, spec.s * 4 * tk4);
+    // (channels4, pixels) pairs. The textured kernel fetches 4 channels at once and is fastest
+    // with a handful of accumulators (on lavapipe 4 pixels x 4 channels beat every larger
+    // tile); the buffer kernel amortises its costly loads over large tiles.
+    let pairs: Vec<(usize, usize)> = match textured {
+        true => vec![(1, 4), (1, 2), (1, 6), (tile4.min(2), 4)],
+        false => [tile4.min(4), tile4]
+            .into_iter()
+            .flat_map(|tk4| [(tk4, row(tk4)), (tk4, 4), (tk4, 8)])
+            .collect(),
+    };
+    let mut tiles = Vec::new();
+    for (tk4, tp) in pairs {
+        let tp = tp.min(q);
+        let tile = Tile {
+            pixels: tp,
+            channels4: tk4,
+            inputs: 1,
+        };
+        if tp * tk4 <= 64 && (tp - 1) * sw + spec.s <= 17 && !tiles.contains(&tile) {
+            tiles.push(tile);
+        }
+    }
+    tiles
+}
+
+/// The input gradient's tiles, the default (16 channels) first: the row tile is chosen per
+/// stride phase, so the candidates differ in the channels per invocation. `pixels` caps the
+/// row tile (0: up to 8); the textured kernel, like the textured forward, runs best with small
+/// tiles.
+fn backward_input(spec: &Conv2d, textured: bool) -> Vec<Tile> {
+    let tile4 = Packing::InputInner.tile4(spec);
+    let tile = |pixels: usize, channels4: usize| Tile {
+        pixels,
+        channels4: channels4.min(tile4),
+        inputs: 1,
+    };
+    let mut tiles = match textured {
+        true => vec![tile(4, 1), tile(2, 1), tile(4, 2), tile(2, 2), tile(8, 1)],
+        false => vec![tile(0, 4), tile(0, 8)],
+    };
+    tiles.dedup();
+    tiles
+}
+
+/// The weight gradient's tiles (input channels x output channel vec4s per invocation): for the
+/// buffer kernel, or (`textured`) the `_textured` one, whose input channels come in quads and
+/// whose `pixels` is the number of kernel taps per invocation (all R*S, one row of S, or 1): on
+/// lavapipe it runs fastest with few accumulators.
+fn backward_weight(spec: &Conv2d, textured: bool) -> Vec<Tile> {
+    let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
+    let cg = if textured { cg.div_ceil(4) * 4 } else { cg };
+    let rs = spec.r * spec.s;
+    let tile = |inputs: usize, channels4: usize, taps: usize| Tile {
+        pixels: if textured { taps } else { 0 },
+        inputs: inputs.min(cg),
+        channels4: channels4.min(kg.div_ceil(4)),
+    };
+    let mut tiles = match (rs, textured) {
+        (1, false) => vec![tile(8, 2, 0), tile(8, 4, 0), tile(16, 2, 0)],
+        (_, false) => vec![tile(1, 2, 0), tile(1, 4, 0), tile(2, 2, 0)],
+        (1, true) => vec![tile(4, 1, 1), tile(8, 1, 1), tile(4, 2, 1)],
+        (_, true) => vec![tile(4, 1, 1), tile(4, 1, spec.s), tile(8, 1, 1), tile(4, 2, 1), tile(4, 1, rs)],
+    };
+    tiles.dedup();
+    let first = tiles[0];
+    let taps = |t: &Tile| if textured { t.pixels } else { rs };
+    tiles.retain(|t| *t == first || t.inputs * taps(t) * t.channels4 <= 72);
+    tiles.sort_by_key(|t| *t != first);
+    tiles.dedup();
+    tiles
+}
