@@ -1,6 +1,8 @@
 //! The one integration test binary (one link step, one lavapipe start). Each module says what
 //! it checks; GPU modules skip on a machine without an adapter, and fail under CI without one.
 
+/// The structure of the source: layers, file and function sizes, a library that never prints.
+mod architecture;
 /// The convolution's tiles and storages agree bitwise; the tuner keeps results and caches.
 mod conv;
 /// The same inputs twice give bitwise the same outputs.

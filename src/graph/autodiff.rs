@@ -71,7 +71,13 @@ pub fn backward(graph: &mut Graph) -> Result<Gradients> {
         seeded: false,
     };
     for node in forward.iter().rev() {
-        gradient_rule(graph, &mut grads, node)?;
+        let dy = node.outputs.first().and_then(|&o| grads.of.get(o).copied().flatten());
+        let mut rule = Rule {
+            g: &mut *graph,
+            grads: &mut grads,
+            node,
+        };
+        gradient_rule(&mut rule, dy)?;
     }
     if !grads.seeded {
         return Err(Error::invalid(
@@ -90,115 +96,76 @@ pub fn backward(graph: &mut Graph) -> Result<Gradients> {
     Ok(Gradients { params })
 }
 
-/// The gradient rule of `node`'s op: appends the nodes that compute the gradients of its inputs
-/// from the gradient of its first output (nothing when no gradient reaches that output).
-fn gradient_rule(g: &mut Graph, grads: &mut Grads, node: &Node) -> Result<()> {
-    let (ins, outs, name) = (&node.inputs, &node.outputs, node.name.as_str());
-    let dy = outs.first().and_then(|&o| grads.of.get(o).copied().flatten());
-    match (&node.op, dy) {
+/// The gradient rule of `rule.node`'s op, given the gradient `dy` of its first output (`None`:
+/// nothing downstream needs one, and neither do its inputs).
+fn gradient_rule(rule: &mut Rule, dy: Option<TensorId>) -> Result<()> {
+    let (ins, outs) = (rule.node.inputs.clone(), rule.node.outputs.clone());
+    match (rule.node.op.clone(), dy) {
         // The fused loss already wrote dlogits: it *is* the gradient of the logits.
         (Op::SoftmaxXent(_), _) => {
-            grads.of[ins[0]] = Some(outs[1]);
-            grads.seeded = true;
+            rule.grads.of[ins[0]] = Some(outs[1]);
+            rule.grads.seeded = true;
         }
         (Op::WeightStd(_) | Op::Conv(_) | Op::Act(_) | Op::AvgPool(_) | Op::GlobalPool(_), None) => {}
         (Op::Linear(_) | Op::SeGate(_) | Op::Residual(_) | Op::SeResidual(_) | Op::Dropout(_), None) => {}
-        (Op::Linear(spec), Some(dy)) => {
-            if needs_grad(g, ins[0]) {
-                let (dx, acc) = grads.contribute(g, ins[0]);
-                let op = Op::LinearBackwardInput(*spec, acc);
-                g.node_into(format!("{name}.backward_input"), op, &[dy, ins[1]], &[dx]);
-            }
-            let mut outputs = vec![grads.contribute(g, ins[1]).0];
-            if spec.bias {
-                outputs.push(grads.contribute(g, ins[2]).0);
-            }
-            g.node_into(
-                format!("{name}.backward_weight"),
-                Op::LinearBackwardWeight(*spec),
-                &[ins[0], dy],
-                &outputs,
-            );
+        (Op::Linear(s), Some(dy)) => {
+            rule.input_grad(ins[0], "backward_input", |acc| Op::LinearBackwardInput(s, acc), &[dy, ins[1]]);
+            let outputs = rule.param_grads(&ins[1..], s.bias);
+            rule.emit("backward_weight", Op::LinearBackwardWeight(s), &[ins[0], dy], &outputs);
         }
-        (Op::Conv(spec), Some(dy)) => {
-            let mut outputs = vec![grads.contribute(g, ins[1]).0];
-            if spec.bias {
-                outputs.push(grads.contribute(g, ins[2]).0);
-            }
-            g.node_into(
-                format!("{name}.backward_weight"),
-                Op::ConvBackwardWeight(*spec),
-                &[ins[0], dy],
-                &outputs,
-            );
-            if needs_grad(g, ins[0]) {
-                let (dx, acc) = grads.contribute(g, ins[0]);
-                let op = Op::ConvBackwardInput(*spec, acc);
-                g.node_into(format!("{name}.backward_input"), op, &[dy, ins[1]], &[dx]);
-            }
+        (Op::Conv(s), Some(dy)) => {
+            let outputs = rule.param_grads(&ins[1..], s.bias);
+            rule.emit("backward_weight", Op::ConvBackwardWeight(s), &[ins[0], dy], &outputs);
+            rule.input_grad(ins[0], "backward_input", |acc| Op::ConvBackwardInput(s, acc), &[dy, ins[1]]);
         }
-        (Op::WeightStd(spec), Some(dw_hat)) => {
-            let (dw, _) = grads.contribute(g, ins[0]);
-            let (dgain, _) = grads.contribute(g, ins[1]);
-            let w_name = g.tensors[ins[0]].name.clone();
-            let dw_sq = g.tensor(format!("grad_sq.{w_name}"), &[spec.k], Role::Value);
-            let inputs = [ins[0], ins[1], outs[1], dw_hat];
-            g.node_into(
-                format!("{name}.backward"),
-                Op::WeightStdBackward(*spec),
-                &inputs,
+        (Op::WeightStd(s), Some(dw_hat)) => {
+            let (dw, dgain) = (rule.grad(ins[0]).0, rule.grad(ins[1]).0);
+            let w_name = rule.g.tensors[ins[0]].name.clone();
+            let dw_sq = rule.g.tensor(format!("grad_sq.{w_name}"), &[s.k], Role::Value);
+            rule.emit(
+                "backward",
+                Op::WeightStdBackward(s),
+                &[ins[0], ins[1], outs[1], dw_hat],
                 &[dw, dgain, dw_sq],
             );
         }
-        (Op::Act(spec), Some(dy)) => {
-            let (dx, acc) = grads.contribute(g, ins[0]);
-            g.node_into(format!("{name}.backward"), Op::ActBackward(*spec, acc), &[ins[0], dy], &[dx]);
+        (Op::Act(s), Some(dy)) => rule.input_grad(ins[0], "backward", |acc| Op::ActBackward(s, acc), &[ins[0], dy]),
+        (Op::AvgPool(s), Some(dy)) => rule.input_grad(ins[0], "backward", |acc| Op::AvgPoolBackward(s, acc), &[dy]),
+        (Op::GlobalPool(s), Some(dy)) => rule.input_grad(ins[0], "backward", |acc| Op::GlobalPoolBackward(s, acc), &[dy]),
+        (Op::SeGate(s), Some(dy)) => {
+            let ((dr, acc), (ds, _)) = (rule.grad(ins[1]), rule.grad(ins[0]));
+            rule.emit("backward", Op::SeGateBackward(s, acc), &[ins[0], ins[1], dy], &[dr, ds]);
         }
-        (Op::AvgPool(spec), Some(dy)) => {
-            let (dx, acc) = grads.contribute(g, ins[0]);
-            g.node_into(format!("{name}.backward"), Op::AvgPoolBackward(*spec, acc), &[dy], &[dx]);
-        }
-        (Op::GlobalPool(spec), Some(dy)) => {
-            let (dx, acc) = grads.contribute(g, ins[0]);
-            g.node_into(format!("{name}.backward"), Op::GlobalPoolBackward(*spec, acc), &[dy], &[dx]);
-        }
-        (Op::SeGate(spec), Some(dy)) => {
-            let (dr, acc) = grads.contribute(g, ins[1]);
-            let (ds, _) = grads.contribute(g, ins[0]);
-            g.node_into(
-                format!("{name}.backward"),
-                Op::SeGateBackward(*spec, acc),
-                &[ins[0], ins[1], dy],
-                &[dr, ds],
+        (Op::Residual(s), Some(dy)) => {
+            rule.identity(ins[1], dy)?;
+            let mut outputs = vec![rule.grad(ins[0]).0];
+            outputs.extend(ins.get(2).map(|&gain| rule.grad(gain).0));
+            rule.emit(
+                "backward",
+                Op::ResidualBackward(s),
+                &[&[dy], &ins[..1], &ins[2..]].concat(),
+                &outputs,
             );
         }
-        (Op::Residual(spec), Some(dy)) => {
-            grads.identity(name, ins[1], dy)?;
-            let (mut inputs, mut outputs) = (vec![dy, ins[0]], vec![grads.contribute(g, ins[0]).0]);
-            if let Some(&gain) = ins.get(2) {
-                inputs.push(gain);
-                outputs.push(grads.contribute(g, gain).0);
-            }
-            g.node_into(format!("{name}.backward"), Op::ResidualBackward(*spec), &inputs, &outputs);
+        (Op::SeResidual(s), Some(dy)) => {
+            rule.identity(ins[2], dy)?;
+            let ((dr, acc), (ds, _)) = (rule.grad(ins[1]), rule.grad(ins[0]));
+            let mut outputs = vec![dr, ds];
+            outputs.extend(ins.get(3).map(|&gain| rule.grad(gain).0));
+            rule.emit(
+                "backward",
+                Op::SeResidualBackward(s, acc),
+                &[&[dy], &ins[..2], &ins[3..]].concat(),
+                &outputs,
+            );
         }
-        (Op::SeResidual(spec), Some(dy)) => {
-            grads.identity(name, ins[2], dy)?;
-            let (dr, acc) = grads.contribute(g, ins[1]);
-            let (ds, _) = grads.contribute(g, ins[0]);
-            let (mut inputs, mut outputs) = (vec![dy, ins[0], ins[1]], vec![dr, ds]);
-            if let Some(&gain) = ins.get(3) {
-                inputs.push(gain);
-                outputs.push(grads.contribute(g, gain).0);
-            }
-            g.node_into(format!("{name}.backward"), Op::SeResidualBackward(*spec, acc), &inputs, &outputs);
-        }
-        (Op::Dropout(spec), Some(dy)) => {
-            let (dx, acc) = grads.contribute(g, ins[1]);
+        (Op::Dropout(s), Some(dy)) => {
+            let (dx, acc) = rule.grad(ins[1]);
             if acc {
-                let message = format!("{name}: dropout's input fans out, which its backward cannot accumulate");
+                let message = format!("{}: dropout's input fans out, which its backward cannot accumulate", rule.node.name);
                 return Err(Error::invalid("autodiff", message));
             }
-            g.node_into(format!("{name}.backward"), Op::Dropout(*spec), &[ins[0], dy], &[dx]);
+            rule.emit("backward", Op::Dropout(s), &[ins[0], dy], &[dx]);
         }
         (
             Op::WeightStdBackward(_)
@@ -217,18 +184,57 @@ fn gradient_rule(g: &mut Graph, grads: &mut Grads, node: &Node) -> Result<()> {
             | Op::EmaUpdate
             | Op::GradAccumulate(_),
             _,
-        ) => {
-            return Err(Error::invalid(
-                "autodiff",
-                format!("{name}: {} is not a forward op", node.op.name()),
-            ))
-        }
+        ) => return Err(rule.error("not a forward op")),
         (Op::PackWeight(..) | Op::PackWeightPair(_) | Op::PackActivation(..), _) => {
-            let message = format!("{name}: {} is a layout the plan adds after autodiff", node.op.name());
-            return Err(Error::invalid("autodiff", message));
+            return Err(rule.error("a layout the plan adds after autodiff"));
         }
     }
     Ok(())
+}
+
+/// One forward node's backward, being written.
+struct Rule<'a> {
+    g: &'a mut Graph,
+    grads: &'a mut Grads,
+    node: &'a Node,
+}
+
+impl Rule<'_> {
+    /// The gradient tensor of `t` for a new contribution, and whether to accumulate into it.
+    fn grad(&mut self, t: TensorId) -> (TensorId, bool) {
+        self.grads.contribute(self.g, t)
+    }
+
+    /// Appends the node `<node>.<suffix>`.
+    fn emit(&mut self, suffix: &str, op: Op, inputs: &[TensorId], outputs: &[TensorId]) {
+        self.g.node_into(format!("{}.{suffix}", self.node.name), op, inputs, outputs);
+    }
+
+    /// Appends `op(accumulate)` writing the gradient of the input `x`, unless `x` needs none.
+    fn input_grad(&mut self, x: TensorId, suffix: &str, op: impl FnOnce(bool) -> Op, inputs: &[TensorId]) {
+        if needs_grad(self.g, x) {
+            let (dx, acc) = self.grad(x);
+            self.emit(suffix, op(acc), inputs, &[dx]);
+        }
+    }
+
+    /// The gradients of a layer's weight and (with `bias`) its bias, `params = [w, b?]`.
+    fn param_grads(&mut self, params: &[TensorId], bias: bool) -> Vec<TensorId> {
+        let mut outputs = vec![self.grad(params[0]).0];
+        if bias {
+            outputs.push(self.grad(params[1]).0);
+        }
+        outputs
+    }
+
+    /// A residual add's shortcut takes dy itself as its gradient (no copy).
+    fn identity(&mut self, shortcut: TensorId, dy: TensorId) -> Result<()> {
+        self.grads.identity(&self.node.name, shortcut, dy)
+    }
+
+    fn error(&self, what: &str) -> Error {
+        Error::invalid("autodiff", format!("{}: {} is {what}", self.node.name, self.node.op.name()))
+    }
 }
 
 /// Whether a tensor's gradient is wanted: everything but the input images and labels.

@@ -1,0 +1,335 @@
+//! The commands: each calls the library and renders what comes back (tables on stdout,
+//! progress and notes on stderr).
+
+use super::args::{BenchArgs, EvalArgs, ForwardArgs, PredictArgs, TrainArgs};
+use indicatif::{ProgressBar, ProgressStyle};
+use nfnet::bench::{kernel_rows, model_rows, Report, Yardstick};
+use nfnet::classify::{top_k, Classifier, ClassifierOptions};
+use nfnet::data::{self, DataSpec, OpenOptions};
+use nfnet::graph::optim::{AgcConfig, AgcStyle, Optimizer};
+use nfnet::model::checkpoint::CheckpointFile;
+use nfnet::model::forward::{forward as run_forward, ForwardOptions};
+use nfnet::model::weights::Weights;
+use nfnet::train::{checkpoint, default_threads, Event, FitEnd, Trainer};
+use nfnet::{Gpu, ModelConfig, Tuner};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub fn devices() -> anyhow::Result<()> {
+    let adapters = nfnet::gpu::list_adapters();
+    if adapters.is_empty() {
+        // The same typed error the library gives, with its installation hint.
+        Gpu::new()?;
+    }
+    for a in &adapters {
+        println!("{a}");
+    }
+    match Gpu::new() {
+        Ok(gpu) => println!("\nselected: {}", gpu.describe()),
+        Err(e) => println!("\nselected: none ({e})"),
+    }
+    Ok(())
+}
+
+pub fn forward(args: &ForwardArgs, tuner: &Tuner) -> anyhow::Result<()> {
+    let config = ModelConfig::load(&args.model)?;
+    let weights = Weights::read(&args.weights)?;
+    let input_file = nfnet::io::read_safetensors(&args.input)?;
+    let input =
+        (input_file.get("input")).ok_or_else(|| anyhow::anyhow!("{}: no tensor named `input` (N,3,H,W f32)", args.input.display()))?;
+    let agc = (args.agc_clip > 0.0).then_some(AgcConfig {
+        clip: args.agc_clip,
+        eps: args.agc_eps,
+        style: if args.agc_deepmind { AgcStyle::DeepMind } else { AgcStyle::Timm },
+    });
+    let options = ForwardOptions {
+        grads: args.grads,
+        train_steps: args.train_steps,
+        lr: args.lr,
+        optimizer: Optimizer {
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+            nesterov: true,
+            agc,
+        },
+    };
+    let gpu = Gpu::new()?;
+    let out = run_forward(&gpu, tuner, &config, &weights, input, input_file.get("labels"), &options)?;
+    nfnet::io::write_safetensors(&args.output, &out, None)?;
+    let loss = (out.get("loss").and_then(|l| l.as_f32("loss").ok()))
+        .map(|v| format!(", loss {:.6}", v[0]))
+        .unwrap_or_default();
+    eprintln!("wrote {} tensors to {}{loss}", out.len(), args.output.display());
+    Ok(())
+}
+
+pub fn train(args: &TrainArgs, tuner: &Tuner) -> anyhow::Result<()> {
+    let gpu = Gpu::new()?;
+    eprintln!("adapter: {}", gpu.describe());
+    let overrides = args.overrides()?;
+    let resumed = args.resume.as_deref().map(checkpoint::read).transpose()?;
+    let data = overrides.open_data(resumed.as_ref())?;
+    let skipped = data.train.skipped();
+    for file in skipped {
+        eprintln!("warning: skipping {file}");
+    }
+    let (train, val, classes) = (data.train.len(), data.val.len(), data.classes().len());
+    let note = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} unreadable files skipped)", skipped.len())
+    };
+    eprintln!("data: {train} training and {val} validation images in {classes} classes{note}");
+    let mut trainer = match &resumed {
+        Some(ckpt) => {
+            let t = Trainer::resume(&gpu, tuner, ckpt, &overrides, &data)?;
+            eprintln!("resuming {} at epoch {}, step {}", ckpt.source, t.state.epoch + 1, t.state.step);
+            t
+        }
+        None => Trainer::new(&gpu, tuner, overrides.new_run(&data)?, &data)?,
+    };
+    if let Some(path) = &args.init {
+        let report = trainer.load_weights(&Weights::read(path)?)?;
+        if !report.reinitialised.is_empty() {
+            let classes = trainer.options.model.num_classes;
+            eprintln!("note: {} re-initialised for {classes} classes", report.reinitialised.join(", "));
+        }
+    }
+    let o = &trainer.options;
+    let passes = if o.micro_batches == 1 {
+        "pass".to_string()
+    } else {
+        format!("{} passes", o.micro_batches)
+    };
+    eprintln!(
+        "model {} at {r}x{r}, batch {} ({passes} per step), {} epochs of {} steps, lr {} (warm-up {} epochs, cosine), out {}",
+        o.model.name,
+        o.batch_size,
+        o.epochs,
+        trainer.steps_per_epoch(),
+        o.lr,
+        o.warmup_epochs,
+        args.out.display(),
+        r = o.resolution,
+    );
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130); // a second Ctrl-C: stop now
+        }
+        eprintln!("\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)");
+    })?;
+    trainer.set_interrupt(interrupted);
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut last_loss = f32::NAN;
+    let end = trainer.fit(&data, &args.out, &mut |event| show(&bar, &mut last_loss, event));
+    bar.finish_and_clear();
+    match end? {
+        FitEnd::Finished => eprintln!("done: {} (best top-1 {:.2}%)", args.out.display(), 100.0 * trainer.state.best_top1),
+        FitEnd::Interrupted(path) => eprintln!("stopped; continue with: nfnet train --resume {}", path.display()),
+    }
+    Ok(())
+}
+
+/// Renders one training event on the progress bar (`last_loss`: the last loss read back).
+fn show(bar: &ProgressBar, last_loss: &mut f32, event: Event) {
+    match event {
+        Event::Step {
+            epoch,
+            batch,
+            batches,
+            step,
+            lr,
+            loss,
+            images_per_second,
+        } => {
+            *last_loss = loss.unwrap_or(*last_loss);
+            bar.set_length(batches as u64);
+            bar.set_position(batch as u64);
+            bar.set_prefix(format!("{}", epoch + 1));
+            bar.set_message(format!("step {step} loss {last_loss:.4} lr {lr:.4} {images_per_second:.1} img/s"));
+        }
+        Event::Evaluating { epoch } => bar.set_message(format!("evaluating epoch {}", epoch + 1)),
+        // Printed past the bar, so the line also reaches logs when stderr is not a terminal.
+        Event::Epoch(s) => bar.suspend(|| {
+            let skipped = if s.skipped > 0 {
+                format!("  ({} unreadable files skipped)", s.skipped)
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "epoch {:>3}: train loss {:.4}  val loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  {:.1} img/s  {:.0} s{skipped}",
+                s.epoch + 1,
+                s.train_loss,
+                s.val.loss,
+                100.0 * s.val.top1,
+                100.0 * s.val.top5,
+                s.images_per_second,
+                s.seconds,
+            )
+        }),
+        Event::Checkpoint(_) => {}
+    }
+}
+
+pub fn eval(args: &EvalArgs, tuner: &Tuner) -> anyhow::Result<()> {
+    let gpu = Gpu::new()?;
+    // Read once: the weights, and the seed that split the data.
+    let ckpt = CheckpointFile::read(&args.checkpoint)?;
+    let options = ClassifierOptions {
+        batch: args.batch_size,
+        ..Default::default()
+    };
+    let classifier = Classifier::from_checkpoint(&gpu, tuner, &ckpt, &options)?;
+    let seed = ckpt.field::<nfnet::TrainOptions>("options").map_or(0, |o| o.seed);
+    drop(ckpt); // its host copy of the weights is no longer needed
+    let source: Arc<dyn data::Source> = if args.data.starts_with("synthetic") || args.data.starts_with("cifar10:") {
+        data::open(
+            &DataSpec::new(&args.data),
+            &OpenOptions {
+                seed,
+                ..Default::default()
+            },
+        )?
+        .val
+    } else {
+        let side = 2 * classifier.resolution.max(64);
+        Arc::new(data::folder::Folder::open(
+            std::path::Path::new(&args.data),
+            Some(&classifier.classes),
+            side,
+        )?)
+    };
+    let stats = classifier.evaluate(&source, default_threads())?;
+    let (loss, top1, top5) = (stats.loss, 100.0 * stats.top1, 100.0 * stats.top5);
+    println!("{} images: loss {loss:.4}, top-1 {top1:.2}%, top-5 {top5:.2}%", stats.images);
+    println!("\nper class (recall, and the class it is most often mistaken for):");
+    for (i, row) in stats.confusion.iter().enumerate() {
+        let total: usize = row.iter().sum();
+        let confused = row.iter().enumerate().filter(|&(j, _)| j != i).max_by_key(|&(_, &c)| c);
+        let mistake = match confused {
+            Some((j, &c)) if c > 0 => format!("{} ({c})", classifier.classes[j]),
+            _ => "-".into(),
+        };
+        let recall = 100.0 * row[i] as f64 / total.max(1) as f64;
+        println!("  {:<16} {recall:>6.2}% of {total:>5}   {mistake}", classifier.classes[i]);
+    }
+    Ok(())
+}
+
+pub fn predict(args: &PredictArgs, tuner: &Tuner) -> anyhow::Result<()> {
+    let gpu = Gpu::new()?;
+    let options = ClassifierOptions {
+        resolution: args.resolution,
+        batch: args.images.len().min(32),
+        ..Default::default()
+    };
+    let classifier = match (&args.checkpoint, &args.weights) {
+        (Some(ckpt), _) => Classifier::from_checkpoint(&gpu, tuner, &CheckpointFile::read(ckpt)?, &options)?,
+        (None, Some(w)) => {
+            let config = ModelConfig::load(args.model.as_deref().expect("clap requires --model with --weights"))?;
+            Classifier::new(&gpu, tuner, &config, &Weights::read(w)?, &options)?
+        }
+        (None, None) => anyhow::bail!("give --checkpoint, or --weights with --model"),
+    };
+    let mut names = classifier.classes.clone();
+    if let Some(path) = &args.labels {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let given: Vec<String> = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        let (path, n) = (path.display(), names.len());
+        anyhow::ensure!(given.len() == n, "{path}: {} class names for a model of {n} classes", given.len());
+        names = given;
+    }
+    let images = args.images.iter().map(|p| data::load_image(p)).collect::<Result<Vec<_>, _>>()?;
+    for (path, probs) in args.images.iter().zip(classifier.classify(&images)?) {
+        println!("{}", path.display());
+        for (class, p) in top_k(&probs, 5) {
+            println!("  {:>6.2}%  {}", 100.0 * p, names[class]);
+        }
+    }
+    Ok(())
+}
+
+pub fn bench(args: &BenchArgs, tuner: &Tuner) -> anyhow::Result<()> {
+    let gpu = Gpu::new()?;
+    let yardstick = match &args.yardstick {
+        Some(s) => Some(Yardstick::parse(s).ok_or_else(|| anyhow::anyhow!("--yardstick {s:?}: expected `matmul_gflops=X copy_gbs=Y`"))?),
+        None => Yardstick::from_env(),
+    };
+    println!("adapter: {}", gpu.describe());
+    match yardstick {
+        Some(y) => println!("yardstick: matmul {:.2} GFLOP/s, copy {:.2} GB/s", y.matmul_gflops, y.copy_gbs),
+        None => println!("yardstick: not given (no ratios); see tools/bench_vs_yardstick.sh"),
+    }
+    println!("autotune: {}", if tuner.options().enabled { "on" } else { "off" });
+    let ratio = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}x"));
+    let mut kernels = Vec::new();
+    if !args.no_kernels {
+        println!(
+            "\n{:<16} {:<16} {:<32} {:>10} {:>16} {:>7}",
+            "op", "pass", "shape", "ms", "rate", "ratio"
+        );
+        kernels = kernel_rows(&gpu, tuner, &args.filter, yardstick, &mut |r| {
+            let (rate, ratio) = (format!("{:>8.3} {:<7}", r.rate, r.unit), ratio(r.ratio));
+            println!("{:<16} {:<16} {:<32} {:>10.1} {rate} {ratio:>7}", r.op, r.pass, r.shape, r.ms);
+        })?;
+    }
+    let mut models = Vec::new();
+    let cases = if args.no_models { &[][..] } else { &args.models[..] };
+    if !cases.is_empty() {
+        println!(
+            "\n{:<12} {:>5} {:>5} {:<9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>7} {:>6}",
+            "model", "res", "batch", "mode", "img/s", "ms/step", "gpu ms", "encode%", "GFLOP/s", "ratio", "conv%"
+        );
+    }
+    for case in cases {
+        for r in model_rows(&gpu, tuner, case, yardstick)? {
+            let gpu_ms = r.gpu_ms.map_or("-".to_string(), |g| format!("{g:.1}"));
+            let conv = r.conv_share.map_or("-".to_string(), |c| format!("{:.1}%", 100.0 * c));
+            println!(
+                "{:<12} {:>5} {:>5} {:<9} {:>9.2} {:>10.1} {gpu_ms:>10} {:>8.2}% {:>9.3} {:>7} {conv:>6}",
+                r.model,
+                r.resolution,
+                r.batch,
+                r.mode,
+                r.images_per_second,
+                r.ms,
+                100.0 * r.encode_ms / r.ms,
+                r.effective_gflops,
+                ratio(r.ratio),
+            );
+            if !r.profile_ms.is_empty() {
+                let total: f64 = r.profile_ms.iter().map(|(_, ms)| ms).sum();
+                let top: Vec<String> = (r.profile_ms.iter().take(8))
+                    .map(|(op, ms)| format!("{op} {:.1}%", 100.0 * ms / total))
+                    .collect();
+                println!("    profile: {}", top.join(", "));
+            }
+            models.push(r);
+        }
+    }
+    let choices = tuner.choices();
+    if !choices.is_empty() {
+        println!("\nautotune choices:");
+        for c in &choices {
+            println!("  {} = {} ({})", c.name, c.value, c.source);
+        }
+    }
+    let report = Report {
+        adapter: gpu.describe(),
+        yardstick,
+        autotune: tuner.options().enabled,
+        kernels,
+        models,
+        autotune_choices: choices,
+    };
+    nfnet::io::write_atomic(&args.json, &serde_json::to_vec_pretty(&report)?)?;
+    println!("\nwrote {}", args.json.display());
+    Ok(())
+}
