@@ -12,8 +12,8 @@
 // Register tile: each invocation owns CB4 quads of input channels x TAPS taps (all R*S, one
 // kernel row of S, or one) x TK4 quads of output channels. Per output pixel it fetches TK4 dy
 // texels and, per (quad, tap), one x texel, and does 4*CB4*TAPS*TK4 vec4 multiply-adds. On
-// lavapipe a few accumulators run far faster than many (measured: 4 vec4s beat 16 by 2-4x),
-// so the taps can be spread over invocations.
+// lavapipe a few accumulators run far faster than many (BENCHMARKS.md), so the taps can be
+// spread over invocations.
 // Dispatch: x = ceil(ceil(CQ / CB4) * ceil(KQ / TK4) * R*S/TAPS / 64) over (input tile,
 // output tile, tap block), y = G, z = splits.
 // Launcher: ops::grouped_conv::backward_weight.

@@ -59,7 +59,7 @@
 //!   checkpoint file, and the one recipe for a training step and an inference pass.
 //! * [`classify`]: inference for applications ([`Classifier`]) and evaluation.
 //! * [`train`]: the training loop of the paper ([`Trainer`]), checkpoints, metrics.
-//! * [`bench`]: kernel and model benchmarks (`nfnet bench`).
+//! * [`bench`](mod@bench): kernel and model benchmarks (`nfnet bench`).
 //!
 //! The `nfnet` binary parses its command line and calls these; the library never prints and
 //! never exits: progress reaches the caller as events ([`train::Event`]).

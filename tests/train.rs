@@ -426,3 +426,98 @@ fn the_bench_command_writes_kernel_and_model_rows_to_json() {
     assert!(stdout.contains("nano") && stdout.contains("grouped_conv"), "{stdout}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A checkpoint of `options()` in memory (no tensors): what `--resume` merges with.
+fn checkpoint_of(options: TrainOptions) -> checkpoint::Checkpoint {
+    checkpoint::Checkpoint {
+        source: "runs/x/last.safetensors".into(),
+        options,
+        state: Default::default(),
+        classes: vec![],
+        tensors: Default::default(),
+    }
+}
+
+/// The rules of `nfnet train`'s command line, in the library: a new run takes the defaults for
+/// what was not given (the resolution from the data, the crop and margin from the resolution,
+/// `agc_clip 0` as AGC off); a resumed run takes the checkpoint's options, its epochs and data
+/// as given, and refuses another model.
+#[test]
+fn the_command_line_merges_with_the_defaults_and_a_checkpoint() {
+    let data = small_data();
+    let fresh = TrainOverrides::default().new_run(&data).unwrap();
+    let nano = ModelConfig::builtin("nano").unwrap();
+    assert_eq!(fresh, TrainOptions::new(nano.clone()), "nothing given: the defaults");
+    let big = Dataset {
+        native_size: None,
+        ..small_data()
+    };
+    let asked = TrainOverrides {
+        resolution: Some(128),
+        lr: Some(0.3),
+        agc_clip: Some(0.0),
+        dropout: Some(0.25),
+        flip: Some(false),
+        ..Default::default()
+    };
+    let o = asked.new_run(&big).unwrap();
+    assert_eq!((o.resolution, o.lr, o.agc, o.model.dropout), (128, 0.3, None, 0.25));
+    assert_eq!(
+        (o.augment.crop_scale, o.augment.flip, o.eval_margin),
+        (0.08, false, 32),
+        "128 px: ImageNet's crops"
+    );
+    assert_eq!(
+        TrainOverrides::default().new_run(&big).unwrap().resolution,
+        32,
+        "no native size: 32"
+    );
+
+    let saved = checkpoint_of(options());
+    let resumed = TrainOverrides {
+        epochs: Some(7),
+        lr: Some(9.0),
+        ..Default::default()
+    }
+    .resumed(&saved)
+    .unwrap();
+    assert_eq!(
+        resumed,
+        TrainOptions { epochs: 7, ..options() },
+        "the checkpoint's options, run to 7 epochs"
+    );
+    let same_model = TrainOverrides {
+        model: Some(nano),
+        ..Default::default()
+    };
+    assert!(
+        same_model.resumed(&saved).is_ok(),
+        "the checkpoint's own model (dropout and classes aside)"
+    );
+    let other = TrainOverrides {
+        model: Some(ModelConfig::builtin("nano_timm").unwrap()),
+        ..Default::default()
+    };
+    let msg = other.resumed(&saved).err().unwrap().to_string();
+    assert!(msg.contains("runs/x/last.safetensors is a checkpoint of model \"nano\""), "{msg}");
+    // The data: as given, else the checkpoint's (opened with its seed), else the embedded set.
+    let saved = checkpoint_of(TrainOptions {
+        data: DataSpec::new("synthetic:40:10"),
+        ..options()
+    });
+    let sizes = |d: Dataset| (d.train.len(), d.val.len());
+    assert_eq!(sizes(TrainOverrides::default().open_data(Some(&saved)).unwrap()), (40, 10));
+    let given = TrainOverrides {
+        data: Some(DataSpec::new("synthetic:20:5")),
+        ..Default::default()
+    };
+    assert_eq!(sizes(given.open_data(Some(&saved)).unwrap()), (20, 5));
+    let seeded = |seed| data::open(&DataSpec::new("synthetic:40:10"), &OpenOptions { seed, keep_side: 64 }).unwrap();
+    let reopened = TrainOverrides::default().open_data(Some(&saved)).unwrap();
+    assert_eq!(
+        reopened.train.image(3),
+        seeded(options().seed).train.image(3),
+        "the checkpoint's seed"
+    );
+    assert_ne!(reopened.train.image(3), seeded(0).train.image(3));
+}

@@ -24,9 +24,9 @@ fn workgroup_sum2(v: vec2<f32>, lane: u32) -> vec2<f32> {
 // Kernels that pass over a unit twice (sums, then a pass that writes from them) may keep each
 // lane's 4-element chunks of the unit in a private array of KEPT between the passes, and so read
 // it once. KEEP, set per adapter by Step::new (Gpu::keeps_units), is 1 on CPU adapters, where
-// private memory is the thread's stack and far cheaper than a storage load (weight_std_backward
-// over F0's convs: 964 -> 713 ms on lavapipe), and 0 on GPUs, where the arrays would spill to
-// local memory, so there they compile away. Kept or loaded again, the values are the same.
+// private memory is the thread's stack and far cheaper than a storage load, and 0 on GPUs,
+// where the arrays would spill to local memory, so there they compile away. Kept or loaded
+// again, the values are the same.
 override KEEP: u32 = 0u;
 const KEPT: u32 = 48u;
 

@@ -34,12 +34,20 @@ fn time_plan(gpu: &Gpu, plan: &Plan) -> Result<(f64, Option<f64>, f64)> {
     Ok((wall / n * 1e3, timer.map(|_| gpu_ms / n), encode / n * 1e3))
 }
 
-/// A node-by-node profile of one step of `plan`: the share of its time in conv kernels (the
-/// passes and the packing of their operands), the time per op (slowest first, ms), and the cost
-/// of an empty submit, taken off every node (each node of the profile is its own submit and
-/// wait, which the one-submit step does not pay; left on, the hundreds of tiny update nodes
-/// would inflate the non-conv share).
-fn profile(gpu: &Gpu, plan: &Plan) -> Result<(f64, Vec<(String, f64)>, f64)> {
+/// A node-by-node profile of one step.
+struct Profile {
+    /// The share of the step's time in conv kernels (the passes and their operands' packing).
+    conv_share: f64,
+    /// Milliseconds per op, slowest first.
+    by_op: Vec<(String, f64)>,
+    /// The cost of an empty submit, taken off every node (ms).
+    overhead_ms: f64,
+}
+
+/// The profile of one step of `plan`. Each node runs as its own submit and wait, which the
+/// one-submit step does not pay: the median cost of an empty submit comes off every node, or
+/// the hundreds of tiny update nodes would inflate the non-conv share.
+fn profile(gpu: &Gpu, plan: &Plan) -> Result<Profile> {
     let mut empty: Vec<f64> = (0..9)
         .map(|_| {
             let t = Instant::now();
@@ -72,7 +80,11 @@ fn profile(gpu: &Gpu, plan: &Plan) -> Result<(f64, Vec<(String, f64)>, f64)> {
         }
     }
     by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok((conv / total.max(1e-12), by_op, overhead * 1e3))
+    Ok(Profile {
+        conv_share: conv / total.max(1e-12),
+        by_op,
+        overhead_ms: overhead * 1e3,
+    })
 }
 
 /// The training-step and inference rows of one model case (see the module docs).
@@ -117,11 +129,11 @@ pub fn model_rows(gpu: &Gpu, tuner: &Tuner, case: &ModelCase, yardstick: Option<
     };
     step_info::write(gpu, train.step_info().expect("a training step reads the step info"), info)?;
     let timed = time_plan(gpu, train.plan())?;
-    let (conv_share, profile_ms, overhead_ms) = profile(gpu, train.plan())?;
+    let profile = profile(gpu, train.plan())?;
     let train_row = ModelRow {
-        conv_share: Some(conv_share),
-        profile_ms,
-        submit_overhead_ms: Some(overhead_ms),
+        conv_share: Some(profile.conv_share),
+        profile_ms: profile.by_op,
+        submit_overhead_ms: Some(profile.overhead_ms),
         ..row("train", timed, 3.0)
     };
     drop(train);

@@ -142,7 +142,7 @@ impl Gpu {
         });
         // A CPU adapter (lavapipe, SwiftShader, WARP) runs a workgroup as a loop over SIMD-wide
         // chunks of lanes and pays for every barrier by switching between them: a reduction is
-        // fastest there with one 8-lane chunk (a 256-bit vector), twice as fast as 64 lanes for
+        // fastest there with one 8-lane chunk (a 256-bit vector), far faster than 64 lanes for
         // weight standardization and AGC. GPUs want whole warps and waves.
         let reduce_lanes = match options.reduce_lanes {
             Some(lanes) if lanes.is_power_of_two() && lanes <= 64 => lanes,

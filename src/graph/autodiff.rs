@@ -1,6 +1,6 @@
 //! Reverse-mode autodiff: appends the backward nodes of a forward graph.
 //!
-//! The forward nodes are visited in reverse; each op's gradient rule ([`gradient_rule`]: one
+//! The forward nodes are visited in reverse; each op's gradient rule (`gradient_rule`: one
 //! exhaustive `match` over [`Op`], a table in the manner of tinygrad's and candle's, so an op
 //! without a rule does not compile) reads the gradient of its outputs and contributes to the
 //! gradients of its inputs. The first contribution to a tensor's gradient creates it and

@@ -8,7 +8,7 @@
 //! exempts only the classifier weight. Weight decay applies to the `*.weight` tensors.
 //!
 //! A standardized conv weight's update takes its unit norms from the weight standardization's
-//! statistics and its backward's sums ([`given_norms`]) rather than summing them again.
+//! statistics and its backward's sums (`given_norms`) rather than summing them again.
 
 use super::autodiff::Gradients;
 use super::{Graph, Op, Role, TensorId};

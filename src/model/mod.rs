@@ -3,7 +3,7 @@
 //! timm's parameter names), weights in timm's layout ([`weights`]), the one recipe for a
 //! training step and an inference pass ([`recipe`]), the checkpoint file ([`checkpoint`]), the
 //! parity run of `nfnet forward` ([`forward`]), and the layer table of `nfnet info`
-//! ([`describe`]).
+//! ([`describe`](mod@describe)).
 
 pub mod builder;
 pub mod checkpoint;

@@ -31,21 +31,19 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Outputs per invocation of the forward (`TO` there): with 8, each lane streams 8 weight rows
-/// and the F0 layers ran 25% slower.
+/// Outputs per invocation of the forward (`TO` there): 4. More would have each lane stream that
+/// many weight rows at once, which runs slower (the linear rows of BENCHMARKS.md).
 const FORWARD_OUTPUTS: usize = 4;
 /// Inputs per invocation of the input gradient (`TI` there): each of the TN dy values it loads
-/// (the same for every lane) feeds 8 multiply-adds (with 4, F0's layers took about 600 ms in
-/// `nfnet bench`'s linear rows on lavapipe; with 8, about 500).
+/// (the same for every lane) feeds 8 multiply-adds; on a software device the loads, not the
+/// multiply-adds, are what costs.
 const INPUT_COLUMNS: usize = 8;
 /// dW's tile per invocation of the weight gradient (`TO` x `TI` there): per sample, 16 dy and 8
-/// x loads feed 128 multiply-adds (an 8 x 4 tile loaded 12 per 32: about 730 ms for F0's
-/// layers, now about 590).
+/// x loads feed 128 multiply-adds.
 const WEIGHT_ROWS: usize = 16;
 const WEIGHT_COLUMNS: usize = 8;
 /// Invocations per workgroup of the forward and the input gradient: few, so that even a layer
-/// of 768 outputs (SE's fc1 in F0) gives 12 workgroups to share among a CPU adapter's threads
-/// (with 64 it gave 3, and 2 threads ran them in two rounds).
+/// of 768 outputs (SE's fc1 in F0) gives 12 workgroups to share among a CPU adapter's threads.
 const LANES: usize = 16;
 
 /// Rows of x (or dy) per invocation of the forward and the input gradient (the override `TN`):

@@ -6,7 +6,7 @@
 //! `*.weight` tensors, and the EMA of the weights when enabled. The learning rate follows a
 //! linear warm-up then a cosine decay to zero ([`TrainOptions::lr_at`]); it, the EMA decay and
 //! the dropout counters reach the GPU through the step info, one 16-byte write per pass. The
-//! host never waits for the GPU between steps ([`losses`]).
+//! host never waits for the GPU between steps (the loss log, `losses`).
 //!
 //! Evaluation is a [`Classifier`] over the same parameters (or their moving average): weights
 //! standardized once per evaluation, logits read back, loss, top-1 and top-5 computed on the

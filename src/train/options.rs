@@ -285,8 +285,12 @@ impl TrainOverrides {
     pub fn resumed(&self, checkpoint: &Checkpoint) -> Result<TrainOptions> {
         let saved = &checkpoint.options;
         if let Some(m) = &self.model {
+            // The architecture must match; the class count comes from the data and the
+            // regularisation rates are the run's settings.
             let wanted = ModelConfig {
                 num_classes: saved.model.num_classes,
+                dropout: saved.model.dropout,
+                stochastic_depth: saved.model.stochastic_depth,
                 ..m.clone()
             };
             if wanted != saved.model {

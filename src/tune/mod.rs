@@ -166,7 +166,7 @@ impl Tuner {
     }
 
     /// The register tile of `pass` at `spec` on operands in `storage`: the default (the first
-    /// of [`tiles`]) untuned, else the cached or timed choice among the candidates. Candidates
+    /// of [`tiles()`]) untuned, else the cached or timed choice among the candidates. Candidates
     /// run on seeded data of the same shape and storage.
     pub fn conv_tile(&self, gpu: &Gpu, pass: Pass, spec: &Conv2d, storage: Storage) -> Tile {
         let kernel = pass.kernel(storage);

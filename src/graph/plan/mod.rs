@@ -12,7 +12,7 @@
 //!    fit among the free buffers at most 4 times the tensor's size, else the largest smaller
 //!    one grown); packed conv operands in textures pool the same way among themselves. Two
 //!    tensors bound by the same node never share, so no dispatch binds one buffer twice.
-//! 4. **Launches** ([`launch`]). Each node becomes a [`Launch`]: shapes checked by its op's
+//! 4. **Launches** (`launch`). Each node becomes a [`Launch`]: shapes checked by its op's
 //!    launcher, the conv tiles asked of the tuner, pipelines fetched from the cache, bind groups
 //!    built. This is where shape errors surface.
 //!

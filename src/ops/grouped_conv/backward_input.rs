@@ -16,10 +16,10 @@ fn phase_taps(phase: usize, pad: usize, stride: usize, size: usize) -> (usize, u
 }
 
 /// `dx (+)= d conv / dx` with `w` packed in `packed` and the channel tile `tile` (one of
-/// [`tiles`] for [`Pass::BackwardInput`]). With `accumulate` the gradient is added to `dx`
+/// [`tiles()`] for [`Pass::BackwardInput`]). With `accumulate` the gradient is added to `dx`
 /// (fan-out), else it overwrites it. Packed weights in a texture select the `_textured`
 /// kernel, which reads dy as texels (packed already, or packed by the launch as in
-/// [`super::forward`]).
+/// [`super::forward()`]).
 pub fn backward_input(
     gpu: &Gpu,
     spec: &Conv2d,

@@ -98,7 +98,7 @@ fn overrides(spec: &Conv2d, tile: Tile, storage: Storage) -> Vec<(&'static str, 
 }
 
 /// `dw = d conv / dw` and, when the conv has a bias, `db = d conv / db` (both overwritten),
-/// with the register tile `tile` (one of [`tiles`] for [`Pass::BackwardWeight`] in the
+/// with the register tile `tile` (one of [`tiles()`] for [`Pass::BackwardWeight`] in the
 /// operands' storage) and the workspace `partials` shaped by [`partials_shape`] (`None` where
 /// that is `None`). When x or dy is packed in a texture ([`super::pack_activation`]) the
 /// `_textured` kernel runs (packing the other one if it is a buffer) and computes the bias

@@ -7,7 +7,7 @@ use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
 use crate::ops::{check_numel, check_shape};
 
 /// `y = conv(x, w) + b` with `w` packed in `packed` and the register tile `tile` (one of
-/// [`tiles`] for [`Pass::Forward`]). Shapes as in the module docs; `b` must be given iff
+/// [`tiles()`] for [`Pass::Forward`]). Shapes as in the module docs; `b` must be given iff
 /// `spec.bias`.
 ///
 /// Packed weights in a texture select `grouped_conv_forward_textured`, which reads x as texels:

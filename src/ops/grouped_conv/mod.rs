@@ -16,8 +16,9 @@
 //! PyTorch's symmetric padding ([`Conv2d::symmetric`]) are both exact.
 //!
 //! The module by pass: [`packing`] lays weights (and, for textures, activations) out as the
-//! kernels read them; [`forward`], [`backward_input`] and [`backward_weight`] launch the three
-//! passes on packed operands; [`tiles`] lists each pass's register tiles; [`standalone`] runs a
+//! kernels read them; [`forward`](mod@forward), [`backward_input`](mod@backward_input) and
+//! [`backward_weight`](mod@backward_weight) launch the three
+//! passes on packed operands; [`tiles`](mod@tiles) lists each pass's register tiles; [`standalone`] runs a
 //! pass on its own from unpacked weights; [`cpu`] is the f64 reference.
 //!
 //! Every launcher takes its choices as data: where the operands live ([`Storage`]: storage
