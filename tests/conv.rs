@@ -156,13 +156,7 @@ fn pack_activation_prologues_match_two_passes() {
     let (shape, groups) = ([2, 10, 5, 7], 2);
     let texel_shape = grouped_conv::packed_activation_shape(shape, groups);
     let numel = shape.iter().product();
-    for act in [
-        Activation::Identity,
-        Activation::Relu,
-        Activation::Gelu,
-        Activation::GeluTanh,
-        Activation::Silu,
-    ] {
+    for act in Activation::ALL {
         let spec = ScaledAct {
             act,
             gamma: act.nfnet_gamma(),

@@ -144,13 +144,7 @@ fn scaled_act_reference_gradients() {
     let mut rng = Rng::new(3);
     let x: Vec<f64> = rng.normal(200).iter().map(|v| v * 3.0).collect();
     let dy = rng.normal(200);
-    for act in [
-        Activation::Identity,
-        Activation::Relu,
-        Activation::Gelu,
-        Activation::GeluTanh,
-        Activation::Silu,
-    ] {
+    for act in Activation::ALL {
         let spec = ScaledAct {
             act,
             gamma: act.nfnet_gamma(),

@@ -120,13 +120,7 @@ fn scaled_act_matches_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
     let (mut rng, seed) = rng("scaled_act");
     let n = 1000; // not a multiple of the workgroup size
-    for act in [
-        Activation::Identity,
-        Activation::Relu,
-        Activation::Gelu,
-        Activation::GeluTanh,
-        Activation::Silu,
-    ] {
+    for act in Activation::ALL {
         let spec = ScaledAct {
             act,
             gamma: act.nfnet_gamma(),

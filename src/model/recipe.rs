@@ -110,6 +110,7 @@ pub struct TrainingPlan {
     labels: Option<TensorId>,
     loss: Option<TensorId>,
     logits: TensorId,
+    step_info: Option<TensorId>,
     gradients: Vec<(TensorId, TensorId)>,
     keep: Vec<TensorId>,
 }
@@ -122,7 +123,9 @@ impl TrainingPlan {
             keep: keep.clone(),
             prepare_params: false,
         };
+        let step_info = model.graph.find("step_info");
         Ok(TrainingPlan {
+            step_info,
             plan: Plan::new(gpu, model.graph, store, &options, tuner)?,
             input: model.input,
             labels: model.labels,
@@ -156,7 +159,7 @@ impl TrainingPlan {
     /// The step info (learning rate, EMA decay, step and micro-batch counters), where the graph
     /// reads one (an update phase, dropout).
     pub fn step_info(&self) -> Option<&GpuTensor> {
-        self.plan.tensor("step_info")
+        self.step_info.and_then(|t| self.plan.tensor_id(t))
     }
 
     /// The mean loss of the last pass, `[1]`.

@@ -27,6 +27,15 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every activation.
+    pub const ALL: [Activation; 5] = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Silu,
+    ];
+
     /// The shader's code for the activation (common/activation.wgsl).
     pub(crate) fn code(self) -> u32 {
         match self {
