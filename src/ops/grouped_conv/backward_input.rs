@@ -3,8 +3,8 @@
 //! taps; see the shader), each a transposed convolution without zero-stuffing.
 
 use super::packing::operand;
-use super::{check_kernel, chunks, packed_len, row_tile, tiles, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
-use crate::error::{Error, Result};
+use super::{chunks, packed_len, pass_kernel, row_tile, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
+use crate::error::Result;
 use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
 use crate::ops::{check_numel, check_shape};
 
@@ -29,14 +29,8 @@ pub fn backward_input(
     accumulate: bool,
     tile: Tile,
 ) -> Result<Launch> {
-    let storage = Storage::of(packed);
-    let kernel = Pass::BackwardInput.kernel(storage);
+    let kernel = pass_kernel(Pass::BackwardInput, spec, Storage::of(packed), tile)?;
     let op = kernel.name();
-    spec.validate(op)?;
-    check_kernel(op, spec)?;
-    if !tiles(Pass::BackwardInput, spec, storage).contains(&tile) {
-        return Err(Error::invalid(op, format!("{tile} is not one of its tiles for this shape")));
-    }
     check_numel(op, "packed weights", packed, packed_len(spec, Packing::InputInner))?;
     check_shape(op, "dx", dx, &spec.x_shape())?;
     let mut launch = Launch::new();

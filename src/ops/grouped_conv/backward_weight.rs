@@ -4,7 +4,7 @@
 //! is bitwise reproducible without float atomics. One chunk with one split writes dw directly.
 
 use super::packing::texels;
-use super::{check_bias, check_kernel, chunks, tiles, Conv2d, Params, Pass, Storage, Tile, WG};
+use super::{check_bias, chunks, pass_kernel, tiles, Conv2d, Params, Pass, Storage, Tile, WG};
 use crate::error::{Error, Result};
 use crate::gpu::{Arg, Gpu, GpuTensor, Kernel, Launch, Step};
 use crate::ops::check_shape;
@@ -118,13 +118,7 @@ pub fn backward_weight(
         true => Storage::Texture,
         false => Storage::Buffer,
     };
-    let kernel = Pass::BackwardWeight.kernel(storage);
-    let op = kernel.name();
-    spec.validate(op)?;
-    check_kernel(op, spec)?;
-    if !tiles(Pass::BackwardWeight, spec, storage).contains(&tile) {
-        return Err(Error::invalid(op, format!("{tile} is not one of its tiles for this shape")));
-    }
+    let op = pass_kernel(Pass::BackwardWeight, spec, storage, tile)?.name();
     check_shape(op, "dw", dw, &spec.w_shape())?;
     check_bias(op, "bias gradient", spec, db)?;
     let mut launch = Launch::new();

@@ -1,8 +1,8 @@
 //! The forward pass, `y = conv(x, w) + b`, on packed weights ([`Packing::OutputInner`]).
 
 use super::packing::operand;
-use super::{bias_arg, check_kernel, chunks, packed_len, tiles, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
-use crate::error::{Error, Result};
+use super::{bias_arg, chunks, packed_len, pass_kernel, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
+use crate::error::Result;
 use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
 use crate::ops::{check_numel, check_shape};
 
@@ -22,14 +22,8 @@ pub fn forward(
     y: &GpuTensor,
     tile: Tile,
 ) -> Result<Launch> {
-    let storage = Storage::of(packed);
-    let kernel = Pass::Forward.kernel(storage);
+    let kernel = pass_kernel(Pass::Forward, spec, Storage::of(packed), tile)?;
     let op = kernel.name();
-    spec.validate(op)?;
-    check_kernel(op, spec)?;
-    if !tiles(Pass::Forward, spec, storage).contains(&tile) {
-        return Err(Error::invalid(op, format!("{tile} is not one of its tiles for this shape")));
-    }
     check_numel(op, "packed weights", packed, packed_len(spec, Packing::OutputInner))?;
     check_shape(op, "y", y, &spec.y_shape())?;
     let mut launch = Launch::new();

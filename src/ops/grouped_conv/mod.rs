@@ -47,7 +47,7 @@ pub use packing::{pack_activation, pack_weight, pack_weight_pair, packed_activat
 pub use tiles::{tiles, Pass, Tile};
 
 use crate::error::{Error, Result};
-use crate::gpu::{batch_chunks, Arg, Gpu, GpuTensor};
+use crate::gpu::{batch_chunks, Arg, Gpu, GpuTensor, Kernel};
 
 /// Zero padding on each side of the image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -315,6 +315,19 @@ impl Params {
 
 /// Invocations per workgroup of the conv kernels.
 const WG: usize = 64;
+
+/// The kernel of `pass` on operands in `storage`, once `spec` is a valid conv of the shapes the
+/// tiled kernels are written for and `tile` one of the pass's tiles at it.
+fn pass_kernel(pass: Pass, spec: &Conv2d, storage: Storage, tile: Tile) -> Result<Kernel> {
+    let kernel = pass.kernel(storage);
+    let op = kernel.name();
+    spec.validate(op)?;
+    check_kernel(op, spec)?;
+    if !tiles(pass, spec, storage).contains(&tile) {
+        return Err(Error::invalid(op, format!("{tile} is not one of its tiles for this shape")));
+    }
+    Ok(kernel)
+}
 
 /// The tiled kernels are written out for 1x1 and 3x3 filters with strides 1 and 2: every conv
 /// of the NFNet family.
