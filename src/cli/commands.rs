@@ -97,7 +97,7 @@ pub fn train(args: &TrainArgs, tuner: &Tuner) -> anyhow::Result<()> {
     }
     let o = &trainer.options;
     let passes = if o.micro_batches == 1 {
-        "pass".to_string()
+        "1 pass".to_string()
     } else {
         format!("{} passes", o.micro_batches)
     };
