@@ -161,10 +161,7 @@ pub fn backward_input(gpu: &Gpu, spec: &Linear, dy: &GpuTensor, w: &GpuTensor, d
         &[dy.into(), w.into(), dx.into()],
         groups,
     )?;
-    Ok(Launch {
-        steps: vec![step],
-        scratch: vec![],
-    })
+    Ok(Launch::from(step))
 }
 
 /// `dW = dy^T x` and `db = sum_n dy` (both overwritten; `db` iff the layer has a bias).

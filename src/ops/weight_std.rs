@@ -111,10 +111,7 @@ pub fn forward(gpu: &Gpu, spec: &WeightStd, w: &GpuTensor, gain: &GpuTensor, w_h
         &args,
         grid(&gpu.limits, op, spec.k)?,
     )?;
-    Ok(Launch {
-        steps: vec![step],
-        scratch: vec![],
-    })
+    Ok(Launch::from(step))
 }
 
 /// `dw, dgain` from `dw_hat`, and `dw_sq` (`[K]`): each unit's squared norm of `dw`, which the
@@ -157,10 +154,7 @@ pub fn backward(
         &args,
         grid(&gpu.limits, op, spec.k)?,
     )?;
-    Ok(Launch {
-        steps: vec![step],
-        scratch: vec![],
-    })
+    Ok(Launch::from(step))
 }
 
 /// The f64 reference.
