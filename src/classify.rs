@@ -170,7 +170,13 @@ impl<'g> Classifier<'g> {
     }
 
     /// Class probabilities (softmax of the logits) of each image.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn classify(&self, images: &[Image]) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.classify_async(images))
+    }
+
+    /// [`Classifier::classify`] without blocking (in a browser).
+    pub async fn classify_async(&self, images: &[Image]) -> Result<Vec<Vec<f32>>> {
         let batch = self.plan.batch();
         let per = 3 * (self.resolution * self.resolution) as usize;
         let mut out = Vec::with_capacity(images.len());
@@ -179,7 +185,7 @@ impl<'g> Classifier<'g> {
             for (img, slot) in chunk.iter().zip(input.chunks_mut(per)) {
                 augment::normalize_into(&augment::eval_transform(img, self.resolution, self.margin), slot);
             }
-            let logits = self.plan.logits(self.gpu, &input)?;
+            let logits = self.plan.logits_async(self.gpu, &input).await?;
             out.extend(logits.chunks(self.classes.len()).take(chunk.len()).map(softmax));
         }
         Ok(out)
@@ -188,7 +194,13 @@ impl<'g> Classifier<'g> {
     /// Loss (plain cross-entropy), top-1, top-5 and the confusion matrix over a labelled
     /// source, images prepared on `threads` threads, with the weights as they are now; computed
     /// on the host from the logits.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&self, source: &Arc<dyn Source>, threads: usize) -> Result<EvalStats> {
+        pollster::block_on(self.evaluate_async(source, threads))
+    }
+
+    /// [`Classifier::evaluate`] without blocking (in a browser).
+    pub async fn evaluate_async(&self, source: &Arc<dyn Source>, threads: usize) -> Result<EvalStats> {
         // The weights may have changed since the last pass (a training run's).
         self.prepare()?;
         let classes = self.classes.len();
@@ -200,7 +212,7 @@ impl<'g> Classifier<'g> {
         };
         let (mut loss, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
         for b in loader {
-            let z = self.plan.logits(self.gpu, &b.images)?;
+            let z = self.plan.logits_async(self.gpu, &b.images).await?;
             for (row, &label) in z.chunks(classes).zip(&b.labels).take(b.count) {
                 let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
                 let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();

@@ -64,6 +64,17 @@
 //! The `nfnet` binary parses its command line and calls these; the library never prints and
 //! never exits: progress reaches the caller as events ([`train::Event`]).
 //!
+//! ## In a browser
+//!
+//! Without its default features (`cli`: the command line; `plot`: the training-curve PNG) the
+//! library builds for `wasm32-unknown-unknown` and runs on the page's WebGPU adapter. There
+//! nothing may block, so the core is async where a browser requires it: [`Gpu::request`],
+//! [`GpuTensor::read_f32_async`], [`Trainer::train_epoch_async`],
+//! [`Classifier::classify_async`], [`model::forward::forward_async`]; the blocking forms
+//! (`Gpu::new`, `read_f32`, `train_epoch`, ...) wrap them natively and do not exist in the
+//! wasm build. Files, checkpoints, tuning by timing and benchmarks are native only;
+//! `examples/web/` is the demo page.
+//!
 //! ## Conventions
 //!
 //! Dimension letters, used in every doc comment and shader: N batch, C input channels, H W
@@ -73,6 +84,7 @@
 //! Every reduction is deterministic: partial sums then a fixed-order aggregate, never float
 //! atomics, so the same inputs on the same adapter give bitwise the same outputs.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod classify;
 pub mod data;

@@ -404,3 +404,56 @@ fn crate_optimizer() -> nfnet::graph::optim::Optimizer {
         agc: None,
     }
 }
+
+/// The nano model's logits for a fixed batch on `gpu`, from seeded weights.
+fn nano_logits(gpu: &nfnet::Gpu) -> Vec<f32> {
+    let cfg = ModelConfig::builtin("nano").unwrap();
+    let store = param_store(gpu, &cfg).unwrap();
+    let plan = InferencePlan::new(gpu, &Tuner::off(), &cfg, 2, (32, 32), &store).unwrap();
+    weights::init(gpu, plan.plan().graph(), &store, 11).unwrap();
+    plan.prepare(gpu).unwrap();
+    let images: Vec<f32> = Rng::new(12).normal(2 * 3 * 32 * 32).iter().map(|&v| v as f32).collect();
+    plan.logits(gpu, &images).unwrap()
+}
+
+#[test]
+fn a_model_runs_on_a_device_the_application_opened() {
+    let Some(shared) = gpu_or_skip() else { return };
+    // What an application (a Bevy or egui renderer) does before the engine exists: its own
+    // instance, adapter (the one the shared context uses), device and queue.
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .find(|a| a.get_info() == shared.info)
+        .expect("the shared context's adapter, found again");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("the application's device"),
+        required_limits: shared.limits.clone(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let app_errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = app_errors.clone();
+    device.on_uncaptured_error(std::sync::Arc::new(move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+
+    let gpu = nfnet::Gpu::from_device(adapter.get_info(), device.clone(), queue.clone(), &Default::default()).unwrap();
+    assert_eq!(gpu.limits, shared.limits);
+    let got = nano_logits(&gpu);
+    assert!(got.iter().all(|v| v.is_finite()), "{got:?}");
+    // Same adapter, limits and kernels: bitwise the engine's own device's result.
+    let want = nano_logits(shared);
+    assert!(
+        got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "app device {got:?}\nown device {want:?}"
+    );
+
+    // The engine's errors are its own (typed, through error scopes), and the application's
+    // handler stays in place and silent.
+    let bad = GpuTensor::zeros(&gpu, "x", &[4]).unwrap().write_f32(&gpu, &[1.0; 3]);
+    assert!(matches!(bad, Err(Error::Shape { .. })), "{bad:?}");
+    assert_eq!(app_errors.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The application's device is usable by the application afterwards.
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+}

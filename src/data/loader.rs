@@ -6,6 +6,7 @@ use super::augment::{self, Augment};
 use super::Source;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
@@ -82,82 +83,123 @@ impl LoaderOptions {
     }
 }
 
-/// Batches of a source, prepared on background threads; see the module docs.
+/// Batches of a source, prepared on background threads (in a browser, on the caller's thread
+/// as each is taken); see the module docs.
 pub struct Loader {
+    #[cfg(not(target_arch = "wasm32"))]
     rx: Receiver<Batch>,
+    #[cfg(target_arch = "wasm32")]
+    maker: Maker,
+    #[cfg(target_arch = "wasm32")]
+    next: usize,
     total: usize,
 }
 
-impl Loader {
-    /// Starts loading `source` as `options` say.
-    pub fn start(source: Arc<dyn Source>, options: &LoaderOptions) -> Loader {
+/// Everything that makes batch `b` of an epoch.
+struct Maker {
+    source: Arc<dyn Source>,
+    options: LoaderOptions,
+    order: Vec<usize>,
+}
+
+impl Maker {
+    fn batch(&self, b: usize) -> Batch {
         let LoaderOptions {
             batch,
             resolution,
             transform,
             seed,
             epoch,
-            first_batch,
             threads,
-        } = *options;
-        let order = match transform {
-            Transform::Train(_) => epoch_order(source.len(), seed, epoch),
+            ..
+        } = self.options;
+        let (order, source) = (&self.order, &self.source);
+        let per = 3 * (resolution * resolution) as usize;
+        let picks: Vec<usize> = (0..batch).map(|k| order[(b * batch + k).min(order.len() - 1)]).collect();
+        let count = (order.len() - b * batch).min(batch);
+        let mut images = vec![0f32; batch * per];
+        let per_thread = batch.div_ceil(threads.max(1));
+        let make = |part: usize, chunk: &mut [f32]| {
+            for (k, out) in chunk.chunks_mut(per).enumerate() {
+                let slot = part * per_thread + k;
+                let img = source.image(picks[slot]);
+                let img = match transform {
+                    Transform::Train(aug) => {
+                        let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(seed, epoch, (b * batch + slot) as u64));
+                        augment::train_transform(&img, resolution, &aug, &mut rng)
+                    }
+                    Transform::Eval { margin } => augment::eval_transform(&img, resolution, margin),
+                };
+                augment::normalize_into(&img, out);
+            }
+        };
+        if threads <= 1 {
+            make(0, &mut images);
+        } else {
+            std::thread::scope(|s| {
+                for (part, chunk) in images.chunks_mut(per * per_thread).enumerate() {
+                    let make = &make;
+                    s.spawn(move || make(part, chunk));
+                }
+            });
+        }
+        let labels: Vec<u32> = picks.iter().map(|&i| source.label(i)).collect();
+        let targets = match transform {
+            Transform::Train(aug) if aug.mixup > 0.0 || aug.cutmix > 0.0 => {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(seed ^ 0x00C0_FFEE, epoch, b as u64));
+                Some(augment::mix_batch(&mut images, &labels, resolution as usize, &aug, &mut rng))
+            }
+            _ => None,
+        };
+        Batch {
+            index: b,
+            images,
+            labels,
+            targets,
+            count,
+        }
+    }
+}
+
+impl Loader {
+    /// Starts loading `source` as `options` say.
+    pub fn start(source: Arc<dyn Source>, options: &LoaderOptions) -> Loader {
+        let order = match options.transform {
+            Transform::Train(_) => epoch_order(source.len(), options.seed, options.epoch),
             Transform::Eval { .. } => (0..source.len()).collect(),
         };
-        let total = match transform {
-            Transform::Train(_) => train_batches(order.len(), batch),
-            Transform::Eval { .. } => order.len().div_ceil(batch),
+        let total = match options.transform {
+            Transform::Train(_) => train_batches(order.len(), options.batch),
+            Transform::Eval { .. } => order.len().div_ceil(options.batch),
         };
-        let (tx, rx) = sync_channel(2);
-        let threads = threads.max(1);
-        std::thread::spawn(move || {
-            let per = 3 * (resolution * resolution) as usize;
-            for b in first_batch..total {
-                let picks: Vec<usize> = (0..batch).map(|k| order[(b * batch + k).min(order.len() - 1)]).collect();
-                let count = (order.len() - b * batch).min(batch);
-                let mut images = vec![0f32; batch * per];
-                std::thread::scope(|s| {
-                    for (part, chunk) in images.chunks_mut(per * batch.div_ceil(threads)).enumerate() {
-                        let (picks, source) = (&picks, &source);
-                        s.spawn(move || {
-                            for (k, out) in chunk.chunks_mut(per).enumerate() {
-                                let slot = part * batch.div_ceil(threads) + k;
-                                let img = source.image(picks[slot]);
-                                let img = match transform {
-                                    Transform::Train(aug) => {
-                                        let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(seed, epoch, (b * batch + slot) as u64));
-                                        augment::train_transform(&img, resolution, &aug, &mut rng)
-                                    }
-                                    Transform::Eval { margin } => augment::eval_transform(&img, resolution, margin),
-                                };
-                                augment::normalize_into(&img, out);
-                            }
-                        });
+        let maker = Maker {
+            source,
+            // A page has one thread.
+            options: LoaderOptions {
+                threads: if cfg!(target_arch = "wasm32") { 1 } else { options.threads },
+                ..*options
+            },
+            order,
+        };
+        #[cfg(target_arch = "wasm32")]
+        return Loader {
+            next: options.first_batch,
+            maker,
+            total,
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let (tx, rx) = sync_channel(2);
+            let first = options.first_batch;
+            std::thread::spawn(move || {
+                for b in first..total {
+                    if tx.send(maker.batch(b)).is_err() {
+                        return; // the consumer stopped
                     }
-                });
-                let labels: Vec<u32> = picks.iter().map(|&i| source.label(i)).collect();
-                let targets = match transform {
-                    Transform::Train(aug) if aug.mixup > 0.0 || aug.cutmix > 0.0 => {
-                        let mut rng = rand::rngs::StdRng::seed_from_u64(mix_seed(seed ^ 0x00C0_FFEE, epoch, b as u64));
-                        Some(augment::mix_batch(&mut images, &labels, resolution as usize, &aug, &mut rng))
-                    }
-                    _ => None,
-                };
-                if tx
-                    .send(Batch {
-                        index: b,
-                        images,
-                        labels,
-                        targets,
-                        count,
-                    })
-                    .is_err()
-                {
-                    return; // the consumer stopped
                 }
-            }
-        });
-        Loader { rx, total }
+            });
+            Loader { rx, total }
+        }
     }
 
     /// Batches in the whole epoch (including those before `first_batch`).
@@ -168,7 +210,14 @@ impl Loader {
 
 impl Iterator for Loader {
     type Item = Batch;
+    #[cfg(not(target_arch = "wasm32"))]
     fn next(&mut self) -> Option<Batch> {
         self.rx.recv().ok()
+    }
+    #[cfg(target_arch = "wasm32")]
+    fn next(&mut self) -> Option<Batch> {
+        let b = self.next;
+        self.next += 1;
+        (b < self.total).then(|| self.maker.batch(b))
     }
 }

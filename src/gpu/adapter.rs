@@ -79,12 +79,23 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (device, backend)
 }
 
-fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+async fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    #[cfg(not(target_arch = "wasm32"))]
+    let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    // A page sees one adapter: the one the browser hands out.
+    #[cfg(target_arch = "wasm32")]
+    let mut adapters: Vec<wgpu::Adapter> = (instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .await
+    .into_iter()
+    .collect();
     adapters.sort_by_key(|a| rank(&a.get_info()));
     adapters
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let limits = adapter.limits();
@@ -107,8 +118,9 @@ fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
 }
 
 /// Every adapter wgpu finds, most capable first (the order `NFNET_ADAPTER=<index>` refers to).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    sorted_adapters(&instance(None))
+    pollster::block_on(sorted_adapters(&instance(None)))
         .iter()
         .enumerate()
         .map(|(i, a)| summary(i, a))
@@ -127,15 +139,15 @@ fn no_adapter_hint() -> String {
 
 /// The adapter `selector` picks (an index into [`list_adapters`] or a case-insensitive name
 /// substring), else the most capable one.
-pub(super) fn choose(selector: Option<String>) -> Result<wgpu::Adapter> {
+pub(super) async fn choose(selector: Option<String>) -> Result<wgpu::Adapter> {
     // Without a selector or WGPU_BACKEND, look at the native APIs first: GL is a fallback
     // (and initialising it prints platform noise on headless Linux).
     let mut adapters = Vec::new();
     if selector.is_none() && std::env::var_os("WGPU_BACKEND").is_none() {
-        adapters = sorted_adapters(&instance(Some(wgpu::Backends::PRIMARY)));
+        adapters = sorted_adapters(&instance(Some(wgpu::Backends::PRIMARY))).await;
     }
     if adapters.is_empty() {
-        adapters = sorted_adapters(&instance(None));
+        adapters = sorted_adapters(&instance(None)).await;
     }
     if adapters.is_empty() {
         return Err(Error::NoAdapter { hint: no_adapter_hint() });

@@ -11,9 +11,17 @@
 //! are searched at all.
 //!
 //! The device is opened with the adapter's own limits (largest storage binding, largest buffer,
-//! workgroup storage), so the engine never works below what the hardware allows. Validation
-//! errors do not abort: an uncaptured-error handler records them, and [`Gpu::checked`] and
-//! [`Gpu::run`] turn them into [`Error::Wgpu`].
+//! workgroup storage), so the engine never works below what the hardware allows; or, with
+//! [`LimitsChoice::WebGpuDefaults`] (`NFNET_LIMITS=webgpu`), with the limits every WebGPU device
+//! offers, which the engine also runs within. Validation errors do not abort: an
+//! uncaptured-error handler records them, and [`Gpu::checked`] and [`Gpu::run`] turn them into
+//! [`Error::Wgpu`].
+//!
+//! Three ways in: [`Gpu::new`] / [`Gpu::with_options`] (blocking, native), [`Gpu::request`]
+//! (async: the browser's way, where nothing may block), and [`Gpu::from_device`], the engine on
+//! a device an application opened itself (a Bevy or egui renderer's). Host reads are async at
+//! the core ([`GpuTensor::read_f32_async`], [`Gpu::map_read`]); natively each has a blocking
+//! twin that waits on the device.
 
 mod adapter;
 mod kernel;
@@ -22,7 +30,9 @@ pub mod step;
 mod tensor;
 mod timer;
 
-pub use adapter::{list_adapters, AdapterSummary};
+#[cfg(not(target_arch = "wasm32"))]
+pub use adapter::list_adapters;
+pub use adapter::AdapterSummary;
 pub use kernel::{Access, Kernel};
 pub use pipeline::Overrides;
 pub use pipeline::PipelineCache;
@@ -51,6 +61,76 @@ pub struct GpuOptions {
     /// from 1 to 64. `None` picks per adapter ([`Gpu::reduce_lanes`]); tests set it to run the
     /// other adapters' width on this one.
     pub reduce_lanes: Option<u32>,
+    /// The adapter's limits or WebGPU's defaults; `None` falls back to the `NFNET_LIMITS`
+    /// environment variable (`adapter` or `webgpu`), then to the adapter's.
+    pub limits: Option<LimitsChoice>,
+}
+
+/// Which limits the device is opened with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitsChoice {
+    /// The adapter's own: the engine never works below what the hardware allows.
+    #[default]
+    Adapter,
+    /// WebGPU's defaults, which every WebGPU device offers: 8 storage buffers per shader stage,
+    /// 128 MiB per storage binding, 256 MiB per buffer, 16 KiB of workgroup storage, 256
+    /// invocations per workgroup. The engine runs within them (a browser tab that asks for
+    /// nothing gets these); tests use them to show it.
+    WebGpuDefaults,
+}
+
+impl std::str::FromStr for LimitsChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<LimitsChoice> {
+        match s.trim() {
+            "adapter" => Ok(LimitsChoice::Adapter),
+            "webgpu" => Ok(LimitsChoice::WebGpuDefaults),
+            other => Err(Error::invalid("limits", format!("expected `adapter` or `webgpu`, got `{other}`"))),
+        }
+    }
+}
+
+impl GpuOptions {
+    /// The limits to open a device with on an adapter offering `adapter`: the choice of
+    /// `self.limits`, else of the `NFNET_LIMITS` environment variable (`adapter` or `webgpu`),
+    /// capped by `max_storage_binding`.
+    fn limits_for(&self, adapter: &wgpu::Limits) -> Result<wgpu::Limits> {
+        let choice = match self.limits {
+            Some(choice) => choice,
+            None => match std::env::var("NFNET_LIMITS") {
+                Ok(v) if !v.trim().is_empty() => v.parse().map_err(|e: Error| Error::invalid("NFNET_LIMITS", e))?,
+                _ => LimitsChoice::Adapter,
+            },
+        };
+        let mut limits = match choice {
+            LimitsChoice::Adapter => adapter.clone(),
+            LimitsChoice::WebGpuDefaults => wgpu::Limits::default(),
+        };
+        if let Some(cap) = self.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
+        Ok(limits)
+    }
+}
+
+fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?})", info.name, info.backend)
+}
+
+/// A typed error unless `limits` hold what the kernels are written for.
+fn check_limits(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Result<()> {
+    if limits.max_storage_buffers_per_shader_stage < NEED_STORAGE_BUFFERS || limits.max_compute_invocations_per_workgroup < NEED_INVOCATIONS
+    {
+        return Err(Error::RequestDevice {
+            adapter: describe_adapter(info),
+            message: format!(
+                "the kernels need {NEED_STORAGE_BUFFERS} storage buffers per shader stage and {NEED_INVOCATIONS} \
+                 invocations per workgroup; the device offers {} and {}",
+                limits.max_storage_buffers_per_shader_stage, limits.max_compute_invocations_per_workgroup
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The engine's handle on one GPU. Cheap to share by reference; everything is built once.
@@ -86,49 +166,39 @@ pub struct CounterSnapshot {
 
 impl Gpu {
     /// Opens the adapter chosen by `NFNET_ADAPTER`, or the most capable one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Gpu> {
         Gpu::with_options(&GpuOptions::default())
     }
 
     /// Opens the adapter that `options` (or `NFNET_ADAPTER`) picks.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_options(options: &GpuOptions) -> Result<Gpu> {
-        let selector = options
-            .adapter
-            .clone()
-            .or_else(|| std::env::var("NFNET_ADAPTER").ok().filter(|s| !s.is_empty()));
-        Gpu::open(&adapter::choose(selector)?, options)
+        pollster::block_on(Gpu::request(options))
     }
-    fn open(adapter: &wgpu::Adapter, options: &GpuOptions) -> Result<Gpu> {
+
+    /// Opens the adapter that `options` (or `NFNET_ADAPTER`) picks, without blocking: the form
+    /// a browser needs (there the adapter is the page's WebGPU one).
+    pub async fn request(options: &GpuOptions) -> Result<Gpu> {
+        let selector = (options.adapter.clone()).or_else(|| std::env::var("NFNET_ADAPTER").ok().filter(|s| !s.is_empty()));
+        let adapter = adapter::choose(selector).await?;
         let info = adapter.get_info();
-        let mut limits = adapter.limits();
-        if let Some(cap) = options.max_storage_binding {
-            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
-        }
-        let describe = || format!("{} ({:?})", info.name, info.backend);
-        if limits.max_storage_buffers_per_shader_stage < NEED_STORAGE_BUFFERS
-            || limits.max_compute_invocations_per_workgroup < NEED_INVOCATIONS
-        {
-            return Err(Error::RequestDevice {
-                adapter: describe(),
-                message: format!(
-                    "the kernels need {NEED_STORAGE_BUFFERS} storage buffers per shader stage and {NEED_INVOCATIONS} \
-                     invocations per workgroup; the adapter offers {} and {}",
-                    limits.max_storage_buffers_per_shader_stage, limits.max_compute_invocations_per_workgroup
-                ),
-            });
-        }
+        let limits = options.limits_for(&adapter.limits())?;
+        check_limits(&info, &limits)?;
         // Timestamps let benchmarks split GPU time per kernel; nothing else depends on them.
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("nfnet"),
-            required_features: features,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::RequestDevice {
-            adapter: describe(),
-            message: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("nfnet"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: describe_adapter(&info),
+                message: e.to_string(),
+            })?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -140,6 +210,33 @@ impl Gpu {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(format!("device lost ({reason:?}): {message}"));
         });
+        Gpu::assemble(info, device, queue, limits, errors, options)
+    }
+
+    /// The engine on a device the application already owns (a Bevy or egui renderer's): `info`
+    /// names its adapter, `device` and `queue` are clones of the application's handles. The
+    /// limits and features are the device's own (so it must have been opened with at least 7
+    /// storage buffers per shader stage and 256 invocations per workgroup); the engine keeps
+    /// its hands off the device's callbacks, so uncaptured errors still reach the application,
+    /// and the engine's own calls are checked with error scopes. `options.adapter` and
+    /// `options.limits` do not apply (the device is open already).
+    pub fn from_device(info: wgpu::AdapterInfo, device: wgpu::Device, queue: wgpu::Queue, options: &GpuOptions) -> Result<Gpu> {
+        let mut limits = device.limits();
+        if let Some(cap) = options.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
+        check_limits(&info, &limits)?;
+        Gpu::assemble(info, device, queue, limits, Arc::default(), options)
+    }
+
+    fn assemble(
+        info: wgpu::AdapterInfo,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        limits: wgpu::Limits,
+        errors: Arc<Mutex<Vec<String>>>,
+        options: &GpuOptions,
+    ) -> Result<Gpu> {
         // A CPU adapter (lavapipe, SwiftShader, WARP) runs a workgroup as a loop over SIMD-wide
         // chunks of lanes and pays for every barrier by switching between them: a reduction is
         // fastest there with one 8-lane chunk (a 256-bit vector), far faster than 64 lanes for
@@ -157,11 +254,11 @@ impl Gpu {
         };
         Ok(Gpu {
             pipelines: PipelineCache::new(),
+            features: device.features() & wgpu::Features::TIMESTAMP_QUERY,
             device,
             queue,
             info,
             limits,
-            features,
             errors,
             counters: Counters::default(),
             reduce_lanes,
@@ -199,18 +296,30 @@ impl Gpu {
 
     /// Runs `f` (which creates wgpu objects) and returns any validation or out-of-memory error it
     /// caused as [`Error::Wgpu`] naming `context`, instead of letting wgpu abort.
+    ///
+    /// In a browser an error scope answers only later, through the event loop: there `f` runs
+    /// unscoped, and its errors reach the uncaptured-error handler and surface at the next
+    /// [`Gpu::take_errors`] (every run and read-back calls it).
     pub fn checked<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let out = f();
-        let oom = pollster::block_on(memory.pop());
-        let invalid = pollster::block_on(validation.pop());
-        match oom.or(invalid) {
-            Some(e) => Err(Error::Wgpu {
-                context: context.into(),
-                message: e.to_string(),
-            }),
-            None => self.take_errors(context).map(|_| out),
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let out = f();
+            let oom = pollster::block_on(memory.pop());
+            let invalid = pollster::block_on(validation.pop());
+            if let Some(e) = oom.or(invalid) {
+                return Err(Error::Wgpu {
+                    context: context.into(),
+                    message: e.to_string(),
+                });
+            }
+            self.take_errors(context).map(|_| out)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let out = f();
+            self.take_errors(context).map(|_| out)
         }
     }
 
@@ -330,8 +439,12 @@ impl Gpu {
         self.take_errors("run")
     }
 
-    /// Blocks until all submitted work is done.
+    /// Blocks until all submitted work is done. In a browser it returns at once: the queue
+    /// keeps submissions in order, and host reads wait through [`Gpu::map_read`].
     pub fn wait(&self) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        return Ok(());
+        #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
@@ -339,5 +452,26 @@ impl Gpu {
                 context: "waiting for the GPU".into(),
                 message: e.to_string(),
             })
+    }
+
+    /// Maps `buffer` (MAP_READ, its copy already submitted) and returns its first `bytes`
+    /// bytes, unmapping it again. Natively it blocks in [`Gpu::wait`] and the future is ready
+    /// at once; in a browser the future resolves when the event loop delivers the map.
+    pub async fn map_read(&self, buffer: &wgpu::Buffer, bytes: u64, label: &str) -> Result<Vec<u8>> {
+        let fail = |message: String| Error::Readback {
+            label: label.into(),
+            message,
+        };
+        let (tx, rx) = futures_channel::oneshot::channel();
+        buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.await.map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
+        let mut out = buffer.get_mapped_range(..).map_err(|e| fail(e.to_string()))?.to_vec();
+        out.truncate(bytes as usize);
+        buffer.unmap();
+        self.take_errors(&format!("reading {label}"))?;
+        Ok(out)
     }
 }

@@ -271,23 +271,31 @@ impl GpuTensor {
         })?
     }
 
-    /// Copies the tensor back to the host.
+    /// Copies the tensor back to the host (blocking; [`GpuTensor::read_f32_async`] in a browser).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        self.expect_dtype(DType::F32, "read")?;
-        Ok(bytemuck::cast_slice(&self.read_bytes(gpu)?).to_vec())
+        pollster::block_on(self.read_f32_async(gpu))
     }
 
-    /// Copies a u32 tensor back to the host.
+    /// Copies a u32 tensor back to the host (blocking).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
-        self.expect_dtype(DType::U32, "read")?;
-        Ok(bytemuck::cast_slice(&self.read_bytes(gpu)?).to_vec())
+        pollster::block_on(self.read_u32_async(gpu))
     }
 
-    fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
-        let readback = |message: String| Error::Readback {
-            label: self.label.clone(),
-            message,
-        };
+    /// Copies the tensor back to the host, without blocking.
+    pub async fn read_f32_async(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        self.expect_dtype(DType::F32, "read")?;
+        Ok(bytemuck::cast_slice(&self.read_bytes(gpu).await?).to_vec())
+    }
+
+    /// Copies a u32 tensor back to the host, without blocking.
+    pub async fn read_u32_async(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        self.expect_dtype(DType::U32, "read")?;
+        Ok(bytemuck::cast_slice(&self.read_bytes(gpu).await?).to_vec())
+    }
+
+    async fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
         // A texture is copied whole (full rows), then cut to the tensor's elements.
         let staged = match &self.storage {
             Storage::Buffer(_) => self.bytes(),
@@ -315,29 +323,17 @@ impl GpuTensor {
             }
             gpu.submit(encoder.finish());
         })?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.wait()?;
-        rx.recv()
-            .map_err(|e| readback(e.to_string()))?
-            .map_err(|e| readback(e.to_string()))?;
-        let mut bytes = staging.get_mapped_range(..).map_err(|e| readback(e.to_string()))?.to_vec();
-        bytes.truncate(self.bytes() as usize);
-        staging.unmap();
-        gpu.take_errors(&format!("reading {}", self.label))?;
-        Ok(bytes)
+        gpu.map_read(&staging, self.bytes(), &self.label).await
     }
 }
 
 /// A host-readable buffer reused for every read of a small tensor (the training loss log), so
 /// reading creates nothing. `copy` encodes the copy into a step's command buffer, `request`
-/// starts the map after the submit, and `finish` waits for it and returns the values.
+/// marks it pending after the submit, and `finish` maps it and returns the values.
 pub struct Readback {
     buffer: wgpu::Buffer,
     bytes: u64,
-    pending: std::sync::Mutex<Option<std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>>>,
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl Readback {
@@ -346,7 +342,7 @@ impl Readback {
         Ok(Readback {
             buffer: gpu.create_staging(bytes)?,
             bytes,
-            pending: std::sync::Mutex::new(None),
+            pending: Default::default(),
         })
     }
 
@@ -356,28 +352,17 @@ impl Readback {
         Ok(())
     }
 
-    /// Starts mapping after the submit that holds the copy.
+    /// Marks the copy pending after the submit that holds it.
     pub fn request(&self) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.buffer.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(rx);
+        self.pending.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Waits for the requested map and returns the values (None if nothing was requested).
-    pub fn finish(&self, gpu: &Gpu) -> Result<Option<Vec<f32>>> {
-        let Some(rx) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+    /// Waits for the requested copy and returns the values (None if nothing was requested).
+    pub async fn finish(&self, gpu: &Gpu) -> Result<Option<Vec<f32>>> {
+        if !self.pending.swap(false, std::sync::atomic::Ordering::Relaxed) {
             return Ok(None);
-        };
-        let fail = |message: String| Error::Readback {
-            label: "loss log".into(),
-            message,
-        };
-        gpu.wait()?;
-        rx.recv().map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
-        let values = bytemuck::cast_slice(&self.buffer.get_mapped_range(..).map_err(|e| fail(e.to_string()))?).to_vec();
-        self.buffer.unmap();
-        Ok(Some(values))
+        }
+        let bytes = gpu.map_read(&self.buffer, self.bytes, "loss log").await?;
+        Ok(Some(bytemuck::cast_slice(&bytes).to_vec()))
     }
 }

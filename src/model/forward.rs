@@ -77,12 +77,26 @@ pub fn check_labels(labels: &HostTensor, n: usize, classes: usize) -> Result<Vec
     }
 }
 
-fn read_tensor(gpu: &Gpu, t: &GpuTensor) -> Result<HostTensor> {
-    Ok(HostTensor::f32(t.shape(), t.read_f32(gpu)?))
+async fn read_tensor(gpu: &Gpu, t: &GpuTensor) -> Result<HostTensor> {
+    Ok(HostTensor::f32(t.shape(), t.read_f32_async(gpu).await?))
 }
 
 /// Runs `config` with `weights` on `input` (and `labels`); see the module docs.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn forward(
+    gpu: &Gpu,
+    tuner: &Tuner,
+    config: &ModelConfig,
+    weights: &Weights,
+    input: &HostTensor,
+    labels: Option<&HostTensor>,
+    options: &ForwardOptions,
+) -> Result<BTreeMap<String, HostTensor>> {
+    pollster::block_on(forward_async(gpu, tuner, config, weights, input, labels, options))
+}
+
+/// [`forward()`] without blocking (in a browser).
+pub async fn forward_async(
     gpu: &Gpu,
     tuner: &Tuner,
     config: &ModelConfig,
@@ -110,7 +124,7 @@ pub fn forward(
         let plan = InferencePlan::new(gpu, tuner, &config, n, (h, w), &store)?;
         weights::load(gpu, plan.plan().graph(), &store, weights, Head::Strict)?;
         plan.prepare(gpu)?;
-        let logits = HostTensor::f32(&[n, config.num_classes], plan.logits(gpu, images)?);
+        let logits = HostTensor::f32(&[n, config.num_classes], plan.logits_async(gpu, images).await?);
         return Ok(BTreeMap::from([("logits".to_string(), logits)]));
     };
     let setup = TrainingSetup {
@@ -124,11 +138,11 @@ pub fn forward(
     upload(gpu, &plan, images, &labels)?;
     plan.plan().step(gpu)?;
     let mut out = BTreeMap::new();
-    out.insert("logits".to_string(), read_tensor(gpu, plan.logits()?)?);
-    out.insert("loss".to_string(), read_tensor(gpu, plan.loss()?)?);
+    out.insert("logits".to_string(), read_tensor(gpu, plan.logits()?).await?);
+    out.insert("loss".to_string(), read_tensor(gpu, plan.loss()?).await?);
     if options.grads {
         for (name, g) in plan.gradients()? {
-            out.insert(format!("grad.{name}"), read_tensor(gpu, g)?);
+            out.insert(format!("grad.{name}"), read_tensor(gpu, g).await?);
         }
     }
     drop(plan);
@@ -155,7 +169,7 @@ pub fn forward(
             plan.plan().step(gpu)?;
         }
         for (name, t) in store.iter() {
-            out.insert(format!("step{}.{name}", options.train_steps), read_tensor(gpu, t)?);
+            out.insert(format!("step{}.{name}", options.train_steps), read_tensor(gpu, t).await?);
         }
     }
     Ok(out)

@@ -231,10 +231,16 @@ impl InferencePlan {
     }
 
     /// The logits `[N, classes]` of `images` (`[N, 3, H, W]`, normalized), read back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn logits(&self, gpu: &Gpu, images: &[f32]) -> Result<Vec<f32>> {
+        pollster::block_on(self.logits_async(gpu, images))
+    }
+
+    /// [`InferencePlan::logits`] without blocking (in a browser).
+    pub async fn logits_async(&self, gpu: &Gpu, images: &[f32]) -> Result<Vec<f32>> {
         self.input.write_f32(gpu, images)?;
         self.plan.step(gpu)?;
-        self.logits.read_f32(gpu)
+        self.logits.read_f32_async(gpu).await
     }
 }
 

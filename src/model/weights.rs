@@ -31,11 +31,17 @@ impl Weights {
     }
 
     /// Every parameter of `store`, read back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_store(gpu: &Gpu, store: &ParamStore, source: &str) -> Result<Weights> {
-        let tensors = store
-            .iter()
-            .map(|(name, t)| Ok((name.to_string(), HostTensor::f32(t.shape(), t.read_f32(gpu)?))))
-            .collect::<Result<_>>()?;
+        pollster::block_on(Weights::from_store_async(gpu, store, source))
+    }
+
+    /// [`Weights::from_store`] without blocking (in a browser).
+    pub async fn from_store_async(gpu: &Gpu, store: &ParamStore, source: &str) -> Result<Weights> {
+        let mut tensors = BTreeMap::new();
+        for (name, t) in store.iter() {
+            tensors.insert(name.to_string(), HostTensor::f32(t.shape(), t.read_f32_async(gpu).await?));
+        }
         Ok(Weights {
             source: source.into(),
             tensors,

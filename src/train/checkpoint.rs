@@ -4,7 +4,9 @@
 //! class names. The data order and every random draw are functions of the seed, epoch and
 //! position, so they need no saved state.
 
-use super::{TrainOptions, TrainState, Trainer};
+#[cfg(not(target_arch = "wasm32"))]
+use super::Trainer;
+use super::{TrainOptions, TrainState};
 use crate::error::Result;
 use crate::io::HostTensor;
 use crate::model::checkpoint::CheckpointFile;
@@ -22,6 +24,7 @@ pub struct Checkpoint {
 }
 
 /// Writes the trainer's tensors and state to `path`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
     let mut tensors = BTreeMap::new();
     for (name, t) in trainer.state_tensors() {

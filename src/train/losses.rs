@@ -49,7 +49,7 @@ impl LossLog {
     /// After the submit of a recorded pass (`state` already counting it): with a `full` window,
     /// starts its read-back and returns the mean of the previous window, whose passes have run
     /// meanwhile.
-    pub(super) fn submitted(&mut self, gpu: &Gpu, state: &mut TrainState, micro_batches: usize, full: bool) -> Result<Option<f32>> {
+    pub(super) async fn submitted(&mut self, gpu: &Gpu, state: &mut TrainState, micro_batches: usize, full: bool) -> Result<Option<f32>> {
         if !full {
             self.filled += 1;
             return Ok(None);
@@ -60,17 +60,17 @@ impl LossLog {
         self.pending[which] = (first, self.size);
         self.filled = 0;
         self.window += 1;
-        self.take(gpu, (which + 1) % 2, state, micro_batches)
+        self.take(gpu, (which + 1) % 2, state, micro_batches).await
     }
 
     /// Reads the passes logged so far and waits for every pending read-back; the mean of the
     /// last window.
-    pub(super) fn flush(&mut self, gpu: &Gpu, state: &mut TrainState, micro_batches: usize) -> Result<Option<f32>> {
+    pub(super) async fn flush(&mut self, gpu: &Gpu, state: &mut TrainState, micro_batches: usize) -> Result<Option<f32>> {
         let mut last = None;
         let w = self.window;
         // The older window first.
         for which in [(w + 1) % 2, w % 2] {
-            last = self.take(gpu, which, state, micro_batches)?.or(last);
+            last = self.take(gpu, which, state, micro_batches).await?.or(last);
         }
         if self.filled > 0 {
             let which = w % 2;
@@ -85,16 +85,16 @@ impl LossLog {
             self.pending[which] = (first, count);
             self.filled = 0;
             self.window += 1;
-            last = self.take(gpu, which, state, micro_batches)?.or(last);
+            last = self.take(gpu, which, state, micro_batches).await?.or(last);
         }
         Ok(last)
     }
 
     /// Adds the losses of a completed read-back to `state`; their mean, or `None` when that
     /// buffer holds no pending window. A non-finite loss is an error naming its step.
-    fn take(&mut self, gpu: &Gpu, which: usize, state: &mut TrainState, micro_batches: usize) -> Result<Option<f32>> {
+    async fn take(&mut self, gpu: &Gpu, which: usize, state: &mut TrainState, micro_batches: usize) -> Result<Option<f32>> {
         let (first, count) = self.pending[which];
-        let Some(values) = self.readback[which].finish(gpu)? else {
+        let Some(values) = self.readback[which].finish(gpu).await? else {
             return Ok(None);
         };
         let values = &values[..count];

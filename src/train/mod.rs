@@ -17,6 +17,8 @@
 pub mod checkpoint;
 mod losses;
 mod options;
+#[cfg(feature = "plot")]
+mod plot;
 pub mod report;
 
 pub use checkpoint::Checkpoint;
@@ -36,7 +38,7 @@ use losses::LossLog;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 /// What one epoch did.
 #[derive(Clone, Debug, Default)]
@@ -264,12 +266,25 @@ impl<'g> Trainer<'g> {
     }
 
     /// Loss, top-1 and top-5 over `source` with the evaluation weights (the EMA when enabled).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&self, source: &Arc<dyn Source>) -> Result<EvalStats> {
         self.eval.evaluate(source, self.options.threads)
     }
 
+    /// [`Trainer::evaluate`] without blocking (in a browser).
+    pub async fn evaluate_async(&self, source: &Arc<dyn Source>) -> Result<EvalStats> {
+        self.eval.evaluate_async(source, self.options.threads).await
+    }
+
     /// Trains to the end of the current epoch (or until interrupted: returns false then).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_epoch(&mut self, data: &Dataset, on_event: &mut dyn FnMut(Event)) -> Result<bool> {
+        pollster::block_on(self.train_epoch_async(data, on_event))
+    }
+
+    /// [`Trainer::train_epoch`] without blocking (in a browser, batches are made on the page's
+    /// thread, and the loss read-backs yield to the event loop).
+    pub async fn train_epoch_async(&mut self, data: &Dataset, on_event: &mut dyn FnMut(Event)) -> Result<bool> {
         let (k, micro) = (self.options.micro_batches, self.options.micro_batch());
         let loader = Loader::start(
             data.train.clone(),
@@ -310,7 +325,7 @@ impl<'g> Trainer<'g> {
             images += micro;
             self.state.batch = batch.index + 1;
             self.state.step += last_micro as u64;
-            let loss = self.losses.submitted(self.gpu, &mut self.state, k, full)?;
+            let loss = self.losses.submitted(self.gpu, &mut self.state, k, full).await?;
             on_event(Event::Step {
                 epoch: self.state.epoch,
                 batch: self.state.batch,
@@ -321,17 +336,18 @@ impl<'g> Trainer<'g> {
                 images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
             });
             if last_micro && self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
-                self.losses.flush(self.gpu, &mut self.state, k)?;
+                self.losses.flush(self.gpu, &mut self.state, k).await?;
                 return Ok(false);
             }
         }
-        self.losses.flush(self.gpu, &mut self.state, k)?;
+        self.losses.flush(self.gpu, &mut self.state, k).await?;
         Ok(true)
     }
 
     /// Trains until `options.epochs`: every epoch evaluates on `data.val`, appends to
     /// `out/metrics.csv`, redraws `out/metrics.png`, and writes `out/last.safetensors` (and
     /// `out/best.safetensors` when top-1 improves).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit(&mut self, data: &Dataset, out: &Path, on_event: &mut dyn FnMut(Event)) -> Result<FitEnd> {
         std::fs::create_dir_all(out).map_err(|source| Error::Io {
             path: out.display().to_string(),
@@ -373,6 +389,8 @@ impl<'g> Trainer<'g> {
             }
             history.push(report::Row::from(&stats));
             report::write(out, &history)?;
+            #[cfg(feature = "plot")]
+            plot::write(out, &history)?;
             let last = out.join("last.safetensors");
             checkpoint::save(self, &last)?;
             on_event(Event::Checkpoint(&last));

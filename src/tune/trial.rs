@@ -6,7 +6,7 @@ use crate::gpu::{Gpu, GpuTensor, Launch};
 use crate::ops::grouped_conv::{self, tiles, Conv2d, Packing, Pass, Prologue, Storage, Tile};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
-use std::time::Instant;
+use web_time::Instant;
 
 /// See the module docs. The `_textured` kernels get their activations and packed weights as
 /// textures.
@@ -132,7 +132,14 @@ impl<'a> Trial<'a> {
     fn measure(&self, launch: &Launch) -> Result<(f64, Vec<f32>)> {
         self.out.write_f32(self.gpu, &vec![f32::NAN; self.out.numel()])?;
         let ms = time(self.gpu, launch, 2)?;
-        Ok((ms, self.out.read_f32(self.gpu)?))
+        #[cfg(not(target_arch = "wasm32"))]
+        return Ok((ms, self.out.read_f32(self.gpu)?));
+        // A page cannot block on a timed kernel: in a browser every choice is the default.
+        #[cfg(target_arch = "wasm32")]
+        Err(crate::error::Error::invalid(
+            "tuning",
+            format!("a browser cannot wait for a timed kernel ({ms} ms so far)"),
+        ))
     }
 }
 

@@ -122,7 +122,7 @@ impl Plan {
         let mut out = Vec::with_capacity(self.step.len());
         gpu.wait()?;
         for (launch, &node) in self.step.iter().zip(&self.step_nodes) {
-            let start = std::time::Instant::now();
+            let start = web_time::Instant::now();
             gpu.run(&[launch])?;
             out.push((&self.graph.nodes[node], start.elapsed().as_secs_f64()));
         }
@@ -151,7 +151,7 @@ impl Plan {
         timer: Option<&GpuTimer>,
         after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<f64> {
-        let started = std::time::Instant::now();
+        let started = web_time::Instant::now();
         let end = if with_update { self.step.len() } else { self.update_from };
         let mut encoder = gpu
             .device
