@@ -27,3 +27,5 @@ mod shaders;
 mod support;
 /// Training: exact resume, crash-safe checkpoints, image folders with bad files, bad input.
 mod train;
+/// Each kernel and override-constant combination through naga to SPIR-V, MSL, HLSL and GLSL.
+mod translate;

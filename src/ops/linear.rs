@@ -48,8 +48,9 @@ const LANES: usize = 16;
 
 /// Rows of x (or dy) per invocation of the forward and the input gradient (the override `TN`):
 /// 8 from batch 8 up, so that each weight is read once per 8 rows, else 4 (fewer rows computed
-/// only to be dropped).
-fn rows(n: usize) -> usize {
+/// only to be dropped). Public for the shader translation test (`tests/translate.rs`), which
+/// compiles the kernels with every value it returns.
+pub fn rows(n: usize) -> usize {
     if n >= 8 {
         8
     } else {

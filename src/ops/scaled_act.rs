@@ -36,8 +36,9 @@ impl Activation {
         Activation::Silu,
     ];
 
-    /// The shader's code for the activation (common/activation.wgsl).
-    pub(crate) fn code(self) -> u32 {
+    /// The shader's code for the activation (common/activation.wgsl): the `ACT` override
+    /// constant of `scaled_act_*`.
+    pub fn code(self) -> u32 {
         match self {
             Activation::Identity => 0,
             Activation::Relu => 1,

@@ -38,9 +38,53 @@ pub fn backward_input(
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
     let cg = spec.c / spec.groups;
+    let chunks = chunks(&gpu.limits, op, spec, dx.label(), dy.label())?;
+    for phase in phases(spec, tile) {
+        let blocks = phase.cols.div_ceil(phase.tp);
+        for &(first, n) in &chunks {
+            let params = Params {
+                accumulate: accumulate as u32,
+                w_stride: Packing::InputInner.row(spec) as u32,
+                blocks: blocks as u32,
+                phase_y: phase.a as u32,
+                phase_x: phase.b as u32,
+                rows: phase.rows as u32,
+                cols: phase.cols as u32,
+                n_base: first as u32,
+                ..Params::new(spec, n)
+            };
+            let dy_arg = match &texels {
+                Some(t) => t.into(),
+                None => Arg::range(dy, first * ys, n * ys),
+            };
+            let args = [dy_arg, packed.into(), Arg::range(dx, first * xs, n * xs)];
+            let groups = [
+                (n * phase.rows * blocks * cg.div_ceil(4 * tile.channels4)).div_ceil(WG) as u32,
+                spec.groups as u32,
+                1,
+            ];
+            launch.push(Step::new(gpu, kernel, &phase.overrides, &params, &args, groups)?);
+        }
+    }
+    Ok(launch)
+}
+
+/// One stride phase of the input gradient (one dispatch per batch chunk): the phase `(a, b)`,
+/// its rows and columns of input pixels, the row tile, and the kernel's override constants.
+pub(super) struct Phase {
+    a: usize,
+    b: usize,
+    rows: usize,
+    cols: usize,
+    tp: usize,
+    pub(super) overrides: [(&'static str, f64); 11],
+}
+
+/// The stride phases of the input gradient at `spec` with the channel tile `tile`.
+pub(super) fn phases(spec: &Conv2d, tile: Tile) -> Vec<Phase> {
     let tc4 = tile.channels4;
     let (sh, sw) = spec.stride;
-    let chunks = chunks(&gpu.limits, op, spec, dx.label(), dy.label())?;
+    let mut phases = Vec::new();
     for a in 0..sh.min(spec.h) {
         for b in 0..sw.min(spec.w) {
             let (r0, nr) = phase_taps(a, spec.pad.top, sh, spec.r);
@@ -61,32 +105,15 @@ pub fn backward_input(
                 ("TC4", tc4 as f64),
                 ("SPAN", (tp + ns.saturating_sub(1)) as f64),
             ];
-            let blocks = cols.div_ceil(tp);
-            for &(first, n) in &chunks {
-                let params = Params {
-                    accumulate: accumulate as u32,
-                    w_stride: Packing::InputInner.row(spec) as u32,
-                    blocks: blocks as u32,
-                    phase_y: a as u32,
-                    phase_x: b as u32,
-                    rows: rows as u32,
-                    cols: cols as u32,
-                    n_base: first as u32,
-                    ..Params::new(spec, n)
-                };
-                let dy_arg = match &texels {
-                    Some(t) => t.into(),
-                    None => Arg::range(dy, first * ys, n * ys),
-                };
-                let args = [dy_arg, packed.into(), Arg::range(dx, first * xs, n * xs)];
-                let groups = [
-                    (n * rows * blocks * cg.div_ceil(4 * tc4)).div_ceil(WG) as u32,
-                    spec.groups as u32,
-                    1,
-                ];
-                launch.push(Step::new(gpu, kernel, &overrides, &params, &args, groups)?);
-            }
+            phases.push(Phase {
+                a,
+                b,
+                rows,
+                cols,
+                tp,
+                overrides,
+            });
         }
     }
-    Ok(launch)
+    phases
 }

@@ -70,7 +70,7 @@ pub fn partials_shape(limits: &wgpu::Limits, spec: &Conv2d) -> Option<Vec<usize>
 }
 
 /// The kernel's override constants for `tile`.
-fn overrides(spec: &Conv2d, tile: Tile, storage: Storage) -> Vec<(&'static str, f64)> {
+pub(super) fn overrides(spec: &Conv2d, tile: Tile, storage: Storage) -> Vec<(&'static str, f64)> {
     let mut overrides = vec![
         ("R", spec.r as f64),
         ("S", spec.s as f64),

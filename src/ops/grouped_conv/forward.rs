@@ -33,19 +33,9 @@ pub fn forward(
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);
     let kg = spec.k / spec.groups;
-    let (tp, tk4) = (tile.pixels, tile.channels4);
-    let sw = spec.stride.1;
-    let overrides = [
-        ("R", spec.r as f64),
-        ("S", spec.s as f64),
-        ("SH", spec.stride.0 as f64),
-        ("SW", sw as f64),
-        ("TP", tp as f64),
-        ("TK4", tk4 as f64),
-        ("SPAN", ((tp - 1) * sw + spec.s) as f64),
-    ];
-    let blocks = q.div_ceil(tp);
-    let kblocks = kg.div_ceil(4 * tk4);
+    let overrides = overrides(spec, tile);
+    let blocks = q.div_ceil(tile.pixels);
+    let kblocks = kg.div_ceil(4 * tile.channels4);
     for (first, n) in chunks(&gpu.limits, op, spec, x.label(), y.label())? {
         let params = Params {
             w_stride: Packing::OutputInner.row(spec) as u32,
@@ -63,4 +53,18 @@ pub fn forward(
     }
     launch.scratch.extend(placeholder);
     Ok(launch)
+}
+
+/// The kernel's override constants at `spec` for `tile`.
+pub(super) fn overrides(spec: &Conv2d, tile: Tile) -> [(&'static str, f64); 7] {
+    let (tp, sw) = (tile.pixels, spec.stride.1);
+    [
+        ("R", spec.r as f64),
+        ("S", spec.s as f64),
+        ("SH", spec.stride.0 as f64),
+        ("SW", sw as f64),
+        ("TP", tp as f64),
+        ("TK4", tile.channels4 as f64),
+        ("SPAN", ((tp - 1) * sw + spec.s) as f64),
+    ]
 }

@@ -174,6 +174,19 @@ pub enum Prologue {
     ActBackward(ScaledAct),
 }
 
+impl Prologue {
+    /// The override constants of `grouped_conv_pack_activation` for this prologue: `ACT` and
+    /// `ACT_GRAD`, each 0 or the activation's code + 1.
+    pub fn overrides(self) -> [(&'static str, f64); 2] {
+        let (act, grad) = match self {
+            Prologue::None => (0, 0),
+            Prologue::Act(a) => (a.act.code() + 1, 0),
+            Prologue::ActBackward(a) => (0, a.act.code() + 1),
+        };
+        [("ACT", act as f64), ("ACT_GRAD", grad as f64)]
+    }
+}
+
 /// Writes the activation `src` `[N, C, H, W]` (a conv's x, or its dy with C = K) into the
 /// texture-backed `packed` ([`packed_activation_shape`]) as 4-channel texels, the layout the
 /// `_textured` conv kernels read, through `prologue`; `act_x` (shaped like `src`) is the
@@ -191,10 +204,9 @@ pub fn pack_activation(
         .shape()
         .try_into()
         .map_err(|_| Error::shape(op, src.label(), "[N, C, H, W]", format!("{:?}", src.shape())))?;
-    let (act, act_code, grad_code) = match prologue {
-        Prologue::None => (None, 0, 0),
-        Prologue::Act(a) => (Some(a), a.act.code() + 1, 0),
-        Prologue::ActBackward(a) => (Some(a), 0, a.act.code() + 1),
+    let act = match prologue {
+        Prologue::None => None,
+        Prologue::Act(a) | Prologue::ActBackward(a) => Some(a),
     };
     let act_x = match (prologue, act_x) {
         (Prologue::ActBackward(_), Some(x)) => {
@@ -239,7 +251,7 @@ pub fn pack_activation(
             Arg::range(act_x, range.0, range.1),
         ];
         let workgroups = grid(&gpu.limits, op, (count * per_sample).div_ceil(256))?;
-        let constants = [("ACT", act_code as f64), ("ACT_GRAD", grad_code as f64)];
+        let constants = prologue.overrides();
         launch.push(Step::new(
             gpu,
             Kernel::GroupedConvPackActivation,

@@ -68,6 +68,21 @@ pub fn tiles(pass: Pass, spec: &Conv2d, storage: Storage) -> Vec<Tile> {
     }
 }
 
+/// The override constants of each dispatch of `pass` at `spec` with `tile` on operands in
+/// `storage`, as its launcher sets them: one set, or one per stride phase for the input
+/// gradient. With [`tiles`] it lists every specialisation of the conv kernels (the shader
+/// translation test, `tests/translate.rs`, compiles each one).
+pub fn overrides(pass: Pass, spec: &Conv2d, storage: Storage, tile: Tile) -> Vec<Vec<(&'static str, f64)>> {
+    match pass {
+        Pass::Forward => vec![super::forward::overrides(spec, tile).to_vec()],
+        Pass::BackwardInput => super::backward_input::phases(spec, tile)
+            .iter()
+            .map(|p| p.overrides.to_vec())
+            .collect(),
+        Pass::BackwardWeight => vec![super::backward_weight::overrides(spec, tile, storage)],
+    }
+}
+
 /// The forward's tiles: for the buffer kernel 16 channels with the row tile that loads least,
 /// then 32 channels and other row tiles; for the `_textured` kernel 4 pixels x 4 channels, then
 /// other small tiles.
