@@ -8,6 +8,7 @@ use cli::args::{Cli, Command};
 use cli::commands;
 use nfnet::ops::grouped_conv::Storage;
 use nfnet::{ModelConfig, TuneOptions, Tuner};
+use std::sync::Arc;
 
 fn main() {
     let cli = Cli::parse();
@@ -47,17 +48,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(storage) = &cli.conv_storage {
         tune.conv_storage = Some(storage.parse::<Storage>()?);
     }
+    // A first run on an adapter times its kernels (within the tuner's budget): say so while it
+    // does, on stderr.
+    let status = Arc::new(commands::TuneStatus::default());
+    if tune.enabled {
+        tune.progress = Some(status.hook());
+    }
     let tuner = Tuner::new(tune);
-    match cli.command {
+    let result = match cli.command {
         Command::Devices => commands::devices(),
         Command::Info { model, resolution, batch } => {
             print!("{}", nfnet::model::describe(&ModelConfig::load(&model)?, resolution, batch)?);
             Ok(())
         }
-        Command::Forward(args) => commands::forward(&args, &tuner),
-        Command::Train(args) => commands::train(&args, &tuner),
-        Command::Eval(args) => commands::eval(&args, &tuner),
-        Command::Predict(args) => commands::predict(&args, &tuner),
-        Command::Bench(args) => commands::bench(&args, &tuner),
-    }
+        Command::Forward(args) => commands::forward(&args, &tuner, &status),
+        Command::Train(args) => commands::train(&args, &tuner, &status),
+        Command::Eval(args) => commands::eval(&args, &tuner, &status),
+        Command::Predict(args) => commands::predict(&args, &tuner, &status),
+        Command::Bench(args) => commands::bench(&args, &tuner, &status),
+    };
+    status.done(); // where a command stopped before it could
+    result
 }

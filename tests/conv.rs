@@ -8,7 +8,10 @@ use crate::support::{conv_cases, gpu_or_skip, normal, poisoned, rng, upload};
 use nfnet::gpu::{Gpu, GpuTensor};
 use nfnet::ops::grouped_conv::{self, standalone, tiles, Conv2d, Packing, Pass, Prologue, Storage, Tile};
 use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
+use nfnet::tune::{ProgressHook, TuneProgress, TuneStage, DEFAULT_BUDGET};
 use nfnet::{TuneOptions, Tuner};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 fn bits(gpu: &Gpu, t: &GpuTensor) -> Vec<u32> {
     t.read_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect()
@@ -198,8 +201,10 @@ fn autotuned_conv_agrees_with_default_and_is_cached() {
     let Some(gpu) = gpu_or_skip() else { return };
     let dir = std::env::temp_dir().join(format!("nfnet-autotune-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // No bound on time: on a loaded machine the default budget could leave a choice partial.
     let options = TuneOptions {
         cache_dir: Some(dir.clone()),
+        budget: None,
         ..TuneOptions::default()
     };
     let tuner = Tuner::new(options.clone());
@@ -239,7 +244,7 @@ fn autotuned_conv_agrees_with_default_and_is_cached() {
     assert!(again.choices().iter().all(|c| c.source == "cached"), "{:?}", again.choices());
     // Out of budget, every choice is the default.
     let spent = Tuner::new(TuneOptions {
-        budget: Some(std::time::Duration::ZERO),
+        budget: Some(Duration::ZERO),
         cache_dir: None,
         ..TuneOptions::default()
     });
@@ -249,5 +254,77 @@ fn autotuned_conv_agrees_with_default_and_is_cached() {
         tiles(Pass::Forward, &s, Storage::Buffer)[0]
     );
     assert!(spent.choices().iter().all(|c| c.source == "default"), "{:?}", spent.choices());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The budget bounds tuning inside a choice too: with a budget shorter than one measurement,
+/// the first choice measures its default and stops there (the default wins, `partial`), every
+/// later choice is the default untimed and not cached, and the progress hook hears the
+/// candidate being timed and then, once, that the budget is spent. The choice that alone took
+/// the budget is marked in the cache, timed again by the next tuner, and kept when it takes the
+/// budget again.
+#[test]
+fn tuner_stops_at_its_budget_and_reports_progress() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    assert_eq!(TuneOptions::default().budget, Some(DEFAULT_BUDGET));
+    assert_eq!(DEFAULT_BUDGET, Duration::from_secs(30));
+    let dir = std::env::temp_dir().join(format!("nfnet-autotune-budget-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let heard: Arc<Mutex<Vec<TuneProgress>>> = Arc::default();
+    let log = heard.clone();
+    let budget = Duration::from_micros(1);
+    let tuner = Tuner::new(TuneOptions {
+        cache_dir: Some(dir.clone()),
+        // Less than any measurement: the first choice starts (nothing spent yet) and stops
+        // after its default.
+        budget: Some(budget),
+        progress: Some(ProgressHook::new(move |p| log.lock().unwrap().push(p.clone()))),
+        ..TuneOptions::default()
+    });
+    let s = Conv2d::symmetric([2, 64, 7, 9], 64, 3, 1).groups(2);
+    assert!(tiles(Pass::Forward, &s, Storage::Buffer).len() > 1, "a choice to make");
+    assert_eq!(tuner.conv_storage(gpu), Storage::Buffer);
+    assert_eq!(
+        tuner.conv_tile(gpu, Pass::Forward, &s, Storage::Buffer),
+        tiles(Pass::Forward, &s, Storage::Buffer)[0]
+    );
+    let choices = tuner.choices();
+    let sources: Vec<&str> = choices.iter().map(|c| c.source.as_str()).collect();
+    assert_eq!(sources, ["partial", "default"], "{choices:?}");
+    assert_eq!(choices[0].timings_ms.len(), 1, "only the default measured: {choices:?}");
+    let cache = || std::fs::read_to_string(dir.join("autotune.json")).unwrap_or_default();
+    let marked = cache();
+    assert!(
+        marked.contains("\"conv_storage\": \"buffer (partial)\"") && !marked.contains("grouped_conv_forward"),
+        "the choice that alone took the budget is marked, the one skipped absent: {marked}"
+    );
+    let heard = heard.lock().unwrap();
+    let stages: Vec<(&str, TuneStage)> = heard.iter().map(|p| (p.name.as_str(), p.stage)).collect();
+    let timing = TuneStage::Timing {
+        candidate: 0,
+        candidates: 2,
+    };
+    assert_eq!(
+        stages,
+        [("conv_storage", timing), ("conv_storage", TuneStage::BudgetSpent)],
+        "{heard:?}"
+    );
+    let last = heard.last().unwrap();
+    assert_eq!((last.choices, last.budget), (1, Some(budget)), "{last:?}");
+    assert!(last.spent >= budget && !last.adapter.is_empty(), "{last:?}");
+    // Timed again, cut short again: kept, and read back by the next tuner.
+    let options = TuneOptions {
+        cache_dir: Some(dir.clone()),
+        budget: Some(budget),
+        ..TuneOptions::default()
+    };
+    let again = Tuner::new(options.clone());
+    assert_eq!(again.conv_storage(gpu), Storage::Buffer);
+    assert_eq!(again.choices()[0].source, "partial", "{:?}", again.choices());
+    let kept = cache();
+    assert!(kept.contains("\"conv_storage\": \"buffer\""), "not kept: {kept}");
+    let third = Tuner::new(options);
+    assert_eq!(third.conv_storage(gpu), Storage::Buffer);
+    assert_eq!(third.choices()[0].source, "cached", "{:?}", third.choices());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,9 +11,94 @@ use nfnet::model::checkpoint::CheckpointFile;
 use nfnet::model::forward::{forward as run_forward, ForwardOptions};
 use nfnet::model::weights::Weights;
 use nfnet::train::{checkpoint, default_threads, Event, FitEnd, Trainer};
+use nfnet::tune::{ProgressHook, TuneProgress, TuneStage};
 use nfnet::{Gpu, ModelConfig, Tuner};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// The tuner's status on stderr while it times kernels (a first run on an adapter): one line
+/// that updates (on a terminal; elsewhere one line when it starts), then one line saying how it
+/// ended. Nothing when every choice comes from the cache.
+#[derive(Default)]
+pub struct TuneStatus {
+    line: Mutex<StatusLine>,
+}
+
+#[derive(Default)]
+struct StatusLine {
+    /// Shown while choices are being timed.
+    bar: Option<ProgressBar>,
+    /// The last report.
+    last: Option<TuneProgress>,
+}
+
+impl TuneStatus {
+    /// The hook for [`nfnet::TuneOptions::progress`] that drives this status.
+    pub fn hook(self: &Arc<Self>) -> ProgressHook {
+        let status = self.clone();
+        ProgressHook::new(move |p| status.update(p))
+    }
+
+    fn update(&self, p: &TuneProgress) {
+        let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        if p.stage == TuneStage::BudgetSpent {
+            if let Some(bar) = line.bar.take() {
+                bar.finish_and_clear();
+            }
+            let budget = p.budget.map_or("the".into(), |b| format!("the {} s", b.as_secs_f64()));
+            eprintln!("tuning stopped at {budget} budget; the rest use defaults; the next run continues");
+            line.last = None;
+            return;
+        }
+        let bar = line.bar.get_or_insert_with(|| {
+            // Redrawn on each report, with no ticking thread (that could perturb `bench`).
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+            if bar.is_hidden() {
+                // Not a terminal (a log): say once what is happening.
+                let bound = p.budget.map_or(String::new(), |b| format!(", at most {} s", b.as_secs_f64()));
+                eprintln!("tuning kernels for {} (first run; cached afterwards{bound})", p.adapter);
+            }
+            bar
+        });
+        let of = p.budget.map_or(String::new(), |b| format!(" of {} s", b.as_secs_f64()));
+        let choices = if p.choices == 1 { "choice" } else { "choices" };
+        bar.set_message(format!(
+            "tuning kernels for {} (first run; cached afterwards): {} {choices}, {:.1} s{of}",
+            p.adapter,
+            p.choices,
+            p.spent.as_secs_f64()
+        ));
+        line.last = Some(p.clone());
+    }
+
+    /// Runs `print` (which writes a line) with the status line out of its way.
+    pub fn suspend<R>(&self, print: impl FnOnce() -> R) -> R {
+        let line = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        match &line.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+
+    /// Ends the status line, once the plans are built: how many choices were timed, and in
+    /// what time (nothing when none was, or when the budget ran out, said already).
+    pub fn done(&self) {
+        let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bar) = line.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some(p) = line.last.take() {
+            let choices = if p.choices == 1 { "choice" } else { "choices" };
+            eprintln!(
+                "tuned {} {choices} in {:.1} s for {}; cached for the next run",
+                p.choices,
+                p.spent.as_secs_f64(),
+                p.adapter
+            );
+        }
+    }
+}
 
 pub fn devices() -> anyhow::Result<()> {
     let adapters = nfnet::gpu::list_adapters();
@@ -31,7 +116,7 @@ pub fn devices() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn forward(args: &ForwardArgs, tuner: &Tuner) -> anyhow::Result<()> {
+pub fn forward(args: &ForwardArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
     let config = ModelConfig::load(&args.model)?;
     let weights = Weights::read(&args.weights)?;
     let input_file = nfnet::io::read_safetensors(&args.input)?;
@@ -54,7 +139,9 @@ pub fn forward(args: &ForwardArgs, tuner: &Tuner) -> anyhow::Result<()> {
         },
     };
     let gpu = Gpu::new()?;
-    let out = run_forward(&gpu, tuner, &config, &weights, input, input_file.get("labels"), &options)?;
+    let out = run_forward(&gpu, tuner, &config, &weights, input, input_file.get("labels"), &options);
+    status.done();
+    let out = out?;
     nfnet::io::write_safetensors(&args.output, &out, None)?;
     let loss = (out.get("loss").and_then(|l| l.as_f32("loss").ok()))
         .map(|v| format!(", loss {:.6}", v[0]))
@@ -63,7 +150,7 @@ pub fn forward(args: &ForwardArgs, tuner: &Tuner) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn train(args: &TrainArgs, tuner: &Tuner) -> anyhow::Result<()> {
+pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
     let gpu = Gpu::new()?;
     eprintln!("adapter: {}", gpu.describe());
     let overrides = args.overrides()?;
@@ -80,14 +167,22 @@ pub fn train(args: &TrainArgs, tuner: &Tuner) -> anyhow::Result<()> {
         format!(" ({} unreadable files skipped)", skipped.len())
     };
     eprintln!("data: {train} training and {val} validation images in {classes} classes{note}");
-    let mut trainer = match &resumed {
-        Some(ckpt) => {
-            let t = Trainer::resume(&gpu, tuner, ckpt, &overrides, &data)?;
-            eprintln!("resuming {} at epoch {}, step {}", ckpt.source, t.state.epoch + 1, t.state.step);
-            t
-        }
-        None => Trainer::new(&gpu, tuner, overrides.new_run(&data)?, &data)?,
+    let built = match &resumed {
+        Some(ckpt) => Trainer::resume(&gpu, tuner, ckpt, &overrides, &data),
+        None => overrides
+            .new_run(&data)
+            .and_then(|options| Trainer::new(&gpu, tuner, options, &data)),
     };
+    status.done();
+    let mut trainer = built?;
+    if let Some(ckpt) = &resumed {
+        eprintln!(
+            "resuming {} at epoch {}, step {}",
+            ckpt.source,
+            trainer.state.epoch + 1,
+            trainer.state.step
+        );
+    }
     if let Some(path) = &args.init {
         let report = trainer.load_weights(&Weights::read(path)?)?;
         if !report.reinitialised.is_empty() {
@@ -178,7 +273,7 @@ fn show(bar: &ProgressBar, last_loss: &mut f32, event: Event) {
     }
 }
 
-pub fn eval(args: &EvalArgs, tuner: &Tuner) -> anyhow::Result<()> {
+pub fn eval(args: &EvalArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
     let gpu = Gpu::new()?;
     // Read once: the weights, and the seed that split the data.
     let ckpt = CheckpointFile::read(&args.checkpoint)?;
@@ -186,7 +281,9 @@ pub fn eval(args: &EvalArgs, tuner: &Tuner) -> anyhow::Result<()> {
         batch: args.batch_size,
         ..Default::default()
     };
-    let classifier = Classifier::from_checkpoint(&gpu, tuner, &ckpt, &options)?;
+    let classifier = Classifier::from_checkpoint(&gpu, tuner, &ckpt, &options);
+    status.done();
+    let classifier = classifier?;
     let seed = ckpt.field::<nfnet::TrainOptions>("options").map_or(0, |o| o.seed);
     drop(ckpt); // its host copy of the weights is no longer needed
     let source: Arc<dyn data::Source> = if args.data.starts_with("synthetic") || args.data.starts_with("cifar10:") {
@@ -223,7 +320,7 @@ pub fn eval(args: &EvalArgs, tuner: &Tuner) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn predict(args: &PredictArgs, tuner: &Tuner) -> anyhow::Result<()> {
+pub fn predict(args: &PredictArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
     let gpu = Gpu::new()?;
     let options = ClassifierOptions {
         resolution: args.resolution,
@@ -238,6 +335,7 @@ pub fn predict(args: &PredictArgs, tuner: &Tuner) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give --checkpoint, or --weights with --model"),
     };
+    status.done();
     let mut names = classifier.classes.clone();
     if let Some(path) = &args.labels {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -256,7 +354,7 @@ pub fn predict(args: &PredictArgs, tuner: &Tuner) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn bench(args: &BenchArgs, tuner: &Tuner) -> anyhow::Result<()> {
+pub fn bench(args: &BenchArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
     let gpu = Gpu::new()?;
     let yardstick = match &args.yardstick {
         Some(s) => Some(Yardstick::parse(s).ok_or_else(|| anyhow::anyhow!("--yardstick {s:?}: expected `matmul_gflops=X copy_gbs=Y`"))?),
@@ -277,7 +375,7 @@ pub fn bench(args: &BenchArgs, tuner: &Tuner) -> anyhow::Result<()> {
         );
         kernels = kernel_rows(&gpu, tuner, &args.filter, yardstick, &mut |r| {
             let (rate, ratio) = (format!("{:>8.3} {:<7}", r.rate, r.unit), ratio(r.ratio));
-            println!("{:<16} {:<16} {:<32} {:>10.1} {rate} {ratio:>7}", r.op, r.pass, r.shape, r.ms);
+            status.suspend(|| println!("{:<16} {:<16} {:<32} {:>10.1} {rate} {ratio:>7}", r.op, r.pass, r.shape, r.ms));
         })?;
     }
     let mut models = Vec::new();
@@ -289,7 +387,9 @@ pub fn bench(args: &BenchArgs, tuner: &Tuner) -> anyhow::Result<()> {
         );
     }
     for case in cases {
-        for r in model_rows(&gpu, tuner, case, yardstick)? {
+        let rows = model_rows(&gpu, tuner, case, yardstick);
+        status.done();
+        for r in rows? {
             let gpu_ms = r.gpu_ms.map_or("-".to_string(), |g| format!("{g:.1}"));
             let conv = r.conv_share.map_or("-".to_string(), |c| format!("{:.1}%", 100.0 * c));
             println!(
@@ -314,6 +414,7 @@ pub fn bench(args: &BenchArgs, tuner: &Tuner) -> anyhow::Result<()> {
             models.push(r);
         }
     }
+    status.done();
     let choices = tuner.choices();
     if !choices.is_empty() {
         println!("\nautotune choices:");
