@@ -55,10 +55,14 @@ fn softmax_xent_fused(@builtin(local_invocation_index) lane: u32, @builtin(workg
     let zb = logits[base + select(label_b, 0u, bad)];
     let lse = m + log(se);
     let loss = lse - keep * (lam * za + (1.0 - lam) * zb) - off * sz;
-    loss_rows[row] = select(loss, bitcast<f32>(0x7fc00000u), bad);
+    // NaN from a runtime value: WGSL makes a NaN in a constant expression a shader-creation
+    // error (Tint, in browsers, rejects `bitcast<f32>(0x7fc00000u)`; naga lets it through).
+    var nan_bits = 0x7fc00000u;
+    let nan = bitcast<f32>(nan_bits);
+    loss_rows[row] = select(loss, nan, bad);
     for (var j = 0u; j < k; j++) {
         let q = off + keep * (select(0.0, lam, j == label) + select(0.0, 1.0 - lam, j == label_b));
         let d = (exp(logits[base + j] - m) / se - q) * prm.grad_scale;
-        dlogits[base + j] = select(d, bitcast<f32>(0x7fc00000u), bad);
+        dlogits[base + j] = select(d, nan, bad);
     }
 }

@@ -63,9 +63,20 @@ pub fn read_safetensors_with_metadata(path: &Path) -> Result<(BTreeMap<String, H
         path: path.display().to_string(),
         error: source,
     })?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;
+    parse_safetensors(&bytes, path)
+}
+
+/// Reads every tensor of a safetensors file already in memory (a browser's `fetch`, an
+/// embedded asset); `source` names it in errors.
+pub fn read_safetensors_bytes(bytes: &[u8], source: &str) -> Result<BTreeMap<String, HostTensor>> {
+    parse_safetensors(bytes, Path::new(source)).map(|(t, _)| t)
+}
+
+/// The tensors and string metadata of safetensors `bytes`, errors naming `path`.
+fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<(BTreeMap<String, HostTensor>, HashMap<String, String>)> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
         let raw = view.data();

@@ -570,3 +570,18 @@ fn grad_accumulate_matches_reference() {
         c.run([grad_accumulate::accumulate(gpu, 0.25, &info, &tg, &tacc)]);
     }
 }
+
+/// The self-check the browser test page runs (`ops::selfcheck`), here on this adapter: every
+/// kernel of the table covered and within its tolerance.
+#[test]
+fn selfcheck_covers_every_kernel_and_passes() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let rows = pollster::block_on(nfnet::ops::selfcheck::run(gpu));
+    assert_eq!(rows.len(), nfnet::gpu::Kernel::ALL.len(), "one row per kernel");
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{}: max abs {:.2e}, rel L2 {:.2e}, {}", r.name, r.max_abs, r.rel_l2, r.note))
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}

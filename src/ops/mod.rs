@@ -26,6 +26,7 @@ pub mod residual;
 pub mod scaled_act;
 pub mod se_gate;
 pub mod se_residual;
+pub mod selfcheck;
 pub mod sgd;
 pub mod softmax_xent;
 pub mod step_info;
