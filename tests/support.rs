@@ -11,12 +11,45 @@
 use nfnet::gpu::{Gpu, GpuTensor};
 use nfnet::ops::grouped_conv::{Conv2d, Padding};
 use rand::{Rng as _, SeedableRng};
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The shared GPU, or `None` (after printing why) on a machine without an adapter.
 /// Panics when an adapter is required (`CI` or `REQUIRE_GPU=1` set) but missing.
+///
+/// On the GL backend the calling test also takes the GPU for itself until it ends
+/// ([`serialize_gl_tests`]).
 pub fn gpu_or_skip() -> Option<&'static Gpu> {
+    let gpu = shared_gpu()?;
+    if gpu.info.backend == wgpu::Backend::Gl {
+        serialize_gl_tests();
+    }
+    Some(gpu)
+}
+
+/// Runs the GPU tests on GL one at a time: the first call on a test's thread waits for the
+/// previous GPU test to end, and the turn is handed on when this test's thread ends (after its
+/// tensors are dropped, also when it panics). wgpu-hal's GL backend makes every call from every
+/// thread take one lock on the EGL context and panics when it waits more than 6 s for it
+/// (`AdapterContext::lock`, gfx-rs/wgpu#5299). A submit holds that lock while llvmpipe compiles
+/// the kernels it dispatches first and runs them, often longer, so a test creating or dropping
+/// a tensor meanwhile panicked, and its unwinding dropped a texture, which panicked again in
+/// the destructor and aborted the test binary.
+fn serialize_gl_tests() {
+    static TURN: Mutex<()> = Mutex::new(());
+    thread_local! {
+        static HELD: RefCell<Option<MutexGuard<'static, ()>>> = const { RefCell::new(None) };
+    }
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.is_none() {
+            *held = Some(TURN.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    });
+}
+
+fn shared_gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| {
         let required =
