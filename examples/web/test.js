@@ -92,7 +92,8 @@ async function main() {
       tally[g.ok ? "passed" : "failed"]++;
       await log(
         `${label} ${name} ${g.check}: ${g.tensors} tensors, worst rel L2 ${fmt(g.worst)} (${g.worstTensor}) ` +
-          `<= ${fmt(g.tolerance)}: ${g.ok ? "ok" : "FAILED"}  [${seconds()} s]`,
+          `(tolerance ${fmt(g.tolerance)}${g.floored.length ? `, ${g.floored.length} within the absolute floor` : ""}): ` +
+          `${g.ok ? "ok" : "FAILED"}  [${seconds()} s]`,
         g.ok ? "ok" : "fail",
       );
       for (const f of g.failures) await log(`    ${f}`, "fail");
