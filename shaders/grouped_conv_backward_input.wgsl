@@ -30,7 +30,6 @@ fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @b
     let iy = o.iy;
     let c0 = o.c0;
     let qbase = o.qbase;
-    var acc: array<vec4<f32>, 64>;              // [t * TC4 + j], zero-initialised
     let ws = prm.w_stride / 4u;
     for (var kk = 0u; kk < kg; kk++) {
         let plane = (n * prm.k + g * kg + kk) * prm.p * prm.q;
@@ -64,5 +63,5 @@ fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @b
             }
         }
     }
-    store_dx(&acc, o);
+    store_dx(o);
 }

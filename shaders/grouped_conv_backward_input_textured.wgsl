@@ -13,9 +13,13 @@
 @group(0) @binding(1) var dyt: texture_2d<f32>;
 @group(0) @binding(2) var wp: texture_2d<f32>;
 
+// The dy texels of the current output quad, [ir * SPAN + u]: output channels 4b .. 4b+3
+// (private for GL, see conv_forward_tile).
+var<private> ds: array<vec4<f32>, 30>;
+
 // Adds output channel (component e of the ds texels, weights from packed row wk) to every
 // accumulator: grouped_conv_backward_input's per-channel sum over the phase's taps, in its order.
-fn channel(acc: ptr<function, array<vec4<f32>, 64>>, ds: ptr<function, array<vec4<f32>, 30>>, e: u32, wk: u32, ws: u32) {
+fn channel(e: u32, wk: u32, ws: u32) {
     for (var ir = 0u; ir < NR; ir++) {
         let r = R0 + ir * SH;
         let wrow = wk + (r * S + S0) * ws;
@@ -28,11 +32,11 @@ fn channel(acc: ptr<function, array<vec4<f32>, 64>>, ds: ptr<function, array<vec
             if (NS >= 2u) { w1 = fetch(wp, wrow + SW * ws + j); }
             if (NS >= 3u) { w2 = fetch(wp, wrow + 2u * SW * ws + j); }
             for (var t = 0u; t < TP; t++) {
-                var a = (*acc)[t * TC4 + j];
-                if (NS >= 1u) { a = fma(vec4<f32>((*ds)[d + t + NS - 1u][e]), w0, a); }
-                if (NS >= 2u) { a = fma(vec4<f32>((*ds)[d + t + NS - 2u][e]), w1, a); }
-                if (NS >= 3u) { a = fma(vec4<f32>((*ds)[d + t][e]), w2, a); }
-                (*acc)[t * TC4 + j] = a;
+                var a = acc[t * TC4 + j];
+                if (NS >= 1u) { a = fma(vec4<f32>(ds[d + t + NS - 1u][e]), w0, a); }
+                if (NS >= 2u) { a = fma(vec4<f32>(ds[d + t + NS - 2u][e]), w1, a); }
+                if (NS >= 3u) { a = fma(vec4<f32>(ds[d + t][e]), w2, a); }
+                acc[t * TC4 + j] = a;
             }
         }
     }
@@ -50,13 +54,11 @@ fn grouped_conv_backward_input_textured(@builtin(global_invocation_id) gid: vec3
     let iy = o.iy;
     let c0 = o.c0;
     let qbase = o.qbase;
-    var acc: array<vec4<f32>, 64>;              // [t * TC4 + j], zero-initialised
     let ws = prm.w_stride / 4u;
     let kq = (kg + 3u) / 4u;
     let pq = prm.p * prm.q;
     for (var b = 0u; b < kq; b++) {
         let plane = ((prm.n_base + n) * prm.groups * kq + g * kq + b) * pq;
-        var ds: array<vec4<f32>, 30>;           // [ir * SPAN + u]: output channels 4b .. 4b+3
         for (var ir = 0u; ir < NR; ir++) {
             let r = R0 + ir * SH;
             let p = (i32(iy + prm.pad_top) - i32(r)) / i32(SH);
@@ -72,10 +74,10 @@ fn grouped_conv_backward_input_textured(@builtin(global_invocation_id) gid: vec3
         // registers.
         let kk = 4u * b;
         let wk = (g * kg + kk) * R * S * ws + c0 / 4u;
-        channel(&acc, &ds, 0u, wk, ws);
-        if (kk + 1u < kg) { channel(&acc, &ds, 1u, wk + R * S * ws, ws); }
-        if (kk + 2u < kg) { channel(&acc, &ds, 2u, wk + 2u * R * S * ws, ws); }
-        if (kk + 3u < kg) { channel(&acc, &ds, 3u, wk + 3u * R * S * ws, ws); }
+        channel(0u, wk, ws);
+        if (kk + 1u < kg) { channel(1u, wk + R * S * ws, ws); }
+        if (kk + 2u < kg) { channel(2u, wk + 2u * R * S * ws, ws); }
+        if (kk + 3u < kg) { channel(3u, wk + 3u * R * S * ws, ws); }
     }
-    store_dx(&acc, o);
+    store_dx(o);
 }

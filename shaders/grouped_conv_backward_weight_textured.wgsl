@@ -39,16 +39,23 @@ fn load_x(xrow: u32, ix: i32, row_ok: bool) -> vec4<f32> {
     return select(vec4<f32>(0.0), fetch(xt, select(0u, xrow + u32(ix), ok)), ok);
 }
 
+// The invocation's accumulators, [((4 * cc + e) * TAPS + r * TS + s) * TK4 + j] (zero at the
+// start), and the dy texels of the current output pixel. Private variables rather than function
+// variables passed to `tap` by pointer: for GL naga writes such a parameter as a GLSL `inout`
+// array, copied in and out at every call, and llvmpipe took minutes to compile the 9-tap tile.
+var<private> acc: array<vec4<f32>, 72>;
+var<private> dys: array<vec4<f32>, 4>;
+
 // Adds the products of one x texel (4 input channels at one tap) with the tile's dy to the
 // accumulators from index i0 (channel stride TAPS*TK4); the components written out keep the
 // tile in registers.
-fn tap(acc: ptr<function, array<vec4<f32>, 72>>, dys: ptr<function, array<vec4<f32>, 4>>, xv: vec4<f32>, i0: u32) {
+fn tap(xv: vec4<f32>, i0: u32) {
     let stride = TAPS * TK4;
     for (var j = 0u; j < TK4; j++) {
-        (*acc)[i0 + j] = fma(vec4<f32>(xv.x), (*dys)[j], (*acc)[i0 + j]);
-        (*acc)[i0 + stride + j] = fma(vec4<f32>(xv.y), (*dys)[j], (*acc)[i0 + stride + j]);
-        (*acc)[i0 + 2u * stride + j] = fma(vec4<f32>(xv.z), (*dys)[j], (*acc)[i0 + 2u * stride + j]);
-        (*acc)[i0 + 3u * stride + j] = fma(vec4<f32>(xv.w), (*dys)[j], (*acc)[i0 + 3u * stride + j]);
+        acc[i0 + j] = fma(vec4<f32>(xv.x), dys[j], acc[i0 + j]);
+        acc[i0 + stride + j] = fma(vec4<f32>(xv.y), dys[j], acc[i0 + stride + j]);
+        acc[i0 + 2u * stride + j] = fma(vec4<f32>(xv.z), dys[j], acc[i0 + 2u * stride + j]);
+        acc[i0 + 3u * stride + j] = fma(vec4<f32>(xv.w), dys[j], acc[i0 + 3u * stride + j]);
     }
 }
 
@@ -73,7 +80,6 @@ fn grouped_conv_backward_weight_textured(@builtin(global_invocation_id) gid: vec
     let s0 = (tb % (S / TS)) * TS;
     let hw = prm.h * prm.w;
     let pq = prm.p * prm.q;
-    var acc: array<vec4<f32>, 72>;             // [((4 * cc + e) * TAPS + r * TS + s) * TK4 + j], zero-initialised
     var bacc: array<vec4<f32>, 4>;
     let row0 = wid.z * prm.rows_per_split;
     let row1 = min(row0 + prm.rows_per_split, prm.n * prm.p);
@@ -83,7 +89,6 @@ fn grouped_conv_backward_weight_textured(@builtin(global_invocation_id) gid: vec
         let dyrow = ((n * prm.groups + g) * kq) * pq + p * prm.q;
         let xbase = ((n * prm.groups + g) * cq) * hw;
         for (var q = 0u; q < prm.q; q++) {
-            var dys: array<vec4<f32>, 4>;
             for (var j = 0u; j < TK4; j++) {
                 dys[j] = fetch(dyt, dyrow + min(j0 + j, kq - 1u) * pq + q);
                 bacc[j] += dys[j];
@@ -97,10 +102,10 @@ fn grouped_conv_backward_weight_textured(@builtin(global_invocation_id) gid: vec
                     let xrow = plane + u32(iy) * prm.w;
                     // The taps of the row written out, as in grouped_conv_backward_weight.
                     let i0 = (4u * cc * TAPS + r * TS) * TK4;
-                    tap(&acc, &dys, load_x(xrow, ix0, row_ok), i0);
+                    tap(load_x(xrow, ix0, row_ok), i0);
                     if (TS == 3u) {
-                        tap(&acc, &dys, load_x(xrow, ix0 + 1, row_ok), i0 + TK4);
-                        tap(&acc, &dys, load_x(xrow, ix0 + 2, row_ok), i0 + 2u * TK4);
+                        tap(load_x(xrow, ix0 + 1, row_ok), i0 + TK4);
+                        tap(load_x(xrow, ix0 + 2, row_ok), i0 + 2u * TK4);
                     }
                 }
             }

@@ -26,8 +26,7 @@ fn grouped_conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     let g = o.g;
     let cg = o.cg;
     let n = o.n;
-    var acc: array<vec4<f32>, 64>;              // [t * TK4 + j]: outputs q0 + t, channels k0 + 4j ..
-    init_bias(&acc, o);
+    init_bias(o);
     let iy0 = i32(o.op * SH) - i32(prm.pad_top);
     let ix0 = i32(o.q0 * SW) - i32(prm.pad_left);
     let ws = prm.w_stride / 4u;                 // vec4s per packed (c, r, s) row
@@ -65,5 +64,5 @@ fn grouped_conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
             }
         }
     }
-    store_outputs(&acc, o);
+    store_outputs(o);
 }

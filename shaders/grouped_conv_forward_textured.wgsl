@@ -14,9 +14,13 @@
 @group(0) @binding(1) var xt: texture_2d<f32>;
 @group(0) @binding(2) var wp: texture_2d<f32>;
 
+// The x texels of the current input quad, [r * SPAN + u]: channels 4b .. 4b+3 (private for GL,
+// see conv_forward_tile).
+var<private> xs: array<vec4<f32>, 51>;
+
 // Adds input channel (component e of the xs texels, weights from packed row wc) to every
 // accumulator: grouped_conv_forward's per-channel (r, s) sum, in its order.
-fn channel(acc: ptr<function, array<vec4<f32>, 64>>, xs: ptr<function, array<vec4<f32>, 51>>, e: u32, wc: u32, ws: u32) {
+fn channel(e: u32, wc: u32, ws: u32) {
     for (var r = 0u; r < R; r++) {
         let wrow = wc + r * S * ws;
         for (var j = 0u; j < TK4; j++) {
@@ -28,13 +32,13 @@ fn channel(acc: ptr<function, array<vec4<f32>, 64>>, xs: ptr<function, array<vec
                 w2 = fetch(wp, wrow + 2u * ws + j);
             }
             for (var t = 0u; t < TP; t++) {
-                var a = (*acc)[t * TK4 + j];
-                a = fma(vec4<f32>((*xs)[r * SPAN + t * SW][e]), w0, a);
+                var a = acc[t * TK4 + j];
+                a = fma(vec4<f32>(xs[r * SPAN + t * SW][e]), w0, a);
                 if (S == 3u) {
-                    a = fma(vec4<f32>((*xs)[r * SPAN + t * SW + 1u][e]), w1, a);
-                    a = fma(vec4<f32>((*xs)[r * SPAN + t * SW + 2u][e]), w2, a);
+                    a = fma(vec4<f32>(xs[r * SPAN + t * SW + 1u][e]), w1, a);
+                    a = fma(vec4<f32>(xs[r * SPAN + t * SW + 2u][e]), w2, a);
                 }
-                (*acc)[t * TK4 + j] = a;
+                acc[t * TK4 + j] = a;
             }
         }
     }
@@ -49,8 +53,7 @@ fn grouped_conv_forward_textured(@builtin(global_invocation_id) gid: vec3<u32>, 
     let g = o.g;
     let cg = o.cg;
     let n = o.n;
-    var acc: array<vec4<f32>, 64>;              // [t * TK4 + j]: outputs q0 + t, channels k0 + 4j ..
-    init_bias(&acc, o);
+    init_bias(o);
     let iy0 = i32(o.op * SH) - i32(prm.pad_top);
     let ix0 = i32(o.q0 * SW) - i32(prm.pad_left);
     let ws = prm.w_stride / 4u;                 // vec4s per packed (c, r, s) row
@@ -59,7 +62,6 @@ fn grouped_conv_forward_textured(@builtin(global_invocation_id) gid: vec3<u32>, 
     let hw = prm.h * prm.w;
     for (var b = 0u; b < cq; b++) {
         let plane = ((prm.n_base + n) * prm.groups * cq + g * cq + b) * hw;
-        var xs: array<vec4<f32>, 51>;           // [r * SPAN + u]: channels 4b .. 4b+3
         for (var r = 0u; r < R; r++) {
             let iy = iy0 + i32(r);
             let row_ok = iy >= 0 && iy < i32(prm.h);
@@ -73,10 +75,10 @@ fn grouped_conv_forward_textured(@builtin(global_invocation_id) gid: vec3<u32>, 
         // The four channels in turn, each a constant component: the tile stays in registers.
         let c = 4u * b;
         let wc = wbase + c * R * S * ws;
-        channel(&acc, &xs, 0u, wc, ws);
-        if (c + 1u < cg) { channel(&acc, &xs, 1u, wc + R * S * ws, ws); }
-        if (c + 2u < cg) { channel(&acc, &xs, 2u, wc + 2u * R * S * ws, ws); }
-        if (c + 3u < cg) { channel(&acc, &xs, 3u, wc + 3u * R * S * ws, ws); }
+        channel(0u, wc, ws);
+        if (c + 1u < cg) { channel(1u, wc + R * S * ws, ws); }
+        if (c + 2u < cg) { channel(2u, wc + 2u * R * S * ws, ws); }
+        if (c + 3u < cg) { channel(3u, wc + 3u * R * S * ws, ws); }
     }
-    store_outputs(&acc, o);
+    store_outputs(o);
 }

@@ -3,6 +3,10 @@
 // owns, and the store that ends its sums.
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
+// The invocation's accumulators, [t * TC4 + j] (zero at the start). Private, not passed by
+// pointer: see conv_forward_tile.
+var<private> acc: array<vec4<f32>, 64>;
+
 override R: u32 = 3u;
 override S: u32 = 3u;
 override SH: u32 = 1u;
@@ -45,7 +49,7 @@ fn in_tile(gid: vec3<u32>, wid: vec3<u32>) -> InTile {
 }
 
 // Writes (or with accumulate adds) the tile's gradients that exist (pixel < cols, channel < C/G).
-fn store_dx(acc: ptr<function, array<vec4<f32>, 64>>, o: InTile) {
+fn store_dx(o: InTile) {
     for (var t = 0u; t < TP; t++) {
         let ix = prm.phase_x + SW * (o.q0 + t);
         for (var j = 0u; j < TC4; j++) {
@@ -53,7 +57,7 @@ fn store_dx(acc: ptr<function, array<vec4<f32>, 64>>, o: InTile) {
                 let c = o.c0 + 4u * j + e;
                 if (o.q0 + t < prm.cols && c < o.cg) {
                     let i = ((o.n * prm.c + o.g * o.cg + c) * prm.h + o.iy) * prm.w + ix;
-                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + (*acc)[t * TC4 + j][e];
+                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + acc[t * TC4 + j][e];
                 }
             }
         }

@@ -4,6 +4,12 @@
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
+// The invocation's accumulators, [t * TK4 + j]: outputs q0 + t, channels k0 + 4j .. A private
+// variable rather than a function variable passed by pointer: for GL naga writes a pointer
+// parameter as a GLSL `inout` array, copied in and out at every call, which llvmpipe's GL
+// compiler takes minutes over in the unrolled tiles.
+var<private> acc: array<vec4<f32>, 64>;
+
 override R: u32 = 3u;
 override S: u32 = 3u;       // 1 or 3
 override SH: u32 = 1u;
@@ -38,7 +44,7 @@ fn out_tile(gid: vec3<u32>, wid: vec3<u32>) -> OutTile {
 }
 
 // acc[t * TK4 + j] = the bias of channels k0 + 4j .. (zero without one).
-fn init_bias(acc: ptr<function, array<vec4<f32>, 64>>, o: OutTile) {
+fn init_bias(o: OutTile) {
     for (var j = 0u; j < TK4; j++) {
         var bv = vec4<f32>(0.0);
         for (var e = 0u; e < 4u; e++) {
@@ -47,20 +53,20 @@ fn init_bias(acc: ptr<function, array<vec4<f32>, 64>>, o: OutTile) {
             bv[e] = select(0.0, b[select(0u, o.g * o.kg + kk, ok)], ok);
         }
         for (var t = 0u; t < TP; t++) {
-            (*acc)[t * TK4 + j] = bv;
+            acc[t * TK4 + j] = bv;
         }
     }
 }
 
 // Writes the tile's outputs that exist (q < Q, channel < K/G).
-fn store_outputs(acc: ptr<function, array<vec4<f32>, 64>>, o: OutTile) {
+fn store_outputs(o: OutTile) {
     for (var t = 0u; t < TP; t++) {
         let q = o.q0 + t;
         for (var j = 0u; j < TK4; j++) {
             for (var e = 0u; e < 4u; e++) {
                 let kk = o.k0 + 4u * j + e;
                 if (q < prm.q && kk < o.kg) {
-                    y[((o.n * prm.k + o.g * o.kg + kk) * prm.p + o.op) * prm.q + q] = (*acc)[t * TK4 + j][e];
+                    y[((o.n * prm.k + o.g * o.kg + kk) * prm.p + o.op) * prm.q + q] = acc[t * TK4 + j][e];
                 }
             }
         }
