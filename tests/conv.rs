@@ -248,7 +248,7 @@ fn autotuned_conv_agrees_with_default_and_is_cached() {
         cache_dir: None,
         ..TuneOptions::default()
     });
-    assert_eq!(spent.conv_storage(gpu), Storage::Buffer);
+    assert_eq!(spent.conv_storage(gpu), Storage::untuned(gpu));
     assert_eq!(
         spent.conv_tile(gpu, Pass::Forward, &s, Storage::Buffer),
         tiles(Pass::Forward, &s, Storage::Buffer)[0]
@@ -283,7 +283,7 @@ fn tuner_stops_at_its_budget_and_reports_progress() {
     });
     let s = Conv2d::symmetric([2, 64, 7, 9], 64, 3, 1).groups(2);
     assert!(tiles(Pass::Forward, &s, Storage::Buffer).len() > 1, "a choice to make");
-    assert_eq!(tuner.conv_storage(gpu), Storage::Buffer);
+    assert_eq!(tuner.conv_storage(gpu), Storage::untuned(gpu));
     assert_eq!(
         tuner.conv_tile(gpu, Pass::Forward, &s, Storage::Buffer),
         tiles(Pass::Forward, &s, Storage::Buffer)[0]
@@ -295,7 +295,7 @@ fn tuner_stops_at_its_budget_and_reports_progress() {
     let cache = || std::fs::read_to_string(dir.join("autotune.json")).unwrap_or_default();
     let marked = cache();
     assert!(
-        marked.contains("\"conv_storage\": \"buffer (partial)\"") && !marked.contains("grouped_conv_forward"),
+        marked.contains(&format!("\"conv_storage\": \"{} (partial)\"", Storage::untuned(gpu))) && !marked.contains("grouped_conv_forward"),
         "the choice that alone took the budget is marked, the one skipped absent: {marked}"
     );
     let heard = heard.lock().unwrap();
@@ -319,12 +319,15 @@ fn tuner_stops_at_its_budget_and_reports_progress() {
         ..TuneOptions::default()
     };
     let again = Tuner::new(options.clone());
-    assert_eq!(again.conv_storage(gpu), Storage::Buffer);
+    assert_eq!(again.conv_storage(gpu), Storage::untuned(gpu));
     assert_eq!(again.choices()[0].source, "partial", "{:?}", again.choices());
     let kept = cache();
-    assert!(kept.contains("\"conv_storage\": \"buffer\""), "not kept: {kept}");
+    assert!(
+        kept.contains(&format!("\"conv_storage\": \"{}\"", Storage::untuned(gpu))),
+        "not kept: {kept}"
+    );
     let third = Tuner::new(options);
-    assert_eq!(third.conv_storage(gpu), Storage::Buffer);
+    assert_eq!(third.conv_storage(gpu), Storage::untuned(gpu));
     assert_eq!(third.choices()[0].source, "cached", "{:?}", third.choices());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -153,7 +153,11 @@ fn textured_conv_plan_trains_bitwise_like_buffers() {
         conv_storage: Some(Storage::Texture),
         ..TuneOptions::off()
     });
-    let (plan, store) = nano_training_plan(gpu, &Tuner::off());
+    let in_buffers = Tuner::new(TuneOptions {
+        conv_storage: Some(Storage::Buffer),
+        ..TuneOptions::off()
+    });
+    let (plan, store) = nano_training_plan(gpu, &in_buffers);
     let (tplan, tstore) = nano_training_plan(&textured, &in_textures);
     let (plan, tplan) = (plan.plan(), tplan.plan());
     let packs = tplan

@@ -17,8 +17,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_autotune: bool,
     /// Where conv kernels read weights and activations: `buffer` (storage buffers) or `texture`
-    /// (4-channel texels; fast on software devices). Default: the tuner's timed choice, `buffer`
-    /// untuned. The same as NFNET_CONV_STORAGE.
+    /// (4-channel texels; fast on software devices). Default: the tuner's timed choice; untuned,
+    /// `texture` on a CPU adapter and `buffer` elsewhere. The same as NFNET_CONV_STORAGE.
     #[arg(long, global = true, value_parser = ["buffer", "texture"])]
     pub conv_storage: Option<String>,
 }

@@ -33,7 +33,7 @@
 //!   ([`Storage::Buffer`] or [`Storage::Texture`]). On a software device a texel fetch costs a
 //!   fraction of a bounds-checked storage-buffer load, and loads dominate the conv kernels'
 //!   cost; on a discrete GPU the two are close. Timed on a forward conv, the texture side paying
-//!   for packing its input.
+//!   for packing its input; untuned, textures on a CPU adapter and buffers elsewhere.
 //! * the register tile of each conv pass, per shape and storage ([`Tile`]).
 
 mod cache;
@@ -63,7 +63,8 @@ const PARTIAL: &str = " (partial)";
 pub struct TuneOptions {
     /// Time the candidates; off, every choice is the default (for reproducible timings).
     pub enabled: bool,
-    /// Where the conv kernels read their operands, fixed; `None` tunes it (buffers untuned).
+    /// Where the conv kernels read their operands, fixed; `None` tunes it (untuned:
+    /// [`Storage::untuned`]).
     pub conv_storage: Option<Storage>,
     /// The directory of `autotune.json`; `None` keeps choices in memory only.
     pub cache_dir: Option<PathBuf>,
@@ -87,7 +88,7 @@ impl Default for TuneOptions {
 }
 
 impl TuneOptions {
-    /// Every choice the default: buffers and default tiles, nothing timed or cached.
+    /// Every choice the default: the adapter's default storage and tiles, nothing timed or cached.
     pub fn off() -> TuneOptions {
         TuneOptions {
             enabled: false,
@@ -239,17 +240,23 @@ impl Tuner {
 
     /// Where the conv kernels read their operands on `gpu`: the fixed choice, else (tuning on)
     /// the cached or timed one (on the forward conv of a stage-like grouped 3x3 shape, the
-    /// texture side packing x inside the timed launch as a plan does), else buffers.
+    /// texture side packing x inside the timed launch as a plan does), else the adapter's
+    /// default ([`Storage::untuned`]).
     pub fn conv_storage(&self, gpu: &Gpu) -> Storage {
         if let Some(storage) = self.options.conv_storage {
             return storage;
         }
+        let default = Storage::untuned(gpu);
         if !self.options.enabled {
-            return Storage::Buffer;
+            return default;
         }
         let spec = Conv2d::symmetric([2, 256, 12, 12], 256, 3, 1).groups(2);
+        let other = match default {
+            Storage::Buffer => Storage::Texture,
+            Storage::Texture => Storage::Buffer,
+        };
         let mut trial = None;
-        self.pick(gpu, "conv_storage", &[Storage::Buffer, Storage::Texture], |storage| {
+        self.pick(gpu, "conv_storage", &[default, other], |storage| {
             let trial = match &mut trial {
                 Some(t) => t,
                 None => trial.insert(Trial::new(gpu, Pass::Forward, &spec, Storage::Buffer)?),
