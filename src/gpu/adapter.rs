@@ -128,7 +128,13 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
 }
 
 fn no_adapter_hint() -> String {
-    if cfg!(target_os = "linux") {
+    if let Ok(backend) = std::env::var("WGPU_BACKEND") {
+        let mut hint = format!("WGPU_BACKEND={backend} limits the search to that API; unset it to look at every backend.");
+        if cfg!(target_os = "linux") && backend.trim().eq_ignore_ascii_case("gl") {
+            hint += " For GL without a GPU, Mesa's llvmpipe through EGL works: `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri`.";
+        }
+        hint
+    } else if cfg!(target_os = "linux") {
         "Install a Vulkan driver; on Linux without a GPU the software device lavapipe works: \
          `apt-get install mesa-vulkan-drivers`."
             .into()
