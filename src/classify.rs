@@ -64,8 +64,11 @@ pub struct EvalStats {
     pub top1: f64,
     pub top5: f64,
     pub images: usize,
-    /// `confusion[true][predicted]`.
+    /// `confusion[true][predicted]`, over the images whose logits are finite.
     pub confusion: Vec<Vec<usize>>,
+    /// Images whose logits hold a NaN or an infinity: counted as wrong in top-1 and top-5, left
+    /// out of the confusion matrix, and the loss is NaN.
+    pub non_finite: usize,
 }
 
 /// A model ready to classify images; see the module docs.
@@ -204,6 +207,19 @@ impl<'g> Classifier<'g> {
         // The weights may have changed since the last pass (a training run's).
         self.prepare()?;
         let classes = self.classes.len();
+        // Names are compared unless the model's are the plain numbers it has without any.
+        let numbered = self.classes.iter().enumerate().all(|(i, c)| *c == i.to_string());
+        if source.classes().len() != classes || (!numbered && source.classes() != self.classes.as_slice()) {
+            return Err(Error::invalid(
+                "evaluate",
+                format!(
+                    "the data's {} classes ({}) are not the model's {classes} ({}), in label order",
+                    source.classes().len(),
+                    first_names(source.classes()),
+                    first_names(&self.classes),
+                ),
+            ));
+        }
         let options = LoaderOptions::eval(self.plan.batch(), self.resolution, self.margin, threads);
         let loader = Loader::start(source.clone(), &options);
         let mut stats = EvalStats {
@@ -214,6 +230,11 @@ impl<'g> Classifier<'g> {
         for b in loader {
             let z = self.plan.logits_async(self.gpu, &b.images).await?;
             for (row, &label) in z.chunks(classes).zip(&b.labels).take(b.count) {
+                if !row.iter().all(|v| v.is_finite()) {
+                    // Wrong, whatever `>` says of NaN.
+                    (loss, stats.non_finite) = (f64::NAN, stats.non_finite + 1);
+                    continue;
+                }
                 let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
                 let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
                 loss += lse - row[label as usize] as f64;
@@ -229,6 +250,15 @@ impl<'g> Classifier<'g> {
         (stats.loss, stats.top1, stats.top5) = (loss / n, top1 as f64 / n, top5 as f64 / n);
         Ok(stats)
     }
+}
+
+/// Up to the first five of `names`, then how many more.
+fn first_names(names: &[String]) -> String {
+    let mut text = names.iter().take(5).map(String::as_str).collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        text += &format!(", and {} more", names.len() - 5);
+    }
+    text
 }
 
 /// The softmax of one row of logits.

@@ -69,22 +69,43 @@ pub enum Error {
     #[error("the training loss became {loss} at step {step}; training stopped (the last checkpoint, from before it, is kept)")]
     Diverged { step: u64, loss: f32 },
 
+    /// Numbers that must be finite are not: a validation loss, weights about to be saved, an
+    /// input or weights file. `what` names them, `message` says where and what happens now.
+    #[error("{what}: {message}")]
+    NotFinite { what: String, message: String },
+
     /// A weights file does not fit the model: every problem, listed at once.
-    #[error("{}", weights_message(file, missing, unexpected, misshaped))]
+    #[error("{}", weights_message(file, missing, unexpected, misshaped, not_f32))]
     Weights {
         file: String,
         missing: Vec<String>,
         unexpected: Vec<String>,
         misshaped: Vec<String>,
+        /// Tensors of the right name and shape that hold integers.
+        not_f32: Vec<String>,
     },
 }
 
-fn weights_message(file: &str, missing: &[String], unexpected: &[String], misshaped: &[String]) -> String {
+fn weights_message(file: &str, missing: &[String], unexpected: &[String], misshaped: &[String], not_f32: &[String]) -> String {
+    // The first few names of each list: a file of another model can miss hundreds.
+    const SHOWN: usize = 6;
     let mut m = format!("{file} does not fit the model:");
-    for (what, list) in [("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)] {
+    let lists = [
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("mis-shaped", misshaped),
+        ("integer (expected f32)", not_f32),
+    ];
+    for (what, list) in lists {
         if !list.is_empty() {
-            m += &format!("\n  {} {what} tensor(s): {}", list.len(), list.join(", "));
+            m += &format!("\n  {} {what} tensor(s): {}", list.len(), list[..list.len().min(SHOWN)].join(", "));
+            if list.len() > SHOWN {
+                m += &format!(", and {} more", list.len() - SHOWN);
+            }
         }
+    }
+    if !missing.is_empty() && unexpected.len() >= missing.len() {
+        m += "\n  (the file may hold another model's weights: check --model)";
     }
     m
 }

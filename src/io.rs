@@ -127,6 +127,24 @@ fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<(BTreeMap<String, Host
 
 /// Writes tensors to a safetensors file atomically: a temporary file beside it, then a rename,
 /// so a crash never leaves a truncated file under the final name.
+/// An error unless every value of tensor `name` of `file` is a finite number: weights or
+/// images holding a NaN or an infinity would only spread it through every output.
+pub fn check_finite(file: &str, name: &str, values: &[f32]) -> Result<()> {
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad == 0 {
+        return Ok(());
+    }
+    let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    Err(Error::NotFinite {
+        what: format!("{file}: {name}"),
+        message: format!(
+            "{bad} of {} values are NaN or infinite (the first at index {first}: {}); expected finite numbers",
+            values.len(),
+            values[first]
+        ),
+    })
+}
+
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>, metadata: Option<HashMap<String, String>>) -> Result<()> {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()

@@ -160,3 +160,77 @@ fn adapter_selection() {
     .expect("adapter by name");
     assert_eq!(by_name.info.name, first.name);
 }
+
+/// Numbers a run cannot use: a NaN in the images or the weights, a learning rate that is not a
+/// finite non-negative number, a batch or resolution of 0, data of other classes than the
+/// model's. Each is a typed error that names it, never NaN outputs or a panic.
+#[test]
+fn bad_numbers_and_mismatched_classes_get_typed_errors() {
+    use nfnet::graph::optim::Optimizer;
+    use nfnet::io::read_safetensors;
+    use nfnet::model::forward::{forward, ForwardOptions};
+    use nfnet::model::{describe, ModelConfig, Weights};
+    use nfnet::Tuner;
+    let Some(gpu) = gpu_or_skip() else { return };
+    let data = |f: &str| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(f);
+    let config = ModelConfig::load(data("dm_mini.json").to_str().unwrap()).unwrap();
+    let weights = Weights {
+        source: "dm_mini".into(),
+        tensors: read_safetensors(&data("dm_mini.weights.safetensors")).unwrap(),
+    };
+    let input = read_safetensors(&data("dm_mini.input.safetensors")).unwrap();
+    let options = ForwardOptions {
+        grads: false,
+        train_steps: 2,
+        lr: 0.1,
+        optimizer: Optimizer::paper(),
+    };
+    let run = |weights: &Weights, images: &nfnet::io::HostTensor, options: &ForwardOptions| {
+        forward(gpu, &Tuner::off(), &config, weights, images, Some(&input["labels"]), options)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "no error".into())
+    };
+    for lr in [f32::NAN, f32::INFINITY, -1.0] {
+        let msg = run(&weights, &input["input"], &ForwardOptions { lr, ..options });
+        assert!(msg.contains(&format!("lr (--lr) {lr}")), "{lr}: {msg}");
+    }
+    let mut images = input["input"].clone();
+    let nan_at = |t: &mut nfnet::io::HostTensor, i: usize, v: f32| match &mut t.data {
+        nfnet::io::HostData::F32(values) => values[i] = v,
+        _ => unreachable!("f32 fixtures"),
+    };
+    nan_at(&mut images, 7, f32::NAN);
+    let msg = run(&weights, &images, &options);
+    assert!(msg.contains("1 of") && msg.contains("index 7: NaN"), "{msg}");
+    let mut poisoned = weights.clone();
+    nan_at(poisoned.tensors.get_mut("head.fc.bias").unwrap(), 0, f32::INFINITY);
+    let msg = run(&poisoned, &input["input"], &options);
+    assert!(msg.contains("head.fc.bias") && msg.contains("NaN or infinite"), "{msg}");
+    // `nfnet info` with a batch or a resolution of 0.
+    for (batch, resolution, what) in [(0, 64, "batch size 0"), (8, 0, "resolution 0x0")] {
+        match describe(&config, resolution, batch) {
+            Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains(what), "{e}"),
+            other => panic!("{what}: expected an invalid-argument error, got {:?}", other.err()),
+        }
+    }
+    // A model of 2 classes (a checkpoint of another dataset) evaluated on the 10 built-in ones.
+    use nfnet::classify::{Classifier, ClassifierOptions};
+    use nfnet::data::synthetic::Synthetic;
+    let nano = ModelConfig {
+        num_classes: 2,
+        ..ModelConfig::builtin("nano").unwrap()
+    };
+    let store = nfnet::model::recipe::param_store(gpu, &nano).unwrap();
+    let options = ClassifierOptions {
+        resolution: Some(32),
+        batch: 4,
+        ..Default::default()
+    };
+    let classifier = Classifier::over(gpu, &Tuner::off(), &nano, &store, &options).unwrap();
+    let ten: std::sync::Arc<dyn nfnet::data::Source> = std::sync::Arc::new(Synthetic::new(0, 0, 8));
+    match classifier.evaluate(&ten, 1) {
+        Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains("10 classes") && e.to_string().contains("model's 2"), "{e}"),
+        other => panic!("expected a class mismatch error, got {:?}", other.err()),
+    }
+}

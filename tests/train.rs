@@ -323,6 +323,18 @@ fn the_schedule_warms_up_then_decays_to_zero() {
         o.lr_at(550, 100)
     );
     assert!(o.lr_at(999, 100) < 1e-5);
+    // Warm-up that ends inside the first step never overshoots the peak.
+    let one_step = TrainOptions {
+        epochs: 4,
+        warmup_epochs: 0.5,
+        lr: 0.1,
+        ..options()
+    };
+    assert!(
+        (0..4).all(|s| one_step.lr_at(s, 1) <= 0.1),
+        "{:?}",
+        (0..4).map(|s| one_step.lr_at(s, 1)).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -359,6 +371,82 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     assert_eq!(ckpt.state.step, good_step, "the last checkpoint is the good one");
     assert!(ckpt.tensors.values().all(|t| t.as_f32("t").unwrap().iter().all(|v| v.is_finite())));
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Weights that evaluate to NaN while the training loss stays finite (here the moving average,
+/// which evaluation uses, poisoned): the epoch's top-1 counts every NaN row wrong, the run stops
+/// with a typed error, and neither `last` nor `best` is touched; no checkpoint with a NaN is
+/// ever written.
+#[test]
+fn a_non_finite_validation_loss_stops_training_and_touches_no_checkpoint() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let data = small_data();
+    let dir = scratch("nan-val");
+    let mut t = Trainer::new(
+        gpu,
+        &Tuner::off(),
+        TrainOptions {
+            epochs: 1,
+            micro_batches: 1,
+            ema_decay: Some(0.9),
+            ..options()
+        },
+        &data,
+    )
+    .unwrap();
+    assert_eq!(t.fit(&data, &dir, &mut |_| {}).unwrap(), FitEnd::Finished);
+    let files = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let (last, best) = (files("last.safetensors"), files("best.safetensors"));
+    let (name, ema) = (t.state_tensors().into_iter())
+        .find(|(n, _)| n.contains("ema") && n.ends_with("head.fc.weight"))
+        .expect("the moving average of the classifier's weight");
+    ema.write_f32(gpu, &vec![f32::NAN; ema.numel()]).unwrap();
+    let stats = t.evaluate(&data.val).unwrap();
+    assert_eq!((stats.non_finite, stats.images), (24, 24), "{stats:?}");
+    assert!(
+        stats.loss.is_nan() && stats.top1 == 0.0 && stats.top5 == 0.0,
+        "NaN logits count as wrong: {stats:?}"
+    );
+    let refused = dir.join("refused.safetensors");
+    match checkpoint::save(&t, &refused) {
+        Err(e @ Error::NotFinite { .. }) => assert!(e.to_string().contains(&name), "{e}"),
+        other => panic!("expected a non-finite error naming {name}, got {other:?}"),
+    }
+    assert!(!refused.exists());
+    t.options.epochs = 2;
+    match t.fit(&data, &dir, &mut |_| {}) {
+        Err(e @ Error::NotFinite { .. }) => assert!(e.to_string().contains("validation loss is NaN"), "{e}"),
+        other => panic!("expected the run to stop on the NaN validation loss, got {other:?}"),
+    }
+    assert!(
+        files("last.safetensors") == last && files("best.safetensors") == best,
+        "a checkpoint was touched"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Every option of a run is checked before any work, and a bad one is named by its flag.
+#[test]
+fn bad_training_options_name_the_flag() {
+    let cases: [(fn(&mut TrainOptions), &str); 8] = [
+        (|o| o.lr = f32::NAN, "lr NaN"),
+        (|o| o.lr = -1.0, "lr -1"),
+        (|o| o.warmup_epochs = f32::NAN, "--warmup"),
+        (|o| o.warmup_epochs = -1.0, "--warmup"),
+        (|o| o.augment.mixup = -1.0, "--mixup"),
+        (|o| o.augment.crop_scale = 0.0, "--crop-scale"),
+        (|o| o.label_smoothing = 2.0, "--label-smoothing"),
+        (|o| o.agc.as_mut().unwrap().eps = -1.0, "--agc-eps"),
+    ];
+    for (change, flag) in cases {
+        let mut o = options();
+        change(&mut o);
+        match o.validate() {
+            Err(e @ Error::Invalid { .. }) => assert!(e.to_string().contains(flag), "{flag}: {e}"),
+            other => panic!("{flag}: expected an invalid-option error, got {other:?}"),
+        }
+    }
+    assert!(options().validate().is_ok());
 }
 
 #[test]

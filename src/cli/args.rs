@@ -62,7 +62,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub val_data: Option<PathBuf>,
     /// Fraction of an image folder held out for validation when --val-data is not given [default: 0.1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f64>,
     /// A built-in model or a JSON config (default: nano; with --resume, the checkpoint's).
     #[arg(long)]
@@ -77,52 +77,52 @@ pub struct TrainArgs {
     #[arg(long)]
     pub accum: Option<usize>,
     /// Peak learning rate (after the warm-up; cosine decay to 0) [default: 0.1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Epochs of linear learning-rate warm-up [default: 0.5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub warmup: Option<f32>,
     /// [default: 0.9]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
     /// Coupled weight decay on the *.weight tensors [default: 5e-5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
     /// AGC's lambda (0 turns it off) [default: 0.01].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub agc_clip: Option<f32>,
     /// [default: 0.001]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub agc_eps: Option<f32>,
     /// [default: 0.1]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub label_smoothing: Option<f32>,
     /// Evaluate an exponential moving average of the weights with this decay (e.g. 0.999).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub ema: Option<f64>,
     /// Input resolution (default: the data's, else 32; 64 costs 4x the time of 32).
     #[arg(long)]
     pub resolution: Option<u32>,
     /// Smallest area fraction of the random-resized crop (default 0.08 from 128 px, else 0.35).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub crop_scale: Option<f32>,
     /// No random horizontal flips.
     #[arg(long)]
     pub no_flip: bool,
     /// MixUp with Beta(alpha, alpha) (0: off; DeepMind uses 0.2) [default: 0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub mixup: Option<f32>,
     /// CutMix with Beta(alpha, alpha) (0: off; DeepMind uses 1) [default: 0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cutmix: Option<f32>,
     /// Evaluation resizes to resolution + margin, then centre-crops (default 32 from 128 px, else 0).
     #[arg(long)]
     pub eval_margin: Option<u32>,
     /// Override the model's dropout before the classifier.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub dropout: Option<f64>,
     /// Override the model's stochastic depth rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub drop_path: Option<f64>,
     /// Continue a checkpoint (its options and position; --epochs may extend it).
     #[arg(long)]
@@ -218,17 +218,17 @@ pub struct ForwardArgs {
     /// Train N steps on the same batch and write the parameters after them (needs labels).
     #[arg(long, default_value_t = 0)]
     pub train_steps: usize,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
     pub lr: f32,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub momentum: f32,
     /// Coupled weight decay on the `*.weight` tensors.
-    #[arg(long, default_value_t = 2e-5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2e-5)]
     pub weight_decay: f32,
     /// AGC's lambda (0 turns AGC off).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.01)]
     pub agc_clip: f32,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-3)]
     pub agc_eps: f32,
     /// Clip gains as whole vectors and the classifier bias too, as DeepMind's code (default: timm's units).
     #[arg(long)]

@@ -122,7 +122,7 @@ pub fn forward(args: &ForwardArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow
     let input_file = nfnet::io::read_safetensors(&args.input)?;
     let input =
         (input_file.get("input")).ok_or_else(|| anyhow::anyhow!("{}: no tensor named `input` (N,3,H,W f32)", args.input.display()))?;
-    let agc = (args.agc_clip > 0.0).then_some(AgcConfig {
+    let agc = (args.agc_clip != 0.0).then_some(AgcConfig {
         clip: args.agc_clip,
         eps: args.agc_eps,
         style: if args.agc_deepmind { AgcStyle::DeepMind } else { AgcStyle::Timm },
@@ -306,6 +306,13 @@ pub fn eval(args: &EvalArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Resu
     let stats = classifier.evaluate(&source, default_threads())?;
     let (loss, top1, top5) = (stats.loss, 100.0 * stats.top1, 100.0 * stats.top5);
     println!("{} images: loss {loss:.4}, top-1 {top1:.2}%, top-5 {top5:.2}%", stats.images);
+    if stats.non_finite > 0 {
+        eprintln!(
+            "warning: {} images gave NaN or infinite logits (counted wrong, left out of the table below): \
+             the checkpoint's weights are not usable",
+            stats.non_finite
+        );
+    }
     println!("\nper class (recall, and the class it is most often mistaken for):");
     for (i, row) in stats.confusion.iter().enumerate() {
         let total: usize = row.iter().sum();

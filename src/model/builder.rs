@@ -16,7 +16,7 @@
 //! `act` is plain, gamma multiplies every WS conv instead, and padding is symmetric.
 
 use super::config::{BlockLayout, Flavour, ModelConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, Op, ParamInfo, Role, TensorId};
 use crate::ops::avg_pool::AvgPool;
 use crate::ops::dropout::{Dropout, Granularity};
@@ -256,6 +256,15 @@ impl Builder<'_> {
 /// Builds the graph of `config` for a batch of `n` images of `(height, width)`. `seed` seeds
 /// dropout and stochastic depth.
 pub fn build(config: &ModelConfig, n: usize, (height, width): (usize, usize), mode: Mode, seed: u64) -> Result<Model> {
+    if n == 0 {
+        return Err(Error::invalid("model", "batch size 0: expected at least 1 image"));
+    }
+    if height == 0 || width == 0 {
+        return Err(Error::invalid(
+            "model",
+            format!("input resolution {height}x{width}: expected at least 1x1 pixels"),
+        ));
+    }
     let blocks = config.blocks()?;
     let mut b = Builder {
         cfg: config,

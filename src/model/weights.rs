@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Init, ParamStore};
-use crate::io::{read_safetensors, HostTensor};
+use crate::io::{check_finite, read_safetensors, HostTensor};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,7 +106,7 @@ pub struct LoadReport {
 /// first; a classifier of another shape is refused or replaced as `head` says.
 pub fn load(gpu: &Gpu, graph: &Graph, store: &ParamStore, weights: &Weights, head: Head) -> Result<LoadReport> {
     let (tensors, new_head) = (&weights.tensors, matches!(head, Head::Fresh(_)));
-    let (mut missing, mut misshaped, mut report) = (Vec::new(), Vec::new(), LoadReport::default());
+    let (mut missing, mut misshaped, mut not_f32, mut report) = (Vec::new(), Vec::new(), Vec::new(), LoadReport::default());
     let mut plan = Vec::new();
     for (_, def, info) in graph.params() {
         match tensors.get(&def.name) {
@@ -121,19 +121,23 @@ pub fn load(gpu: &Gpu, graph: &Graph, store: &ParamStore, weights: &Weights, hea
             }
             Some(t) => match t.as_f32(&def.name) {
                 Ok(v) => plan.push((def.name.clone(), v)),
-                Err(_) => misshaped.push(format!("{} (expected f32 values, got integers)", def.name)),
+                Err(_) => not_f32.push(def.name.clone()),
             },
         }
     }
     let names: std::collections::HashSet<&str> = graph.params().map(|(_, d, _)| d.name.as_str()).collect();
     let unexpected: Vec<String> = tensors.keys().filter(|k| !names.contains(k.as_str())).cloned().collect();
-    if !missing.is_empty() || !unexpected.is_empty() || !misshaped.is_empty() {
+    if !missing.is_empty() || !unexpected.is_empty() || !misshaped.is_empty() || !not_f32.is_empty() {
         return Err(Error::Weights {
             file: weights.source.clone(),
             missing,
             unexpected,
             misshaped,
+            not_f32,
         });
+    }
+    for (name, values) in &plan {
+        check_finite(&weights.source, name, values)?;
     }
     for (name, values) in plan {
         store.get(&name).expect("checked against the graph").write_f32(gpu, values)?;

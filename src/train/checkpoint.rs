@@ -7,7 +7,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 use super::Trainer;
 use super::{TrainOptions, TrainState};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::checkpoint::CheckpointFile;
 use std::collections::BTreeMap;
@@ -23,12 +23,26 @@ pub struct Checkpoint {
     pub tensors: BTreeMap<String, HostTensor>,
 }
 
-/// Writes the trainer's tensors and state to `path`.
+/// Writes the trainer's tensors and state to `path` (atomically: a failed write leaves the old
+/// file). A tensor holding a NaN or an infinity is an error and nothing is written: a
+/// checkpoint is always one a run can continue from.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
     let mut tensors = BTreeMap::new();
     for (name, t) in trainer.state_tensors() {
-        tensors.insert(name, HostTensor::f32(t.shape(), t.read_f32(trainer.gpu)?));
+        let values = t.read_f32(trainer.gpu)?;
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(Error::NotFinite {
+                what: name,
+                message: format!(
+                    "{bad} of {} values are NaN or infinite; {} was not written (the file there, if any, is unchanged)",
+                    values.len(),
+                    path.display()
+                ),
+            });
+        }
+        tensors.insert(name, HostTensor::f32(t.shape(), values));
     }
     let json = |v: serde_json::Result<String>| v.expect("training state always serializes");
     let fields = [

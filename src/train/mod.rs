@@ -155,6 +155,7 @@ impl<'g> Trainer<'g> {
                 missing,
                 unexpected: vec![],
                 misshaped,
+                not_f32: vec![],
             };
             let host = checkpoint
                 .tensors
@@ -164,7 +165,9 @@ impl<'g> Trainer<'g> {
                 let m = format!("{name} (expected {:?}, got {:?})", t.shape(), host.shape);
                 return Err(weights_error(vec![], vec![m]));
             }
-            t.write_f32(gpu, host.as_f32(&name)?)?;
+            let values = host.as_f32(&name)?;
+            crate::io::check_finite(&source, &name, values)?;
+            t.write_f32(gpu, values)?;
         }
         trainer.state = checkpoint.state;
         Ok(trainer)
@@ -381,6 +384,17 @@ impl<'g> Trainer<'g> {
                 skipped: data.train.skipped().len(),
                 val,
             };
+            if !stats.val.loss.is_finite() || !stats.train_loss.is_finite() {
+                // Diverged: nothing of this epoch is written, the last checkpoint stays.
+                return Err(Error::NotFinite {
+                    what: format!("epoch {}", stats.epoch + 1),
+                    message: format!(
+                        "the validation loss is {} ({} of {} images with NaN or infinite logits) and the training loss {}; \
+                         training stopped, and the checkpoints of the epochs before it are kept (try a lower --lr)",
+                        stats.val.loss, stats.val.non_finite, stats.val.images, stats.train_loss
+                    ),
+                });
+            }
             self.state.epoch += 1;
             self.state.batch = 0;
             let best = stats.val.top1 > self.state.best_top1;

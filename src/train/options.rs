@@ -109,6 +109,34 @@ impl TrainOptions {
                 self.lr, self.momentum, self.weight_decay
             ));
         }
+        let finite_at_least_0 = [
+            ("warmup_epochs (--warmup)", self.warmup_epochs),
+            ("mixup (--mixup)", self.augment.mixup),
+            ("cutmix (--cutmix)", self.augment.cutmix),
+        ];
+        for (name, v) in finite_at_least_0 {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} must be a finite number >= 0, got {v}"));
+            }
+        }
+        let s = self.augment.crop_scale;
+        if !(s > 0.0 && s <= 1.0) {
+            return bad(format!(
+                "crop_scale (--crop-scale), the smallest crop's share of the image, must be in (0, 1], got {s}"
+            ));
+        }
+        let ls = self.label_smoothing;
+        if !(0.0..1.0).contains(&ls) {
+            return bad(format!("label_smoothing (--label-smoothing) must be in [0, 1), got {ls}"));
+        }
+        if let Some(agc) = &self.agc {
+            if !(agc.clip.is_finite() && agc.clip > 0.0 && agc.eps.is_finite() && agc.eps >= 0.0) {
+                return bad(format!(
+                    "AGC's clip (--agc-clip) must be finite and > 0 (0 turns AGC off), its eps (--agc-eps) finite and >= 0; got {} and {}",
+                    agc.clip, agc.eps
+                ));
+            }
+        }
         if (self.resolution as usize) < MIN_RESOLUTION {
             return bad(format!("the resolution must be at least {MIN_RESOLUTION}, got {}", self.resolution));
         }
@@ -130,7 +158,8 @@ impl TrainOptions {
         let warm = (self.warmup_epochs as f64 * steps_per_epoch as f64).min(total);
         let t = step as f64;
         let lr = if t < warm {
-            (t + 1.0) / warm
+            // Step t ends at t + 1; never past the peak when warm-up ends mid-step.
+            ((t + 1.0) / warm).min(1.0)
         } else {
             let span = (total - warm).max(1.0);
             0.5 * (1.0 + (std::f64::consts::PI * ((t - warm) / span).min(1.0)).cos())
@@ -242,7 +271,7 @@ impl TrainOverrides {
         let d = TrainOptions::new(model);
         let resolution = self.resolution.or(data.native_size).unwrap_or(DEFAULT_RESOLUTION);
         let agc = match (self.agc_clip, d.agc) {
-            (Some(clip), _) if clip <= 0.0 => None,
+            (Some(clip), _) if clip == 0.0 => None,
             (clip, Some(agc)) => Some(AgcConfig {
                 clip: clip.unwrap_or(agc.clip),
                 eps: self.agc_eps.unwrap_or(agc.eps),
