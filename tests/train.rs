@@ -168,6 +168,91 @@ fn a_process_killed_while_writing_a_checkpoint_leaves_the_last_one_loadable() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Run folders: a new run refuses a folder that holds another run (its files unchanged) unless
+/// told to replace it, and then starts a fresh metrics.csv; Ctrl-C saves, exits 130 and prints a
+/// command that, run as printed, continues in the same folder; a resume that changes the
+/// epoch count says what that does to the schedule.
+#[test]
+fn run_folders_are_never_mixed_and_an_interrupted_run_continues_as_printed() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let dir = scratch("folders");
+    let train = |extra: &[&str]| {
+        let out = nfnet()
+            .current_dir(&dir)
+            .args(["train", "--data", "synthetic:64:16", "--batch-size", "16", "--out", "run"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = train(&["--epochs", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let run = dir.join("run");
+    let snapshot = || nfnet::train::RUN_FILES.map(|f| std::fs::read(run.join(f)).ok());
+    let before = snapshot();
+    let (code, stderr) = train(&["--epochs", "1", "--seed", "5"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("holds another run") && stderr.contains("--overwrite"), "{stderr}");
+    assert!(snapshot() == before, "a refused run touched the folder");
+    let (code, stderr) = train(&["--epochs", "1", "--seed", "5", "--overwrite"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows = || std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count() - 1;
+    assert_eq!(rows(), 1, "the replaced run's metrics are gone");
+    // Interrupted after its first epoch: the checkpoint, exit 130, and the command to go on.
+    let child = nfnet()
+        .current_dir(&dir)
+        .args([
+            "train",
+            "--data",
+            "synthetic:64:16",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "40",
+            "--out",
+            "run2",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !dir.join("run2/last.safetensors").exists() {
+        assert!(start.elapsed().as_secs() < 300, "timed out waiting for the first checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let interrupt = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(interrupt.unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let printed = (stderr.lines())
+        .find_map(|l| l.split_once("continue with: ").map(|(_, c)| c.to_string()))
+        .unwrap_or_else(|| panic!("no resume command printed:\n{stderr}"));
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(&words[..3], ["nfnet", "train", "--resume"], "{printed}");
+    let resumed = checkpoint::read(&dir.join(words[3])).unwrap();
+    let out = nfnet()
+        .current_dir(&dir)
+        .args(&words[1..])
+        .args(["--epochs", (resumed.state.epoch + 1).to_string().as_str()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("note: the run planned 40 epochs"), "{stderr}");
+    let csv = std::fs::read_to_string(dir.join("run2/metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count() - 1, resumed.state.epoch as usize + 1, "{csv}");
+    let last = checkpoint::read(&dir.join("run2/last.safetensors")).unwrap();
+    assert_eq!(
+        last.state.epoch,
+        resumed.state.epoch + 1,
+        "the resumed run wrote into its own folder"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
 /// A small image folder of PNG and JPEG files, with one grayscale image and one corrupt file.
 fn image_folder(root: &Path) -> PathBuf {
     let source = Synthetic::new(9, 0, 60);

@@ -130,9 +130,13 @@ pub struct TrainArgs {
     /// Start from timm weights (fine-tuning; a classifier of another class count is re-initialised).
     #[arg(long, conflicts_with = "resume")]
     pub init: Option<PathBuf>,
-    /// Output folder: checkpoints, metrics.csv, metrics.png.
-    #[arg(long, default_value = "runs/nfnet")]
-    pub out: PathBuf,
+    /// Output folder: checkpoints, metrics.csv, metrics.png (default: runs/nfnet; with --resume,
+    /// the checkpoint's folder). A new run refuses a folder that holds another run's files.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Let a new run replace the run files (checkpoints, metrics) in --out.
+    #[arg(long)]
+    pub overwrite: bool,
     /// [default: 0]
     #[arg(long)]
     pub seed: Option<u64>,
@@ -237,11 +241,24 @@ pub struct ForwardArgs {
 
 impl TrainArgs {
     /// What the command line asks of the run.
+    /// Where the run writes: --out, else the resumed checkpoint's folder, else runs/nfnet.
+    pub fn out_dir(&self) -> PathBuf {
+        match (&self.out, &self.resume) {
+            (Some(out), _) => out.clone(),
+            (None, Some(ckpt)) => match ckpt.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            (None, None) => PathBuf::from("runs/nfnet"),
+        }
+    }
+
     pub fn overrides(&self) -> anyhow::Result<TrainOverrides> {
         Ok(TrainOverrides {
+            // Folders are saved absolute, so that a resumed run finds them from anywhere.
             data: self.data.as_ref().map(|d| DataSpec {
-                source: d.clone(),
-                val_data: self.val_data.clone(),
+                source: absolute_source(d),
+                val_data: self.val_data.as_deref().map(absolute),
                 val_split: self.val_split.unwrap_or(DataSpec::new(d).val_split),
             }),
             model: self.model.as_deref().map(ModelConfig::load).transpose()?,
@@ -268,5 +285,23 @@ impl TrainArgs {
             loss_every: self.loss_every,
             threads: self.threads,
         })
+    }
+}
+
+/// `path` made absolute (the current directory's parts resolved), or as given if it does not
+/// exist (opening it will say so).
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A data source with its folder made absolute: an image folder or `cifar10:DIR`; the embedded
+/// `synthetic` sets as given.
+fn absolute_source(source: &str) -> String {
+    if source.starts_with("synthetic") {
+        return source.into();
+    }
+    match source.strip_prefix("cifar10:") {
+        Some(dir) => format!("cifar10:{}", absolute(std::path::Path::new(dir)).display()),
+        None => absolute(std::path::Path::new(source)).display().to_string(),
     }
 }

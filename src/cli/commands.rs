@@ -151,10 +151,12 @@ pub fn forward(args: &ForwardArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow
 }
 
 pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
-    let gpu = Gpu::new()?;
-    eprintln!("adapter: {}", gpu.describe());
     let overrides = args.overrides()?;
     let resumed = args.resume.as_deref().map(checkpoint::read).transpose()?;
+    let out = args.out_dir();
+    check_run_folder(&out, args)?;
+    let gpu = Gpu::new()?;
+    eprintln!("adapter: {}", gpu.describe());
     let data = overrides.open_data(resumed.as_ref())?;
     let skipped = data.train.skipped();
     for file in skipped {
@@ -182,6 +184,13 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
             trainer.state.epoch + 1,
             trainer.state.step
         );
+        let (before, now) = (ckpt.options.epochs, trainer.options.epochs);
+        if before != now {
+            eprintln!(
+                "note: the run planned {before} epochs and now trains {now}: the cosine decay of the learning rate \
+                 is stretched to end at epoch {now}, so the result differs from a run planned for {now} from the start"
+            );
+        }
     }
     if let Some(path) = &args.init {
         let report = trainer.load_weights(&Weights::read(path)?)?;
@@ -204,7 +213,7 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
         trainer.steps_per_epoch(),
         o.lr,
         o.warmup_epochs,
-        args.out.display(),
+        out.display(),
         r = o.resolution,
     );
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -223,11 +232,51 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
             .progress_chars("=> "),
     );
     let mut last_loss = f32::NAN;
-    let end = trainer.fit(&data, &args.out, &mut |event| show(&bar, &mut last_loss, event));
+    let end = trainer.fit(&data, &out, &mut |event| show(&bar, &mut last_loss, event));
     bar.finish_and_clear();
     match end? {
-        FitEnd::Finished => eprintln!("done: {} (best top-1 {:.2}%)", args.out.display(), 100.0 * trainer.state.best_top1),
-        FitEnd::Interrupted(path) => eprintln!("stopped; continue with: nfnet train --resume {}", path.display()),
+        FitEnd::Finished => eprintln!("done: {} (best top-1 {:.2}%)", out.display(), 100.0 * trainer.state.best_top1),
+        FitEnd::Interrupted(path) => {
+            // Resuming writes to the checkpoint's folder: the command works as printed.
+            eprintln!("stopped; continue with: nfnet train --resume {}", path.display());
+            std::process::exit(130);
+        }
+    }
+    Ok(())
+}
+
+/// A new run into a folder that holds another run's files would mix two runs' checkpoints and
+/// metrics: refused unless --overwrite, which removes them first. A resumed run may write into
+/// its own checkpoint's folder.
+fn check_run_folder(out: &std::path::Path, args: &TrainArgs) -> anyhow::Result<()> {
+    let found = Trainer::run_files(out);
+    let own = args.resume.as_deref().and_then(|ckpt| {
+        let folder = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+        let parent = ckpt
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        Some(folder(parent)? == folder(out)?)
+    });
+    if found.is_empty() || own == Some(true) {
+        return Ok(());
+    }
+    if !args.overwrite {
+        let names: Vec<String> = found
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into())
+            .collect();
+        anyhow::bail!(
+            "{} holds another run ({}); choose another --out, continue that run with --resume {}, \
+             or pass --overwrite to replace its files",
+            out.display(),
+            names.join(", "),
+            out.join("last.safetensors").display()
+        );
+    }
+    for file in found {
+        std::fs::remove_file(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     }
     Ok(())
 }

@@ -83,6 +83,9 @@ pub enum FitEnd {
     Interrupted(PathBuf),
 }
 
+/// What [`Trainer::fit`] writes in its folder.
+pub const RUN_FILES: [&str; 4] = ["last.safetensors", "best.safetensors", "metrics.csv", "metrics.png"];
+
 /// A model being trained; see the module docs.
 pub struct Trainer<'g> {
     gpu: &'g Gpu,
@@ -142,8 +145,15 @@ impl<'g> Trainer<'g> {
         }
         let images = checkpoint.state.train_images;
         if images != 0 && images != data.train.len() {
+            let saved = &checkpoint.options.data;
             let message = format!(
-                "{source} was trained on {images} images, the data has {}; resume on the same data",
+                "{source} was trained on {images} images of {:?} (validation: {}), the data given has {} training images; \
+                 resume on the same data, with the same --val-data or --val-split",
+                saved.source,
+                match &saved.val_data {
+                    Some(v) => format!("{}", v.display()),
+                    None => format!("a {} split", saved.val_split),
+                },
                 data.train.len()
             );
             return Err(Error::invalid("resume", message));
@@ -347,6 +357,12 @@ impl<'g> Trainer<'g> {
         Ok(true)
     }
 
+    /// The files a run writes in its folder ([`Trainer::fit`]'s `out`) that are there now.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_files(out: &Path) -> Vec<PathBuf> {
+        (RUN_FILES.iter().map(|f| out.join(f))).filter(|p| p.exists()).collect()
+    }
+
     /// Trains until `options.epochs`: every epoch evaluates on `data.val`, appends to
     /// `out/metrics.csv`, redraws `out/metrics.png`, and writes `out/last.safetensors` (and
     /// `out/best.safetensors` when top-1 improves).
@@ -356,7 +372,9 @@ impl<'g> Trainer<'g> {
             path: out.display().to_string(),
             error: source,
         })?;
+        // The rows of the epochs this run has behind it (a resumed run's; none for a new one).
         let mut history = report::read_history(&out.join("metrics.csv"));
+        history.retain(|row| row.epoch <= self.state.epoch);
         while (self.state.epoch as usize) < self.options.epochs {
             let started = Instant::now();
             if self.state.batch == 0 {
