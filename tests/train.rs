@@ -645,6 +645,24 @@ fn the_command_line_merges_with_the_defaults_and_a_checkpoint() {
         32,
         "no native size: 32"
     );
+    // Augmentation presets, each setting given changing the preset.
+    use nfnet::data::augment::AugmentPreset;
+    let preset = |augment: AugmentPreset, crop_scale: Option<f32>| {
+        let o = TrainOverrides {
+            augment: Some(augment),
+            crop_scale,
+            ..Default::default()
+        }
+        .new_run(&data)
+        .unwrap()
+        .augment;
+        (o.crop_scale, o.flip)
+    };
+    assert_eq!(preset(AugmentPreset::Light, None), (0.8, false));
+    assert_eq!(preset(AugmentPreset::Light, Some(0.6)), (0.6, false));
+    assert_eq!(preset(AugmentPreset::None, None), (1.0, false));
+    assert_eq!(preset(AugmentPreset::Standard, None), (0.35, true));
+    assert!("heavy".parse::<AugmentPreset>().is_err());
 
     let saved = checkpoint_of(options());
     let resumed = TrainOverrides {
@@ -659,6 +677,13 @@ fn the_command_line_merges_with_the_defaults_and_a_checkpoint() {
         TrainOptions { epochs: 7, ..options() },
         "the checkpoint's options, run to 7 epochs"
     );
+    let given = TrainOverrides {
+        epochs: Some(7),
+        lr: Some(9.0),
+        flip: Some(false),
+        ..Default::default()
+    };
+    assert_eq!(given.ignored_on_resume(), ["--lr", "--no-flip"], "a resume says what it ignores");
     let same_model = TrainOverrides {
         model: Some(nano),
         ..Default::default()

@@ -103,7 +103,16 @@ pub struct TrainArgs {
     /// Input resolution (default: the data's, else 32; 64 costs 4x the time of 32).
     #[arg(long)]
     pub resolution: Option<u32>,
-    /// Smallest area fraction of the random-resized crop (default 0.08 from 128 px, else 0.35).
+    /// How much to vary the training images; --crop-scale, --no-flip, --mixup and --cutmix
+    /// change the preset. `standard`: random-resized crops down to 35% of the image (8% from
+    /// 128 px) and flips, for photos, shapes and textures, whose mirror image is the same class.
+    /// `light`: crops of at least 80% and no flips, for digits, letters, symbols and text (a
+    /// mirrored digit is not a digit; tight crops cut strokes off). `none`: the whole image.
+    /// [default: standard]
+    #[arg(long, value_parser = ["standard", "light", "none"])]
+    pub augment: Option<String>,
+    /// Smallest area fraction of the random-resized crop (1 keeps the whole image) [default: the
+    /// preset's].
     #[arg(long, allow_negative_numbers = true)]
     pub crop_scale: Option<f32>,
     /// No random horizontal flips.
@@ -274,6 +283,7 @@ impl TrainArgs {
             label_smoothing: self.label_smoothing,
             ema_decay: self.ema,
             resolution: self.resolution,
+            augment: self.augment.as_deref().map(str::parse).transpose()?,
             crop_scale: self.crop_scale,
             flip: self.no_flip.then_some(false),
             mixup: self.mixup,

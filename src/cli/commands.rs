@@ -184,6 +184,14 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
             trainer.state.epoch + 1,
             trainer.state.step
         );
+        let ignored = overrides.ignored_on_resume();
+        if !ignored.is_empty() {
+            eprintln!(
+                "warning: {} ignored: a resumed run continues with the checkpoint's settings, bit for bit \
+                 (a new run can change them)",
+                ignored.join(", ")
+            );
+        }
         let (before, now) = (ckpt.options.epochs, trainer.options.epochs);
         if before != now {
             eprintln!(

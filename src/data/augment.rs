@@ -42,6 +42,56 @@ impl Augment {
     }
 }
 
+/// How much training varies its images (`nfnet train --augment`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AugmentPreset {
+    /// Random-resized crops down to 35% of the image (8% from 128 px, as ImageNet training) and
+    /// horizontal flips: for photos, shapes and textures, whose mirror image is the same class.
+    #[default]
+    Standard,
+    /// Crops of at least 80% of the image, no flips: for digits, letters, symbols and text,
+    /// whose mirror image is another class or none, and which tight crops cut apart.
+    Light,
+    /// The whole image, resized: nothing varied.
+    None,
+}
+
+impl AugmentPreset {
+    /// The preset's augmentation for images trained at `resolution`.
+    pub fn augment(self, resolution: u32) -> Augment {
+        match self {
+            AugmentPreset::Standard => Augment {
+                crop_scale: if resolution >= 128 { 0.08 } else { 0.35 },
+                flip: true,
+                mixup: 0.0,
+                cutmix: 0.0,
+            },
+            AugmentPreset::Light => Augment {
+                crop_scale: 0.8,
+                flip: false,
+                mixup: 0.0,
+                cutmix: 0.0,
+            },
+            AugmentPreset::None => Augment::none(),
+        }
+    }
+}
+
+impl std::str::FromStr for AugmentPreset {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<AugmentPreset> {
+        match s {
+            "standard" => Ok(AugmentPreset::Standard),
+            "light" => Ok(AugmentPreset::Light),
+            "none" => Ok(AugmentPreset::None),
+            other => Err(crate::error::Error::invalid(
+                "augment",
+                format!("expected `standard`, `light` or `none`, got `{other}`"),
+            )),
+        }
+    }
+}
+
 /// The random-resized crop box `(x, y, w, h)` of an image of `(width, height)`.
 pub fn random_resized_box(rng: &mut impl Rng, width: u32, height: u32, scale_min: f32) -> (u32, u32, u32, u32) {
     let area = (width * height) as f32;
@@ -72,7 +122,11 @@ pub fn random_resized_box(rng: &mut impl Rng, width: u32, height: u32, scale_min
 
 /// The training transform of one image: random-resized crop, resize, flip.
 pub fn train_transform(image: &Image, resolution: u32, aug: &Augment, rng: &mut impl Rng) -> Image {
-    let (x, y, w, h) = random_resized_box(rng, image.width(), image.height(), aug.crop_scale);
+    // A crop scale of 1 keeps the whole image (no aspect-ratio jitter either).
+    let (x, y, w, h) = match aug.crop_scale >= 1.0 {
+        true => (0, 0, image.width(), image.height()),
+        false => random_resized_box(rng, image.width(), image.height(), aug.crop_scale),
+    };
     let crop = imageops::crop_imm(image, x, y, w, h).to_image();
     let mut out = if (w, h) == (resolution, resolution) {
         crop

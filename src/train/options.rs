@@ -4,7 +4,7 @@
 
 use super::checkpoint::Checkpoint;
 use crate::classify::default_margin;
-use crate::data::augment::Augment;
+use crate::data::augment::{Augment, AugmentPreset};
 use crate::data::{self, DataSpec, Dataset, OpenOptions};
 use crate::error::{Error, Result};
 use crate::graph::optim::{AgcConfig, AgcStyle, Optimizer};
@@ -222,6 +222,8 @@ pub struct TrainOverrides {
     pub label_smoothing: Option<f32>,
     pub ema_decay: Option<f64>,
     pub resolution: Option<u32>,
+    /// The augmentation the settings below change (default: standard).
+    pub augment: Option<AugmentPreset>,
     pub crop_scale: Option<f32>,
     pub flip: Option<bool>,
     pub mixup: Option<f32>,
@@ -279,8 +281,9 @@ impl TrainOverrides {
             }),
             (_, None) => None,
         };
-        // Large images get ImageNet's crops; the small embedded and CIFAR images milder ones.
-        let crop_scale = if resolution >= 128 { 0.08 } else { d.augment.crop_scale };
+        // The preset at this resolution (standard: ImageNet's crops for large images, milder
+        // ones for the small embedded and CIFAR images), then each setting given.
+        let base = self.augment.unwrap_or_default().augment(resolution);
         Ok(TrainOptions {
             epochs: self.epochs.unwrap_or(d.epochs),
             batch_size: self.batch_size.unwrap_or(d.batch_size),
@@ -294,10 +297,10 @@ impl TrainOverrides {
             ema_decay: self.ema_decay.or(d.ema_decay),
             resolution,
             augment: Augment {
-                crop_scale: self.crop_scale.unwrap_or(crop_scale),
-                flip: self.flip.unwrap_or(d.augment.flip),
-                mixup: self.mixup.unwrap_or(d.augment.mixup),
-                cutmix: self.cutmix.unwrap_or(d.augment.cutmix),
+                crop_scale: self.crop_scale.unwrap_or(base.crop_scale),
+                flip: self.flip.unwrap_or(base.flip),
+                mixup: self.mixup.unwrap_or(base.mixup),
+                cutmix: self.cutmix.unwrap_or(base.cutmix),
             },
             eval_margin: self.eval_margin.unwrap_or(default_margin(resolution)),
             seed: self.seed.unwrap_or(d.seed),
@@ -306,6 +309,35 @@ impl TrainOverrides {
             data: self.data.clone().unwrap_or_default(),
             ..d
         })
+    }
+
+    /// The flags of the settings given here that a resumed run does not take (it continues
+    /// with the checkpoint's, bit for bit): for a warning.
+    pub fn ignored_on_resume(&self) -> Vec<&'static str> {
+        let given = [
+            ("--batch-size", self.batch_size.is_some()),
+            ("--accum", self.micro_batches.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--warmup", self.warmup_epochs.is_some()),
+            ("--momentum", self.momentum.is_some()),
+            ("--weight-decay", self.weight_decay.is_some()),
+            ("--agc-clip", self.agc_clip.is_some()),
+            ("--agc-eps", self.agc_eps.is_some()),
+            ("--label-smoothing", self.label_smoothing.is_some()),
+            ("--ema", self.ema_decay.is_some()),
+            ("--resolution", self.resolution.is_some()),
+            ("--augment", self.augment.is_some()),
+            ("--crop-scale", self.crop_scale.is_some()),
+            ("--no-flip", self.flip.is_some()),
+            ("--mixup", self.mixup.is_some()),
+            ("--cutmix", self.cutmix.is_some()),
+            ("--eval-margin", self.eval_margin.is_some()),
+            ("--dropout", self.dropout.is_some()),
+            ("--drop-path", self.drop_path.is_some()),
+            ("--seed", self.seed.is_some()),
+            ("--loss-every", self.loss_every.is_some()),
+        ];
+        given.into_iter().filter(|(_, set)| *set).map(|(flag, _)| flag).collect()
     }
 
     /// The options of a run resumed from `checkpoint`: the checkpoint's, run to `epochs` when
