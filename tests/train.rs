@@ -327,6 +327,38 @@ fn bad_training_input_gets_clear_errors() {
     std::fs::create_dir_all(dir.join("empty")).unwrap();
     let msg = open(dir.join("empty").to_str().unwrap()).err().unwrap().to_string();
     assert!(msg.contains("holds no images"), "{msg}");
+    // Images without class folders; one class; truncated JPEGs (skipped, with the reason).
+    let img = nfnet::data::Source::image(&Synthetic::new(1, 0, 1), 0);
+    let loose = dir.join("loose");
+    std::fs::create_dir_all(&loose).unwrap();
+    for i in 0..2 {
+        img.save(loose.join(format!("{i}.png"))).unwrap();
+    }
+    let msg = open(loose.to_str().unwrap()).err().unwrap().to_string();
+    assert!(msg.contains("holds 2 files but no class folders"), "{msg}");
+    let one = dir.join("one");
+    std::fs::create_dir_all(one.join("cats")).unwrap();
+    img.save(one.join("cats/a.png")).unwrap();
+    let msg = open(one.to_str().unwrap()).err().unwrap().to_string();
+    assert!(
+        msg.contains("one class folder (\"cats\")") && msg.contains("at least two classes"),
+        "{msg}"
+    );
+    let cut = dir.join("cut");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(cut.join(class)).unwrap();
+        img.save(cut.join(class).join("whole.jpg")).unwrap();
+    }
+    let jpeg = std::fs::read(cut.join("a/whole.jpg")).unwrap();
+    std::fs::write(cut.join("a/eighty.jpg"), &jpeg[..jpeg.len() * 4 / 5]).unwrap();
+    std::fs::write(cut.join("b/short.jpg"), &jpeg[..jpeg.len() - 10]).unwrap();
+    let folder = nfnet::data::folder::Folder::open(&cut, None, 64).unwrap();
+    let skipped = nfnet::data::Source::skipped(&folder);
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped.iter().all(|s| s.contains("truncated JPEG")), "{skipped:?}");
+    assert_eq!(nfnet::data::Source::len(&folder), 2, "the whole JPEGs are kept");
+    let msg = nfnet::data::load_image(&cut.join("b/short.jpg")).err().unwrap().to_string();
+    assert!(msg.contains("truncated JPEG"), "{msg}");
     // A CIFAR-10 file of the wrong size.
     let cifar = dir.join("cifar");
     std::fs::create_dir_all(&cifar).unwrap();

@@ -72,24 +72,61 @@ fn scan(root: &Path, classes: Option<&[String]>) -> Result<(Vec<String>, Vec<(Pa
         let label = classes.iter().position(|c| c == name).expect("checked above") as u32;
         files.extend(sorted_entries(dir, Path::is_file)?.into_iter().map(|p| (p, label)));
     }
-    if classes.is_empty() || files.is_empty() {
+    if dirs.is_empty() {
+        let loose = sorted_entries(root, Path::is_file)?.len();
+        let found = match loose {
+            0 => "holds no images".to_string(),
+            n => format!("holds {n} files but no class folders"),
+        };
         return Err(Error::invalid(
             "data",
-            format!("{} holds no images (expected root/<class>/<image>)", root.display()),
+            format!(
+                "{} {found} (expected root/<class>/<image>: one folder per class, named after it)",
+                root.display()
+            ),
+        ));
+    }
+    if files.is_empty() {
+        return Err(Error::invalid(
+            "data",
+            format!(
+                "{}: its class folders hold no images (expected root/<class>/<image>)",
+                root.display()
+            ),
+        ));
+    }
+    if classes.len() == 1 {
+        return Err(Error::invalid(
+            "data",
+            format!(
+                "{} has one class folder ({:?}): a classifier needs at least two classes",
+                root.display(),
+                classes[0]
+            ),
         ));
     }
     Ok((classes, files))
 }
 
+/// Whether a JPEG file's last scan is followed by the end-of-image marker: a truncated file
+/// lacks it, and the decoder would fill the missing rows with grey without a word. (Inside a
+/// scan a 0xFF byte is always followed by 0x00 or a restart marker, so 0xFF 0xD9 after the
+/// last start-of-scan can only be the end.)
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    last_scan.is_some_and(|s| bytes[s..].windows(2).any(|w| w == [0xFF, 0xD9]))
+}
+
 /// Decodes one file to RGB, scaled down to a shorter side of at most `keep_side`.
 fn decode(path: &Path, keep_side: u32) -> std::result::Result<Image, String> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| e.to_string())?
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| e.to_string())?
-        .to_rgb8();
+        .map_err(|e| e.to_string())?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
+        return Err("truncated JPEG (no end-of-image marker after its last scan)".into());
+    }
+    let img = reader.decode().map_err(|e| e.to_string())?.to_rgb8();
     let short = img.width().min(img.height());
     if short <= keep_side {
         return Ok(img);

@@ -220,14 +220,15 @@ pub fn load_image(path: &Path) -> Result<Image> {
         path: path.display().to_string(),
         message: m,
     };
-    Ok(image::ImageReader::open(path)
-        .map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            error: e,
-        })?
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        error: e,
+    })?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
-        .map_err(|e| fail(e.to_string()))?
-        .decode()
-        .map_err(|e| fail(format!("not a readable image: {e}")))?
-        .to_rgb8())
+        .map_err(|e| fail(e.to_string()))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !folder::jpeg_is_complete(&bytes) {
+        return Err(fail("a truncated JPEG (no end-of-image marker after its last scan)".into()));
+    }
+    Ok(reader.decode().map_err(|e| fail(format!("not a readable image: {e}")))?.to_rgb8())
 }
