@@ -40,7 +40,7 @@ impl HostTensor {
     pub fn as_f32(&self, name: &str) -> Result<&[f32]> {
         match &self.data {
             HostData::F32(v) => Ok(v),
-            HostData::I64(_) => Err(Error::invalid("weights", format!("{name} holds integers, expected floating point"))),
+            HostData::I64(_) => Err(Error::invalid("tensor", format!("{name} holds integers, expected f32 values"))),
         }
     }
 }

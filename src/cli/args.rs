@@ -216,6 +216,10 @@ pub struct ForwardArgs {
     /// A built-in model or a JSON config.
     #[arg(long)]
     pub model: String,
+    /// The model's class count, for weights of a classifier of another size (default: the
+    /// model's).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
     /// Weights in timm's safetensors layout.
     #[arg(long)]
     pub weights: PathBuf,

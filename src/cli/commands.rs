@@ -117,11 +117,20 @@ pub fn devices() -> anyhow::Result<()> {
 }
 
 pub fn forward(args: &ForwardArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
-    let config = ModelConfig::load(&args.model)?;
+    let mut config = ModelConfig::load(&args.model)?;
+    if let Some(n) = args.num_classes {
+        config.num_classes = n;
+        config.validate()?;
+    }
     let weights = Weights::read(&args.weights)?;
     let input_file = nfnet::io::read_safetensors(&args.input)?;
     let input =
         (input_file.get("input")).ok_or_else(|| anyhow::anyhow!("{}: no tensor named `input` (N,3,H,W f32)", args.input.display()))?;
+    anyhow::ensure!(
+        input.as_f32("input").is_ok(),
+        "{}: `input` holds integers, expected f32 images (N,3,H,W, normalised)",
+        args.input.display()
+    );
     let agc = (args.agc_clip != 0.0).then_some(AgcConfig {
         clip: args.agc_clip,
         eps: args.agc_eps,

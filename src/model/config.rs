@@ -273,10 +273,17 @@ impl ModelConfig {
         }
         let path = std::path::Path::new(name_or_path);
         if path.extension().is_some_and(|e| e == "json") || path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            let bytes = std::fs::read(path).map_err(|source| Error::Io {
                 path: name_or_path.into(),
                 error: source,
             })?;
+            let Ok(text) = String::from_utf8(bytes) else {
+                // Most often a weights or checkpoint file given in its place.
+                return Err(Error::Format {
+                    path: name_or_path.into(),
+                    message: "not a JSON model config (a binary file: weights go to --weights, --init or --checkpoint)".into(),
+                });
+            };
             return ModelConfig::from_json(&text).map_err(|e| match e {
                 Error::Invalid { op, message } => Error::Invalid {
                     op: format!("{op} ({name_or_path})"),
