@@ -11,6 +11,13 @@ use nfnet::{ModelConfig, TuneOptions, Tuner};
 use std::sync::Arc;
 
 fn main() {
+    // Without a desktop session, Mesa's Vulkan device-select layer probes for a Wayland display
+    // anyway, and libwayland prints "XDG_RUNTIME_DIR is invalid or not set" at every instance.
+    // The layer only orders the adapters, which the library sorts itself: off, before any
+    // thread starts.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
     let cli = Cli::parse();
     // Errors are for people: the message and its causes, no backtrace, and the flag to change
     // where the library's error names a setting.
