@@ -72,6 +72,11 @@ pub fn read_safetensors_bytes(bytes: &[u8], source: &str) -> Result<BTreeMap<Str
     parse_safetensors(bytes, Path::new(source)).map(|(t, _)| t)
 }
 
+/// [`read_safetensors_bytes`] with the file's string metadata.
+pub fn read_safetensors_bytes_with_metadata(bytes: &[u8], source: &str) -> Result<(BTreeMap<String, HostTensor>, HashMap<String, String>)> {
+    parse_safetensors(bytes, Path::new(source))
+}
+
 /// The tensors and string metadata of safetensors `bytes`, errors naming `path`.
 fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<(BTreeMap<String, HostTensor>, HashMap<String, String>)> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format_error(path, format!("not a valid safetensors file: {e}")))?;

@@ -89,6 +89,8 @@ pub mod bench;
 pub mod classify;
 pub mod data;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gpu;
 pub mod graph;
 pub mod io;

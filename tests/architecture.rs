@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The library's top-level modules, bottom up: each may use only those before it.
 const LAYERS: &[&str] = &[
-    "error", "io", "data", "gpu", "ops", "tune", "graph", "model", "classify", "train", "bench",
+    "error", "io", "data", "gpu", "ops", "tune", "graph", "model", "classify", "train", "bench", "fuzzing",
 ];
 
 /// A source file: its module path (`ops::grouped_conv::forward`), its lines with comments and

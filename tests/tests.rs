@@ -9,6 +9,8 @@ mod conv;
 mod determinism;
 /// Bad input gets a typed error naming the problem, never a panic or a wgpu abort.
 mod errors;
+/// The fuzz corpora (fuzz/corpus/) replayed through the fuzz targets' functions (no GPU).
+mod fuzz_corpus;
 /// Every CPU reference's backward pass against central finite differences (no GPU).
 mod gradcheck;
 /// Tensors larger than one storage binding: split dispatches agree with the reference, or a
@@ -21,6 +23,8 @@ mod model;
 mod ops;
 /// The model on the adapter against timm's fixtures: logits, loss, gradients, two steps.
 mod parity;
+/// Nothing lost: run folders, interrupted runs, non-finite losses and weights, bad options.
+mod runs;
 /// Every shader parses and validates under naga, and matches its declared bindings (no GPU).
 mod shaders;
 /// Shared test support: the GPU context, seeded data, NaN-poisoned outputs, the error report.

@@ -22,6 +22,24 @@ pub const CLASSES: [&str; 10] = [
     "truck",
 ];
 
+/// An error unless `bytes` are whole records with labels 0-9.
+fn check_records(bytes: &[u8], source: &str) -> Result<()> {
+    let error = |message: String| Error::Format {
+        path: source.into(),
+        message,
+    };
+    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+        return Err(error(format!(
+            "{} bytes is not a whole number of CIFAR-10 records of {RECORD} bytes (10000 records = 30730000 bytes)",
+            bytes.len()
+        )));
+    }
+    if let Some(pos) = bytes.chunks(RECORD).position(|r| r[0] >= 10) {
+        return Err(error(format!("record {pos} has label {}, not 0-9", bytes[pos * RECORD])));
+    }
+    Ok(())
+}
+
 /// The records of some CIFAR-10 batch files, in memory.
 pub struct Cifar {
     records: Vec<u8>,
@@ -38,27 +56,23 @@ impl Cifar {
                 path: path.display().to_string(),
                 error: source,
             })?;
-            if bytes.is_empty() || bytes.len() % RECORD != 0 {
-                return Err(Error::Format {
-                    path: path.display().to_string(),
-                    message: format!(
-                        "{} bytes is not a whole number of CIFAR-10 records of {RECORD} bytes (10000 records = 30730000 bytes)",
-                        bytes.len()
-                    ),
-                });
-            }
-            if let Some(pos) = bytes.chunks(RECORD).position(|r| r[0] >= 10) {
-                return Err(Error::Format {
-                    path: path.display().to_string(),
-                    message: format!("record {pos} has label {}, not 0-9", bytes[pos * RECORD]),
-                });
-            }
+            check_records(&bytes, &path.display().to_string())?;
             records.extend_from_slice(&bytes);
         }
-        Ok(Cifar {
+        Ok(Cifar::from_records(records))
+    }
+
+    /// The records of one batch file already in memory; `source` names it in errors.
+    pub fn from_bytes(bytes: Vec<u8>, source: &str) -> Result<Cifar> {
+        check_records(&bytes, source)?;
+        Ok(Cifar::from_records(bytes))
+    }
+
+    fn from_records(records: Vec<u8>) -> Cifar {
+        Cifar {
             records,
             classes: CLASSES.iter().map(|s| s.to_string()).collect(),
-        })
+        }
     }
 
     /// The training split (`data_batch_1..5`) and the test split of a `cifar-10-batches-bin` folder.

@@ -119,13 +119,27 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
 
 /// Decodes one file to RGB, scaled down to a shorter side of at most `keep_side`.
 fn decode(path: &Path, keep_side: u32) -> std::result::Result<Image, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+    decode_bytes(&std::fs::read(path).map_err(|e| e.to_string())?, keep_side)
+}
+
+/// The largest image side a folder decodes, and the most memory one decode may take: a small
+/// file that claims a huge image is refused before its pixels are allocated.
+pub const MAX_SIDE: u32 = 8192;
+pub const MAX_DECODE_BYTES: u64 = 256 << 20;
+
+/// [`decode`] of a file's bytes: the reason when they are not a whole image.
+pub fn decode_bytes(bytes: &[u8], keep_side: u32) -> std::result::Result<Image, String> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
         return Err("truncated JPEG (no end-of-image marker after its last scan)".into());
     }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
     let img = reader.decode().map_err(|e| e.to_string())?.to_rgb8();
     let short = img.width().min(img.height());
     if short <= keep_side {

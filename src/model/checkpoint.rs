@@ -6,7 +6,7 @@
 //! Written atomically: a crash leaves the previous checkpoint.
 
 use crate::error::{Error, Result};
-use crate::io::{read_safetensors_with_metadata, write_safetensors, HostTensor};
+use crate::io::{read_safetensors_bytes_with_metadata, read_safetensors_with_metadata, write_safetensors, HostTensor};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -26,11 +26,17 @@ impl CheckpointFile {
     /// Reads a checkpoint (any safetensors file with nfnet's checkpoint metadata).
     pub fn read(path: &Path) -> Result<CheckpointFile> {
         let (tensors, metadata) = read_safetensors_with_metadata(path)?;
-        let file = CheckpointFile {
-            source: path.display().to_string(),
-            tensors,
-            metadata,
-        };
+        CheckpointFile::new(path.display().to_string(), tensors, metadata)
+    }
+
+    /// A checkpoint already in memory; `source` names it in errors.
+    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<CheckpointFile> {
+        let (tensors, metadata) = read_safetensors_bytes_with_metadata(bytes, source)?;
+        CheckpointFile::new(source.into(), tensors, metadata)
+    }
+
+    fn new(source: String, tensors: BTreeMap<String, HostTensor>, metadata: HashMap<String, String>) -> Result<CheckpointFile> {
+        let file = CheckpointFile { source, tensors, metadata };
         if file.metadata.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(file.error(format!(
                 "not an nfnet checkpoint (no `format: {FORMAT}` metadata); a plain weights file is loaded as weights"

@@ -86,6 +86,12 @@ fn default_stem() -> Vec<usize> {
     vec![16, 32, 64, 128]
 }
 
+/// The largest config [`ModelConfig::validate`] accepts.
+pub const MAX_STAGES: usize = 8;
+pub const MAX_DEPTH: usize = 256;
+pub const MAX_CHANNELS: usize = 1 << 16;
+pub const MAX_CLASSES: usize = 1 << 20;
+
 /// One NFNet. Every field is in the JSON form (`nfnet info --model FILE.json`); the ones with
 /// defaults may be left out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -430,6 +436,29 @@ impl ModelConfig {
         }
         if !(self.se_ratio >= 0.0) || !(self.ws_eps >= 0.0) || !self.alpha.is_finite() {
             return bad("se_ratio and ws_eps must be >= 0 and alpha finite".into());
+        }
+        // Far above any NFNet (F7: 4 stages, 48 blocks in one, 3072 channels), low enough that
+        // no count in the graph can overflow: a config file that claims more is an error, not
+        // an allocation.
+        let channels = (self.widths.iter().chain(&self.stem))
+            .chain([&self.group_width, &self.ch_div, &self.se_divisor, &self.final_conv])
+            .max()
+            .copied()
+            .unwrap_or(0);
+        if self.depths.len() > MAX_STAGES || self.depths.iter().any(|&d| d > MAX_DEPTH) || channels > MAX_CHANNELS {
+            return bad(format!(
+                "at most {MAX_STAGES} stages of {MAX_DEPTH} blocks and {MAX_CHANNELS} channels, got depths {:?} and {channels} channels",
+                self.depths
+            ));
+        }
+        if self.num_classes > MAX_CLASSES {
+            return bad(format!("at most {MAX_CLASSES} classes, got {}", self.num_classes));
+        }
+        let finite = [self.bottleneck, self.se_ratio, self.alpha, self.attn_gain, self.ws_eps];
+        if !finite.iter().all(|v| v.is_finite() && v.abs() <= 1e6) {
+            return bad(format!(
+                "bottleneck, se_ratio, alpha, attn_gain and ws_eps must be finite numbers of sensible size, got {finite:?}"
+            ));
         }
         for &w in &self.widths {
             if let Err(m) = self.mid_width(w) {

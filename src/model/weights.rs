@@ -105,6 +105,25 @@ pub struct LoadReport {
 /// Loads `weights` into `store` (the parameters of `graph`), checking every name and shape
 /// first; a classifier of another shape is refused or replaced as `head` says.
 pub fn load(gpu: &Gpu, graph: &Graph, store: &ParamStore, weights: &Weights, head: Head) -> Result<LoadReport> {
+    let (plan, report) = check(graph, weights, head)?;
+    for (name, values) in plan {
+        store.get(&name).expect("checked against the graph").write_f32(gpu, values)?;
+    }
+    let Head::Fresh(seed) = head else { return Ok(report) };
+    for name in &report.reinitialised {
+        let (_, def, info) = graph.params().find(|(_, d, _)| &d.name == name).expect("a parameter of the graph");
+        store
+            .get(name)
+            .expect("in the store")
+            .write_f32(gpu, &init_values(name, &def.shape, info.init, seed))?;
+    }
+    Ok(report)
+}
+
+/// What [`load`] checks before it writes anything: every parameter of `graph` in `weights`
+/// with its shape, as f32, finite, and nothing else in the file (a classifier of another shape
+/// refused or reported as `head` says). The values to write, by name, and the report.
+pub fn check<'w>(graph: &Graph, weights: &'w Weights, head: Head) -> Result<(Vec<(String, &'w [f32])>, LoadReport)> {
     let (tensors, new_head) = (&weights.tensors, matches!(head, Head::Fresh(_)));
     let (mut missing, mut misshaped, mut not_f32, mut report) = (Vec::new(), Vec::new(), Vec::new(), LoadReport::default());
     let mut plan = Vec::new();
@@ -139,16 +158,5 @@ pub fn load(gpu: &Gpu, graph: &Graph, store: &ParamStore, weights: &Weights, hea
     for (name, values) in &plan {
         check_finite(&weights.source, name, values)?;
     }
-    for (name, values) in plan {
-        store.get(&name).expect("checked against the graph").write_f32(gpu, values)?;
-    }
-    let Head::Fresh(seed) = head else { return Ok(report) };
-    for name in &report.reinitialised {
-        let (_, def, info) = graph.params().find(|(_, d, _)| &d.name == name).expect("a parameter of the graph");
-        store
-            .get(name)
-            .expect("in the store")
-            .write_f32(gpu, &init_values(name, &def.shape, info.init, seed))?;
-    }
-    Ok(report)
+    Ok((plan, report))
 }

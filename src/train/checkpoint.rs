@@ -7,7 +7,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 use super::Trainer;
 use super::{TrainOptions, TrainState};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io::HostTensor;
 use crate::model::checkpoint::CheckpointFile;
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
         let values = t.read_f32(trainer.gpu)?;
         let bad = values.iter().filter(|v| !v.is_finite()).count();
         if bad > 0 {
-            return Err(Error::NotFinite {
+            return Err(crate::error::Error::NotFinite {
                 what: name,
                 message: format!(
                     "{bad} of {} values are NaN or infinite; {} was not written (the file there, if any, is unchanged)",
