@@ -253,7 +253,6 @@ pub struct ForwardArgs {
 }
 
 impl TrainArgs {
-    /// What the command line asks of the run.
     /// Where the run writes: --out, else the resumed checkpoint's folder, else runs/nfnet.
     pub fn out_dir(&self) -> PathBuf {
         match (&self.out, &self.resume) {
@@ -266,6 +265,7 @@ impl TrainArgs {
         }
     }
 
+    /// What the command line asks of the run.
     pub fn overrides(&self) -> anyhow::Result<TrainOverrides> {
         Ok(TrainOverrides {
             // Folders are saved absolute, so that a resumed run finds them from anywhere.

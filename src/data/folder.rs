@@ -127,8 +127,9 @@ fn decode(path: &Path, keep_side: u32) -> std::result::Result<Image, String> {
 pub const MAX_SIDE: u32 = 8192;
 pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
-/// [`decode`] of a file's bytes: the reason when they are not a whole image.
-pub fn decode_bytes(bytes: &[u8], keep_side: u32) -> std::result::Result<Image, String> {
+/// An image file's bytes decoded to RGB within [`MAX_SIDE`] and [`MAX_DECODE_BYTES`]: the
+/// reason when they are not a whole image.
+pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<Image, String> {
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
@@ -140,7 +141,12 @@ pub fn decode_bytes(bytes: &[u8], keep_side: u32) -> std::result::Result<Image, 
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| e.to_string())?.to_rgb8();
+    Ok(reader.decode().map_err(|e| e.to_string())?.to_rgb8())
+}
+
+/// [`decode`] of a file's bytes.
+pub fn decode_bytes(bytes: &[u8], keep_side: u32) -> std::result::Result<Image, String> {
+    let img = decode_rgb(bytes)?;
     let short = img.width().min(img.height());
     if short <= keep_side {
         return Ok(img);

@@ -214,21 +214,14 @@ pub fn open(spec: &DataSpec, options: &OpenOptions) -> Result<Dataset> {
     })
 }
 
-/// Decodes an image file to RGB (grayscale and RGBA are converted).
+/// Decodes an image file to RGB (grayscale and RGBA are converted), as an image folder does.
 pub fn load_image(path: &Path) -> Result<Image> {
-    let fail = |m: String| Error::Format {
-        path: path.display().to_string(),
-        message: m,
-    };
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
         error: e,
     })?;
-    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| fail(e.to_string()))?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !folder::jpeg_is_complete(&bytes) {
-        return Err(fail("a truncated JPEG (no end-of-image marker after its last scan)".into()));
-    }
-    Ok(reader.decode().map_err(|e| fail(format!("not a readable image: {e}")))?.to_rgb8())
+    folder::decode_rgb(&bytes).map_err(|reason| Error::Format {
+        path: path.display().to_string(),
+        message: format!("not a readable image: {reason}"),
+    })
 }
