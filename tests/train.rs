@@ -553,4 +553,14 @@ fn the_command_line_merges_with_the_defaults_and_a_checkpoint() {
         "the checkpoint's seed"
     );
     assert_ne!(reopened.train.image(3), seeded(0).train.image(3));
+    // An older checkpoint's folder, saved relative and not found from here: the error says so.
+    let relative = checkpoint_of(TrainOptions {
+        data: DataSpec::new("no/such/relative/folder"),
+        ..options()
+    });
+    let msg = TrainOverrides::default().open_data(Some(&relative)).err().unwrap().to_string();
+    assert!(
+        msg.contains("relative path \"no/such/relative/folder\"") && msg.contains("--data"),
+        "{msg}"
+    );
 }
