@@ -130,26 +130,32 @@ fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<(BTreeMap<String, Host
     Ok((out, metadata))
 }
 
-/// Writes tensors to a safetensors file atomically: a temporary file beside it, then a rename,
-/// so a crash never leaves a truncated file under the final name.
+/// How many of `values` are NaN or infinite and where the first is, or `None` when all are
+/// finite numbers.
+pub fn non_finite(values: &[f32]) -> Option<String> {
+    let first = values.iter().position(|v| !v.is_finite())?;
+    let bad = values[first..].iter().filter(|v| !v.is_finite()).count();
+    Some(format!(
+        "{bad} of {} values are NaN or infinite (the first at index {first}: {})",
+        values.len(),
+        values[first]
+    ))
+}
+
 /// An error unless every value of tensor `name` of `file` is a finite number: weights or
 /// images holding a NaN or an infinity would only spread it through every output.
 pub fn check_finite(file: &str, name: &str, values: &[f32]) -> Result<()> {
-    let bad = values.iter().filter(|v| !v.is_finite()).count();
-    if bad == 0 {
-        return Ok(());
+    match non_finite(values) {
+        None => Ok(()),
+        Some(found) => Err(Error::NotFinite {
+            what: format!("{file}: {name}"),
+            message: format!("{found}; expected finite numbers"),
+        }),
     }
-    let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
-    Err(Error::NotFinite {
-        what: format!("{file}: {name}"),
-        message: format!(
-            "{bad} of {} values are NaN or infinite (the first at index {first}: {}); expected finite numbers",
-            values.len(),
-            values[first]
-        ),
-    })
 }
 
+/// Writes tensors to a safetensors file atomically: a temporary file beside it, then a rename,
+/// so a crash never leaves a truncated file under the final name.
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>, metadata: Option<HashMap<String, String>>) -> Result<()> {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()

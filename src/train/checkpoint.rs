@@ -31,15 +31,10 @@ pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
     let mut tensors = BTreeMap::new();
     for (name, t) in trainer.state_tensors() {
         let values = t.read_f32(trainer.gpu)?;
-        let bad = values.iter().filter(|v| !v.is_finite()).count();
-        if bad > 0 {
+        if let Some(found) = crate::io::non_finite(&values) {
             return Err(crate::error::Error::NotFinite {
                 what: name,
-                message: format!(
-                    "{bad} of {} values are NaN or infinite; {} was not written (the file there, if any, is unchanged)",
-                    values.len(),
-                    path.display()
-                ),
+                message: format!("{found}; {} was not written (the file there, if any, is unchanged)", path.display()),
             });
         }
         tensors.insert(name, HostTensor::f32(t.shape(), values));
