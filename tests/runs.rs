@@ -184,8 +184,8 @@ fn a_non_finite_validation_loss_stops_training_and_touches_no_checkpoint() {
 #[test]
 fn bad_training_options_name_the_flag() {
     let cases: [(fn(&mut TrainOptions), &str); 8] = [
-        (|o| o.lr = f32::NAN, "lr NaN"),
-        (|o| o.lr = -1.0, "lr -1"),
+        (|o| o.lr = f32::NAN, "lr (--lr) NaN"),
+        (|o| o.lr = -1.0, "lr (--lr) -1"),
         (|o| o.warmup_epochs = f32::NAN, "--warmup"),
         (|o| o.warmup_epochs = -1.0, "--warmup"),
         (|o| o.augment.mixup = -1.0, "--mixup"),

@@ -12,6 +12,7 @@
 
 use super::autodiff::Gradients;
 use super::{Graph, Op, Role, TensorId};
+use crate::error::{Error, Result};
 use crate::ops::agc::Agc;
 use crate::ops::sgd::Sgd;
 
@@ -56,6 +57,35 @@ impl Optimizer {
                 style: AgcStyle::Timm,
             }),
         }
+    }
+
+    /// Checks the settings with the learning rate `lr`, errors reported under `op` and naming
+    /// the command-line flags: a learning rate, momentum and weight decay that are finite and
+    /// not negative; AGC's clip finite and > 0, its eps finite and >= 0.
+    pub fn validate(&self, op: &str, lr: f32) -> Result<()> {
+        let ok = |v: f32| v.is_finite() && v >= 0.0;
+        if !(ok(lr) && ok(self.momentum) && ok(self.weight_decay)) {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "lr (--lr) {lr}, momentum (--momentum) {} and weight decay (--weight-decay) {}: expected finite numbers >= 0",
+                    self.momentum, self.weight_decay
+                ),
+            ));
+        }
+        if let Some(agc) = &self.agc {
+            if !(agc.clip.is_finite() && agc.clip > 0.0 && ok(agc.eps)) {
+                return Err(Error::invalid(
+                    op,
+                    format!(
+                        "AGC's clip (--agc-clip) {} and eps (--agc-eps) {}: expected finite numbers, the clip > 0 (0 turns AGC off) \
+                         and the eps >= 0",
+                        agc.clip, agc.eps
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -27,37 +27,6 @@ pub struct ForwardOptions {
     pub optimizer: Optimizer,
 }
 
-impl ForwardOptions {
-    /// Checks the training steps' settings: a learning rate, momentum and weight decay that are
-    /// finite and not negative, and AGC's clip and eps likewise.
-    pub fn validate(&self) -> Result<()> {
-        let o = &self.optimizer;
-        if !(self.lr.is_finite() && self.lr >= 0.0 && o.momentum.is_finite() && o.momentum >= 0.0)
-            || !(o.weight_decay.is_finite() && o.weight_decay >= 0.0)
-        {
-            return Err(Error::invalid(
-                "forward",
-                format!(
-                    "lr (--lr) {}, momentum (--momentum) {} and weight decay (--weight-decay) {}: expected finite numbers >= 0",
-                    self.lr, o.momentum, o.weight_decay
-                ),
-            ));
-        }
-        if let Some(agc) = &o.agc {
-            if !(agc.clip.is_finite() && agc.clip > 0.0 && agc.eps.is_finite() && agc.eps >= 0.0) {
-                return Err(Error::invalid(
-                    "forward",
-                    format!(
-                        "AGC's clip (--agc-clip) {} and eps (--agc-eps) {}: expected finite numbers, the clip > 0",
-                        agc.clip, agc.eps
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Smallest input side: the network divides the image by 32 (stem 4, three stride-2 stages).
 pub const MIN_RESOLUTION: usize = 32;
 
@@ -137,7 +106,7 @@ pub async fn forward_async(
     options: &ForwardOptions,
 ) -> Result<BTreeMap<String, HostTensor>> {
     let (n, h, w) = check_input(&input.shape)?;
-    options.validate()?;
+    options.optimizer.validate("forward", options.lr)?;
     let images = input.as_f32("input")?;
     crate::io::check_finite("the input file", "input", images)?;
     let labels = labels.map(|l| check_labels(l, n, config.num_classes)).transpose()?;

@@ -103,12 +103,7 @@ impl TrainOptions {
         if self.epochs == 0 {
             return bad("train for at least one epoch".into());
         }
-        if !(self.lr.is_finite() && self.lr >= 0.0 && self.momentum >= 0.0 && self.weight_decay >= 0.0) {
-            return bad(format!(
-                "lr {}, momentum {} and weight decay {} must be finite and >= 0",
-                self.lr, self.momentum, self.weight_decay
-            ));
-        }
+        self.optimizer().validate("training options", self.lr)?;
         let finite_at_least_0 = [
             ("warmup_epochs (--warmup)", self.warmup_epochs),
             ("mixup (--mixup)", self.augment.mixup),
@@ -128,14 +123,6 @@ impl TrainOptions {
         let ls = self.label_smoothing;
         if !(0.0..1.0).contains(&ls) {
             return bad(format!("label_smoothing (--label-smoothing) must be in [0, 1), got {ls}"));
-        }
-        if let Some(agc) = &self.agc {
-            if !(agc.clip.is_finite() && agc.clip > 0.0 && agc.eps.is_finite() && agc.eps >= 0.0) {
-                return bad(format!(
-                    "AGC's clip (--agc-clip) must be finite and > 0 (0 turns AGC off), its eps (--agc-eps) finite and >= 0; got {} and {}",
-                    agc.clip, agc.eps
-                ));
-            }
         }
         if (self.resolution as usize) < MIN_RESOLUTION {
             return bad(format!("the resolution must be at least {MIN_RESOLUTION}, got {}", self.resolution));
