@@ -269,10 +269,13 @@ impl TrainArgs {
     pub fn overrides(&self) -> anyhow::Result<TrainOverrides> {
         Ok(TrainOverrides {
             // Folders are saved absolute, so that a resumed run finds them from anywhere.
-            data: self.data.as_ref().map(|d| DataSpec {
-                source: absolute_source(d),
-                val_data: self.val_data.as_deref().map(absolute),
-                val_split: self.val_split.unwrap_or(DataSpec::new(d).val_split),
+            data: self.data.as_ref().map(|d| {
+                DataSpec {
+                    source: d.clone(),
+                    val_data: self.val_data.clone(),
+                    val_split: self.val_split.unwrap_or(DataSpec::new(d).val_split),
+                }
+                .absolute()
             }),
             model: self.model.as_deref().map(ModelConfig::load).transpose()?,
             epochs: self.epochs,
@@ -299,23 +302,5 @@ impl TrainArgs {
             loss_every: self.loss_every,
             threads: self.threads,
         })
-    }
-}
-
-/// `path` made absolute (the current directory's parts resolved), or as given if it does not
-/// exist (opening it will say so).
-fn absolute(path: &std::path::Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// A data source with its folder made absolute: an image folder or `cifar10:DIR`; the embedded
-/// `synthetic` sets as given.
-fn absolute_source(source: &str) -> String {
-    if source.starts_with("synthetic") {
-        return source.into();
-    }
-    match source.strip_prefix("cifar10:") {
-        Some(dir) => format!("cifar10:{}", absolute(std::path::Path::new(dir)).display()),
-        None => absolute(std::path::Path::new(source)).display().to_string(),
     }
 }

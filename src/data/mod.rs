@@ -108,6 +108,39 @@ impl DataSpec {
             val_split: 0.1,
         }
     }
+
+    /// The folder `source` names: an image folder, or `cifar10:DIR`'s DIR; `None` for the
+    /// embedded sets.
+    pub fn folder(&self) -> Option<&Path> {
+        if self.source.starts_with("synthetic") {
+            return None;
+        }
+        Some(Path::new(self.source.strip_prefix("cifar10:").unwrap_or(&self.source)))
+    }
+
+    /// The spec with its folders absolute (each resolved from the current directory, or as
+    /// given where it does not exist: opening it will say so), so that it names the same data
+    /// from anywhere.
+    pub fn absolute(&self) -> DataSpec {
+        let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let source = match self.folder() {
+            None => self.source.clone(),
+            Some(dir) => {
+                let prefix = if self.source.starts_with("cifar10:") { "cifar10:" } else { "" };
+                format!("{prefix}{}", absolute(dir).display())
+            }
+        };
+        DataSpec {
+            source,
+            val_data: self.val_data.as_deref().map(absolute),
+            val_split: self.val_split,
+        }
+    }
+
+    /// Whether a folder of the spec is named by a relative path.
+    pub fn has_relative_folder(&self) -> bool {
+        self.folder().is_some_and(Path::is_relative) || self.val_data.as_ref().is_some_and(|v| v.is_relative())
+    }
 }
 
 impl Default for DataSpec {

@@ -225,14 +225,6 @@ pub struct TrainOverrides {
     pub threads: Option<usize>,
 }
 
-/// Whether `spec` names a folder (an image folder, `cifar10:DIR` or a validation folder) by a
-/// relative path.
-fn saved_relative(spec: &DataSpec) -> bool {
-    let dir = spec.source.strip_prefix("cifar10:").unwrap_or(&spec.source);
-    let folder = !spec.source.starts_with("synthetic") && std::path::Path::new(dir).is_relative();
-    folder || spec.val_data.as_ref().is_some_and(|v| v.is_relative())
-}
-
 impl TrainOverrides {
     /// The data of the run: as asked, else the resumed checkpoint's, else the embedded set.
     /// Opened with the run's seed (a resumed run's own), folder images kept at twice the
@@ -256,7 +248,7 @@ impl TrainOverrides {
         // A checkpoint of an older run may hold the folder as typed, relative to where that
         // run started: say so when it is not found from here.
         match (opened, resumed) {
-            (Err(e), Some(c)) if self.data.is_none() && saved_relative(&c.options.data) => Err(Error::invalid(
+            (Err(e), Some(c)) if self.data.is_none() && c.options.data.has_relative_folder() => Err(Error::invalid(
                 "resume",
                 format!(
                     "{e}; {} saved its data as the relative path {:?}: run from the folder that run started in, \
