@@ -74,12 +74,7 @@ impl TrainOptions {
             label_smoothing: 0.1,
             ema_decay: None,
             resolution: 32,
-            augment: Augment {
-                crop_scale: 0.35,
-                flip: true,
-                mixup: 0.0,
-                cutmix: 0.0,
-            },
+            augment: AugmentPreset::Standard.augment(32),
             eval_margin: default_margin(32),
             seed: 0,
             loss_every: 10,
