@@ -11,7 +11,6 @@ use crate::data::{augment, Image, Loader, LoaderOptions, Source};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::ParamStore;
-use crate::io::HostTensor;
 use crate::model::checkpoint::CheckpointFile;
 use crate::model::recipe::{param_store, InferencePlan};
 use crate::model::weights::{self, Head, Weights};
@@ -146,24 +145,13 @@ impl<'g> Classifier<'g> {
         options: &ClassifierOptions,
     ) -> Result<Classifier<'g>> {
         let trained: Trained = checkpoint.field("options")?;
-        let ema = trained.ema_decay.is_some();
-        let tensors = (checkpoint.tensors.iter())
-            .filter_map(|(name, t)| match (ema, name.strip_prefix("ema.")) {
-                (true, Some(param)) => Some((param.to_string(), t.clone())),
-                (false, _) if !name.starts_with("momentum.") && !name.starts_with("ema.") => Some((name.clone(), t.clone())),
-                _ => None,
-            })
-            .collect::<std::collections::BTreeMap<String, HostTensor>>();
         let options = ClassifierOptions {
             resolution: options.resolution.or(Some(trained.resolution)),
             margin: options.margin.or(Some(trained.eval_margin)),
             batch: options.batch,
             classes: options.classes.clone().or(Some(checkpoint.classes()?)),
         };
-        let weights = Weights {
-            source: checkpoint.source.clone(),
-            tensors,
-        };
+        let weights = checkpoint.weights(trained.ema_decay.is_some());
         Classifier::new(gpu, tuner, &trained.model, &weights, &options)
     }
 

@@ -57,13 +57,7 @@ pub fn checkpoint(bytes: &[u8]) -> Result<()> {
         return Err(crate::Error::invalid("checkpoint", "class names and class count differ"));
     }
     let graph = inference_graph(&options.model, 1, (32, 32))?;
-    let params = Weights {
-        source: file.source.clone(),
-        tensors: (file.tensors.iter())
-            .filter(|(name, _)| !name.starts_with("momentum.") && !name.starts_with("ema."))
-            .map(|(name, t)| (name.clone(), t.clone()))
-            .collect(),
-    };
+    let params = file.weights(options.ema_decay.is_some());
     weights::check(&graph.graph, &params, Head::Strict).map(|_| ())
 }
 

@@ -5,6 +5,7 @@
 //! and the class names. Training reads and writes all of it; inference reads what it needs.
 //! Written atomically: a crash leaves the previous checkpoint.
 
+use super::weights::Weights;
 use crate::error::{Error, Result};
 use crate::io::{read_safetensors_bytes_with_metadata, read_safetensors_with_metadata, write_safetensors, HostTensor};
 use serde::de::DeserializeOwned;
@@ -56,6 +57,22 @@ impl CheckpointFile {
     pub fn field<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
         let text = (self.metadata.get(key)).ok_or_else(|| self.error(format!("the checkpoint has no `{key}` metadata")))?;
         serde_json::from_str(text).map_err(|e| self.error(format!("{key}: {e}")))
+    }
+
+    /// The model's parameters as a weights file under their timm names: the moving average
+    /// (`ema.<name>`) with `ema`, else the trained values; momentum left out.
+    pub fn weights(&self, ema: bool) -> Weights {
+        let tensors = (self.tensors.iter())
+            .filter_map(|(name, t)| match (ema, name.strip_prefix("ema.")) {
+                (true, Some(param)) => Some((param.to_string(), t.clone())),
+                (false, _) if !name.starts_with("momentum.") && !name.starts_with("ema.") => Some((name.clone(), t.clone())),
+                _ => None,
+            })
+            .collect();
+        Weights {
+            source: self.source.clone(),
+            tensors,
+        }
     }
 
     /// The class names, in label order.
