@@ -4,8 +4,10 @@
 
 use crate::support::gpu_or_skip;
 use crate::train::{nfnet, options, scratch, small_data};
+use nfnet::data::Dataset;
 use nfnet::train::{checkpoint, FitEnd, TrainOptions, Trainer};
 use nfnet::{Error, Tuner};
+use std::path::Path;
 
 /// Run folders: a new run refuses a folder that holds another run (its files unchanged) unless
 /// told to replace it, and then starts a fresh metrics.csv; Ctrl-C saves, exits 130 and prints a
@@ -92,24 +94,26 @@ fn run_folders_are_never_mixed_and_an_interrupted_run_continues_as_printed() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A trainer of `options()` (one pass per step, the moving average as given) that has trained
+/// one epoch into `dir`, untuned.
+fn one_epoch_into<'g>(gpu: &'g nfnet::Gpu, data: &Dataset, dir: &Path, ema_decay: Option<f64>) -> Trainer<'g> {
+    let options = TrainOptions {
+        epochs: 1,
+        micro_batches: 1,
+        ema_decay,
+        ..options()
+    };
+    let mut t = Trainer::new(gpu, &Tuner::off(), options, data).unwrap();
+    assert_eq!(t.fit(data, dir, &mut |_| {}).unwrap(), FitEnd::Finished);
+    t
+}
+
 #[test]
 fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
     let Some(gpu) = gpu_or_skip() else { return };
     let data = small_data();
     let dir = scratch("nan");
-    let mut t = Trainer::new(
-        gpu,
-        &Tuner::off(),
-        TrainOptions {
-            epochs: 1,
-            micro_batches: 1,
-            ema_decay: None,
-            ..options()
-        },
-        &data,
-    )
-    .unwrap();
-    assert_eq!(t.fit(&data, &dir, &mut |_| {}).unwrap(), FitEnd::Finished);
+    let mut t = one_epoch_into(gpu, &data, &dir, None);
     let good_step = t.state.step;
     // Poison a weight, as an exploding update would, and train on.
     t.options.epochs = 2;
@@ -137,19 +141,7 @@ fn a_non_finite_validation_loss_stops_training_and_touches_no_checkpoint() {
     let Some(gpu) = gpu_or_skip() else { return };
     let data = small_data();
     let dir = scratch("nan-val");
-    let mut t = Trainer::new(
-        gpu,
-        &Tuner::off(),
-        TrainOptions {
-            epochs: 1,
-            micro_batches: 1,
-            ema_decay: Some(0.9),
-            ..options()
-        },
-        &data,
-    )
-    .unwrap();
-    assert_eq!(t.fit(&data, &dir, &mut |_| {}).unwrap(), FitEnd::Finished);
+    let mut t = one_epoch_into(gpu, &data, &dir, Some(0.9));
     let files = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let (last, best) = (files("last.safetensors"), files("best.safetensors"));
     let (name, ema) = (t.state_tensors().into_iter())
