@@ -121,7 +121,7 @@ impl<'g> Case<'g> {
             let mut out = Vec::with_capacity(self.outputs.len());
             for o in &self.outputs {
                 let got = o.tensor.read_f32_async(self.gpu).await?;
-                let (rel, max_abs) = errors(&got, &o.want);
+                let Errors { rel_l2: rel, max_abs, .. } = errors(&got, o.want.iter().copied());
                 out.push((o.what.clone(), max_abs, rel, rel <= o.tol));
             }
             Ok::<_, crate::Error>(out)
@@ -134,20 +134,45 @@ impl<'g> Case<'g> {
     }
 }
 
-/// Relative L2 error and max abs error of `got` against `want` (both infinite with a
-/// non-finite value in `got`).
-fn errors(got: &[f32], want: &[f64]) -> (f64, f64) {
-    if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
-        return (f64::INFINITY, f64::INFINITY);
+/// How far a result is from what it should be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Errors {
+    /// `|got - want| / |want|` in the L2 norm.
+    pub rel_l2: f64,
+    /// Largest absolute difference.
+    pub max_abs: f64,
+    /// Root mean square of the differences.
+    pub rms: f64,
+}
+
+/// The errors of `got` against `want`, all infinite when the lengths differ or `got` holds a
+/// NaN or an infinity (a kernel that wrote nothing leaves its NaN poison).
+pub fn errors(got: &[f32], want: impl IntoIterator<Item = f64>) -> Errors {
+    let infinite = Errors {
+        rel_l2: f64::INFINITY,
+        max_abs: f64::INFINITY,
+        rms: f64::INFINITY,
+    };
+    if got.iter().any(|v| !v.is_finite()) {
+        return infinite;
     }
-    let (mut diff2, mut norm2, mut max_abs) = (0.0f64, 0.0f64, 0.0f64);
-    for (&g, &w) in got.iter().zip(want) {
+    let (mut diff2, mut norm2, mut max_abs, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+    for w in want {
+        let Some(&g) = got.get(n) else { return infinite };
         let d = g as f64 - w;
         diff2 += d * d;
         norm2 += w * w;
         max_abs = max_abs.max(d.abs());
+        n += 1;
     }
-    (diff2.sqrt() / norm2.sqrt().max(1e-30), max_abs)
+    if n != got.len() {
+        return infinite;
+    }
+    Errors {
+        rel_l2: diff2.sqrt() / norm2.sqrt().max(1e-30),
+        max_abs,
+        rms: (diff2 / n.max(1) as f64).sqrt(),
+    }
 }
 
 fn to_f32(v: &[f64]) -> Vec<f32> {

@@ -23,6 +23,7 @@ use nfnet::graph::optim::Optimizer;
 use nfnet::io::{read_safetensors_bytes, HostTensor};
 use nfnet::model::forward::{forward_async, ForwardOptions};
 use nfnet::model::{ModelConfig, Weights};
+use nfnet::ops::selfcheck::errors;
 use nfnet::Tuner;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
@@ -33,21 +34,6 @@ pub const STEPS_TOLERANCE: f64 = 1e-4;
 /// An RMS difference that passes whatever the relative error: f32 rounding (1.2e-7) of terms
 /// of order 1, what a sum that cancels keeps of them.
 pub const ABSOLUTE_FLOOR: f64 = 1e-7;
-
-/// `(||got - want|| / ||want||, RMS of got - want)`, both infinite when `got` holds a NaN or
-/// an infinity (a kernel that wrote nothing leaves its NaN poison).
-pub fn errors(got: &[f32], want: &[f32]) -> (f64, f64) {
-    if got.iter().any(|v| !v.is_finite()) {
-        return (f64::INFINITY, f64::INFINITY);
-    }
-    let (mut diff2, mut norm2) = (0.0f64, 0.0f64);
-    for (&g, &w) in got.iter().zip(want) {
-        let (g, w) = (g as f64, w as f64);
-        diff2 += (g - w) * (g - w);
-        norm2 += w * w;
-    }
-    (diff2.sqrt() / norm2.sqrt().max(1e-30), (diff2 / want.len().max(1) as f64).sqrt())
-}
 
 /// One group of compared tensors: the worst error and everything over the tolerance.
 struct Group {
@@ -84,8 +70,13 @@ impl Group {
                 .push(format!("{name}: shape {:?} in the browser, {:?} natively", got.shape, want.shape));
             return;
         }
+        // Relative L2 error and RMS difference, both infinite with a NaN or an infinity in the
+        // browser's output.
         let (err, rms) = match (got.as_f32(name), want.as_f32(name)) {
-            (Ok(g), Ok(w)) => errors(g, w),
+            (Ok(g), Ok(w)) => {
+                let e = errors(g, w.iter().map(|&v| v as f64));
+                (e.rel_l2, e.rms)
+            }
             _ => (f64::INFINITY, f64::INFINITY),
         };
         // `!(err <= worst)` also catches a NaN.
