@@ -10,8 +10,8 @@
 // Dispatch: x = ceil(N*rows*ceil(cols/TP) * ceil((C/G) / (4*TC4)) / 64), y = G.
 // Launcher: ops::grouped_conv::backward_input, one dispatch per phase.
 
-@group(0) @binding(1) var dyt: texture_2d<f32>;
-@group(0) @binding(2) var wp: texture_2d<f32>;
+@group(0) @binding(1) var dyt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var wp: texture_storage_2d<rgba32float, read>;
 
 // The dy texels of the current output quad, [ir * SPAN + u]: output channels 4b .. 4b+3
 // (private for GL, see conv_forward_tile).
@@ -28,9 +28,9 @@ fn channel(e: u32, wk: u32, ws: u32) {
             var w0 = vec4<f32>(0.0);
             var w1 = vec4<f32>(0.0);
             var w2 = vec4<f32>(0.0);
-            if (NS >= 1u) { w0 = fetch(wp, wrow + j); }
-            if (NS >= 2u) { w1 = fetch(wp, wrow + SW * ws + j); }
-            if (NS >= 3u) { w2 = fetch(wp, wrow + 2u * SW * ws + j); }
+            if (NS >= 1u) { w0 = textureLoad(wp, texel(wrow + j)); }
+            if (NS >= 2u) { w1 = textureLoad(wp, texel(wrow + SW * ws + j)); }
+            if (NS >= 3u) { w2 = textureLoad(wp, texel(wrow + 2u * SW * ws + j)); }
             for (var t = 0u; t < TP; t++) {
                 var a = acc[t * TC4 + j];
                 if (NS >= 1u) { a = fma(vec4<f32>(ds[d + t + NS - 1u][e]), w0, a); }
@@ -67,7 +67,7 @@ fn grouped_conv_backward_input_textured(@builtin(global_invocation_id) gid: vec3
             for (var u = 0u; u < SPAN; u++) {
                 let q = qbase + i32(u);
                 let ok = row_ok && q >= 0 && q < i32(prm.q);
-                ds[ir * SPAN + u] = select(vec4<f32>(0.0), fetch(dyt, select(0u, row + u32(q), ok)), ok);
+                ds[ir * SPAN + u] = select(vec4<f32>(0.0), textureLoad(dyt, texel(select(0u, row + u32(q), ok))), ok);
             }
         }
         // The four output channels in turn, each a constant component: the tile stays in

@@ -18,8 +18,8 @@
 // output tile, tap block), y = G, z = splits.
 // Launcher: ops::grouped_conv::backward_weight.
 
-@group(0) @binding(1) var xt: texture_2d<f32>;
-@group(0) @binding(2) var dyt: texture_2d<f32>;
+@group(0) @binding(1) var xt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var dyt: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 @group(0) @binding(4) var<storage, read_write> bpart: array<f32>;
 
@@ -36,7 +36,7 @@ override TS: u32 = 3u;      // kernel columns per invocation: 1 when TAPS = 1, e
 // The x texel at column ix of the row starting at texel xrow, zero outside the image.
 fn load_x(xrow: u32, ix: i32, row_ok: bool) -> vec4<f32> {
     let ok = row_ok && ix >= 0 && ix < i32(prm.w);
-    return select(vec4<f32>(0.0), fetch(xt, select(0u, xrow + u32(ix), ok)), ok);
+    return select(vec4<f32>(0.0), textureLoad(xt, texel(select(0u, xrow + u32(ix), ok))), ok);
 }
 
 // The invocation's accumulators, [((4 * cc + e) * TAPS + r * TS + s) * TK4 + j] (zero at the
@@ -90,7 +90,7 @@ fn grouped_conv_backward_weight_textured(@builtin(global_invocation_id) gid: vec
         let xbase = ((n * prm.groups + g) * cq) * hw;
         for (var q = 0u; q < prm.q; q++) {
             for (var j = 0u; j < TK4; j++) {
-                dys[j] = fetch(dyt, dyrow + min(j0 + j, kq - 1u) * pq + q);
+                dys[j] = textureLoad(dyt, texel(dyrow + min(j0 + j, kq - 1u) * pq + q));
                 bacc[j] += dys[j];
             }
             let ix0 = i32(q * SW + s0) - i32(prm.pad_left);

@@ -11,8 +11,8 @@
 // Dispatch: x = ceil(N*P*ceil(Q/TP) * ceil((K/G) / (4*TK4)) / 64), y = G.
 // Launcher: ops::grouped_conv::forward.
 
-@group(0) @binding(1) var xt: texture_2d<f32>;
-@group(0) @binding(2) var wp: texture_2d<f32>;
+@group(0) @binding(1) var xt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var wp: texture_storage_2d<rgba32float, read>;
 
 // The x texels of the current input quad, [r * SPAN + u]: channels 4b .. 4b+3 (private for GL,
 // see conv_forward_tile).
@@ -24,12 +24,12 @@ fn channel(e: u32, wc: u32, ws: u32) {
     for (var r = 0u; r < R; r++) {
         let wrow = wc + r * S * ws;
         for (var j = 0u; j < TK4; j++) {
-            let w0 = fetch(wp, wrow + j);
+            let w0 = textureLoad(wp, texel(wrow + j));
             var w1 = vec4<f32>(0.0);
             var w2 = vec4<f32>(0.0);
             if (S == 3u) {
-                w1 = fetch(wp, wrow + ws + j);
-                w2 = fetch(wp, wrow + 2u * ws + j);
+                w1 = textureLoad(wp, texel(wrow + ws + j));
+                w2 = textureLoad(wp, texel(wrow + 2u * ws + j));
             }
             for (var t = 0u; t < TP; t++) {
                 var a = acc[t * TK4 + j];
@@ -69,7 +69,7 @@ fn grouped_conv_forward_textured(@builtin(global_invocation_id) gid: vec3<u32>, 
             for (var u = 0u; u < SPAN; u++) {
                 let ix = ix0 + i32(u);
                 let ok = row_ok && ix >= 0 && ix < i32(prm.w);
-                xs[r * SPAN + u] = select(vec4<f32>(0.0), fetch(xt, select(0u, row + u32(ix), ok)), ok);
+                xs[r * SPAN + u] = select(vec4<f32>(0.0), textureLoad(xt, texel(select(0u, row + u32(ix), ok))), ok);
             }
         }
         // The four channels in turn, each a constant component: the tile stays in registers.

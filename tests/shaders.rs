@@ -18,18 +18,15 @@ fn reflected_bindings(module: &naga::Module) -> Vec<(u32, Access)> {
                         ..
                     } => {
                         assert_eq!(*format, naga::StorageFormat::Rgba32Float, "{:?}", var.name);
-                        assert!(access.contains(naga::StorageAccess::STORE), "{:?}", var.name);
-                        Access::StorageTexture
+                        match (
+                            access.contains(naga::StorageAccess::LOAD),
+                            access.contains(naga::StorageAccess::STORE),
+                        ) {
+                            (true, false) => Access::TextureRead,
+                            (false, true) => Access::TextureWrite,
+                            _ => panic!("{:?}: a texture is read or written, not both: {access:?}", var.name),
+                        }
                     }
-                    naga::TypeInner::Image {
-                        class:
-                            naga::ImageClass::Sampled {
-                                kind: naga::ScalarKind::Float,
-                                multi: false,
-                            },
-                        dim: naga::ImageDimension::D2,
-                        arrayed: false,
-                    } => Access::Texture,
                     other => panic!("{:?}: unexpected handle type {other:?}", var.name),
                 },
                 other => panic!("{:?}: unexpected address space {other:?}", var.name),

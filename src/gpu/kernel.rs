@@ -20,10 +20,10 @@ pub enum Access {
     Read,
     /// `var<storage, read_write>`.
     ReadWrite,
-    /// `texture_2d<f32>` read with `textureLoad` (a texture-backed tensor).
-    Texture,
-    /// `texture_storage_2d<rgba32float, write>` (a texture-backed tensor).
-    StorageTexture,
+    /// `texture_storage_2d<rgba32float, read>` (a texture-backed tensor, read with `textureLoad`).
+    TextureRead,
+    /// `texture_storage_2d<rgba32float, write>` (a texture-backed tensor, written with `textureStore`).
+    TextureWrite,
 }
 
 macro_rules! kernels {
@@ -74,16 +74,16 @@ macro_rules! kernels {
 
 kernels! {
     GroupedConvPackWeight => "grouped_conv_pack_weight", ["index", "packed_buffer_out"], (Read, ReadWrite);
-    GroupedConvPackWeightTexture => "grouped_conv_pack_weight", ["index", "packed_texture_out"], (Read, StorageTexture);
+    GroupedConvPackWeightTexture => "grouped_conv_pack_weight", ["index", "packed_texture_out"], (Read, TextureWrite);
     GroupedConvPackWeightPair => "grouped_conv_pack_weight_pair", ["index", "packed_pair_buffer_out"], (Read, ReadWrite, ReadWrite);
-    GroupedConvPackWeightPairTexture => "grouped_conv_pack_weight_pair", ["index", "packed_pair_texture_out"], (Read, StorageTexture, StorageTexture);
-    GroupedConvPackActivation => "grouped_conv_pack_activation", ["index", "activation"], (Read, StorageTexture, Read);
+    GroupedConvPackWeightPairTexture => "grouped_conv_pack_weight_pair", ["index", "packed_pair_texture_out"], (Read, TextureWrite, TextureWrite);
+    GroupedConvPackActivation => "grouped_conv_pack_activation", ["index", "activation"], (Read, TextureWrite, Read);
     GroupedConvForward => "grouped_conv_forward", ["index", "conv_params", "conv_forward_tile", "packed_buffer"], (Read, Read, Read, ReadWrite);
-    GroupedConvForwardTextured => "grouped_conv_forward_textured", ["index", "conv_params", "conv_forward_tile", "texels"], (Texture, Texture, Read, ReadWrite);
+    GroupedConvForwardTextured => "grouped_conv_forward_textured", ["index", "conv_params", "conv_forward_tile", "texels"], (TextureRead, TextureRead, Read, ReadWrite);
     GroupedConvBackwardInput => "grouped_conv_backward_input", ["index", "conv_params", "conv_backward_input_tile", "packed_buffer"], (Read, Read, ReadWrite);
-    GroupedConvBackwardInputTextured => "grouped_conv_backward_input_textured", ["index", "conv_params", "conv_backward_input_tile", "texels"], (Texture, Texture, ReadWrite);
+    GroupedConvBackwardInputTextured => "grouped_conv_backward_input_textured", ["index", "conv_params", "conv_backward_input_tile", "texels"], (TextureRead, TextureRead, ReadWrite);
     GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index", "conv_params"], (Read, Read, ReadWrite);
-    GroupedConvBackwardWeightTextured => "grouped_conv_backward_weight_textured", ["index", "conv_params", "texels"], (Texture, Texture, ReadWrite, ReadWrite);
+    GroupedConvBackwardWeightTextured => "grouped_conv_backward_weight_textured", ["index", "conv_params", "texels"], (TextureRead, TextureRead, ReadWrite, ReadWrite);
     GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index", "conv_params"], (Read, ReadWrite);
     SumPartials => "sum_partials", ["index"], (Read, ReadWrite);
     WeightStdForward => "weight_std_forward", ["index", "weight_std_params", "reduce"], (Read, Read, ReadWrite, ReadWrite);

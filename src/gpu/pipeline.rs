@@ -67,12 +67,12 @@ impl PipelineCache {
                             Access::Uniform => buffer(wgpu::BufferBindingType::Uniform),
                             Access::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }),
                             Access::ReadWrite => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
-                            Access::Texture => wgpu::BindingType::Texture {
-                                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                            Access::TextureRead => wgpu::BindingType::StorageTexture {
+                                access: wgpu::StorageTextureAccess::ReadOnly,
+                                format: wgpu::TextureFormat::Rgba32Float,
                                 view_dimension: wgpu::TextureViewDimension::D2,
-                                multisampled: false,
                             },
-                            Access::StorageTexture => wgpu::BindingType::StorageTexture {
+                            Access::TextureWrite => wgpu::BindingType::StorageTexture {
                                 access: wgpu::StorageTextureAccess::WriteOnly,
                                 format: wgpu::TextureFormat::Rgba32Float,
                                 view_dimension: wgpu::TextureViewDimension::D2,

@@ -65,7 +65,7 @@ impl Step {
         }
         let limits = &gpu.limits;
         for (i, (arg, access)) in args.iter().zip(&bindings[1..]).enumerate() {
-            let wants_texture = matches!(access, Access::Texture | Access::StorageTexture);
+            let wants_texture = matches!(access, Access::TextureRead | Access::TextureWrite);
             if wants_texture != arg.tensor.is_texture() || (wants_texture && (arg.offset, arg.len) != (0, arg.tensor.numel())) {
                 let wanted = if wants_texture {
                     "a whole texture-backed tensor"
