@@ -5,11 +5,14 @@ use crate::support::gpu_or_skip;
 use nfnet::data::{self, synthetic::Synthetic, DataSpec, Dataset, OpenOptions};
 use nfnet::graph::optim::AgcConfig;
 use nfnet::model::ModelConfig;
+use nfnet::ops::grouped_conv::Storage;
 use nfnet::train::{checkpoint, Event, FitEnd, TrainOptions, TrainOverrides, Trainer};
+use nfnet::tune::TuneOptions;
 use nfnet::{Error, Tuner};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) fn scratch(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nfnet-train-{test}-{}", std::process::id()));
@@ -72,6 +75,7 @@ fn state_bits(trainer: &Trainer) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
+/// Interrupted and resumed, or tuned after its first epoch: the same bits as a plain run.
 #[test]
 fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
     let Some(gpu) = gpu_or_skip() else { return };
@@ -125,6 +129,35 @@ fn a_resumed_run_is_bitwise_the_uninterrupted_run() {
             .collect::<Vec<_>>()
     };
     assert_eq!(strip_timing(csv("split")), strip_timing(csv("straight")));
+
+    // Started on untimed kernels, then tuned after the first epoch and rebuilt with other
+    // kernels (buffers where lavapipe's default is textures): still the same bits.
+    let cached = Tuner::new(TuneOptions {
+        cached_only: true,
+        cache_dir: None,
+        ..TuneOptions::default()
+    });
+    let mut deferred = Trainer::new(gpu, &cached, options(), &data).unwrap();
+    assert!(cached.untimed() > 0, "a tuner with no cache left nothing untimed");
+    deferred.tune_after_first_epoch(Tuner::new(TuneOptions {
+        conv_storage: Some(Storage::Buffer),
+        cache_dir: None,
+        budget: Some(Duration::from_secs(3)),
+        ..TuneOptions::default()
+    }));
+    let mut events = Vec::new();
+    let end = deferred.fit(&data, &dir.join("deferred"), &mut |e| match e {
+        Event::Epoch(s) => events.push(format!("epoch {}", s.epoch + 1)),
+        Event::Tuning => events.push("tuning".into()),
+        Event::Tuned => events.push("tuned".into()),
+        _ => {}
+    });
+    assert_eq!(end.unwrap(), FitEnd::Finished);
+    assert_eq!(events, ["epoch 1", "tuning", "tuned", "epoch 2"]);
+    for ((name, a), (_, b)) in state_bits(&deferred).iter().zip(&want) {
+        let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(differ, 0, "{name}: {differ} of {} values differ from the untuned run", a.len());
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 

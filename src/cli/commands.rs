@@ -12,7 +12,7 @@ use nfnet::model::forward::{forward as run_forward, ForwardOptions};
 use nfnet::model::weights::Weights;
 use nfnet::train::{checkpoint, default_threads, Event, FitEnd, Trainer};
 use nfnet::tune::{ProgressHook, TuneProgress, TuneStage};
-use nfnet::{Gpu, ModelConfig, Tuner};
+use nfnet::{Gpu, ModelConfig, TuneOptions, Tuner};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -178,14 +178,23 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
         format!(" ({} unreadable files skipped)", skipped.len())
     };
     eprintln!("data: {train} training and {val} validation images in {classes} classes{note}");
+    // The first epoch starts at once on the cached kernel choices and the defaults; the rest
+    // are timed after it (on a first run on a software device, compiling the candidates alone
+    // takes longer than the nano model's epoch).
+    let cached = Tuner::new(TuneOptions {
+        cached_only: true,
+        ..tuner.options().clone()
+    });
     let built = match &resumed {
-        Some(ckpt) => Trainer::resume(&gpu, tuner, ckpt, &overrides, &data),
+        Some(ckpt) => Trainer::resume(&gpu, &cached, ckpt, &overrides, &data),
         None => overrides
             .new_run(&data)
-            .and_then(|options| Trainer::new(&gpu, tuner, options, &data)),
+            .and_then(|options| Trainer::new(&gpu, &cached, options, &data)),
     };
-    status.done();
     let mut trainer = built?;
+    if cached.untimed() > 0 {
+        trainer.tune_after_first_epoch(Tuner::new(tuner.options().clone()));
+    }
     if let Some(ckpt) = &resumed {
         eprintln!(
             "resuming {} at epoch {}, step {}",
@@ -249,7 +258,7 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
             .progress_chars("=> "),
     );
     let mut last_loss = f32::NAN;
-    let end = trainer.fit(&data, &out, &mut |event| show(&bar, &mut last_loss, event));
+    let end = trainer.fit(&data, &out, &mut |event| show(&bar, status, &mut last_loss, event));
     bar.finish_and_clear();
     match end? {
         FitEnd::Finished => eprintln!("done: {} (best top-1 {:.2}%)", out.display(), 100.0 * trainer.state.best_top1),
@@ -299,7 +308,7 @@ fn check_run_folder(out: &std::path::Path, args: &TrainArgs) -> anyhow::Result<(
 }
 
 /// Renders one training event on the progress bar (`last_loss`: the last loss read back).
-fn show(bar: &ProgressBar, last_loss: &mut f32, event: Event) {
+fn show(bar: &ProgressBar, status: &TuneStatus, last_loss: &mut f32, event: Event) {
     match event {
         Event::Step {
             epoch,
@@ -336,6 +345,12 @@ fn show(bar: &ProgressBar, last_loss: &mut f32, event: Event) {
             )
         }),
         Event::Checkpoint(_) => {}
+        // The tuner's status line takes the bar's place meanwhile.
+        Event::Tuning => bar.finish_and_clear(),
+        Event::Tuned => {
+            status.done();
+            bar.reset();
+        }
     }
 }
 

@@ -68,11 +68,17 @@ pub enum Event<'a> {
         images_per_second: f64,
     },
     /// Evaluation of the epoch is running.
-    Evaluating { epoch: u64 },
+    Evaluating {
+        epoch: u64,
+    },
     /// An epoch finished (metrics and checkpoints are written).
     Epoch(&'a EpochStats),
     /// A checkpoint was written.
     Checkpoint(&'a Path),
+    /// The kernels left untimed are being timed, and the plans built again with the choices
+    /// ([`Trainer::tune_after_first_epoch`]); `Tuned` follows.
+    Tuning,
+    Tuned,
 }
 
 /// How a [`Trainer::fit`] ended.
@@ -98,6 +104,8 @@ pub struct Trainer<'g> {
     steps_per_epoch: usize,
     losses: LossLog,
     interrupt: Option<Arc<AtomicBool>>,
+    /// Times what the plans were built without, after the first epoch.
+    deferred_tuner: Option<Tuner>,
 }
 
 impl<'g> Trainer<'g> {
@@ -196,7 +204,36 @@ impl<'g> Trainer<'g> {
             let message = format!("{} training images make no full batch of {}", data.train.len(), options.batch_size);
             return Err(Error::invalid("data", message));
         }
-        let res = options.resolution as usize;
+        let store = param_store(gpu, &options.model)?;
+        let (train, eval) = Trainer::plans(gpu, tuner, &options, &store, data.classes())?;
+        Ok(Trainer {
+            gpu,
+            losses: LossLog::new(gpu, options.loss_every)?,
+            classes: data.classes().to_vec(),
+            state: TrainState {
+                train_images: data.train.len(),
+                ..Default::default()
+            },
+            options,
+            train,
+            store,
+            eval,
+            steps_per_epoch,
+            interrupt: None,
+            deferred_tuner: None,
+        })
+    }
+
+    /// The training step's plan over `store` and the evaluation over the same parameters (or
+    /// the step's moving averages of them), with `tuner`'s kernel choices.
+    fn plans(
+        gpu: &'g Gpu,
+        tuner: &Tuner,
+        options: &TrainOptions,
+        store: &ParamStore,
+        classes: &[String],
+    ) -> Result<(TrainingPlan, Classifier<'g>)> {
+        let (micro, res) = (options.micro_batch(), options.resolution as usize);
         let setup = TrainingSetup {
             label_smoothing: options.label_smoothing,
             mixed_targets: options.augment.mixup > 0.0 || options.augment.cutmix > 0.0,
@@ -206,8 +243,7 @@ impl<'g> Trainer<'g> {
             ema: options.ema_decay.is_some(),
             ..TrainingSetup::new(micro, (res, res))
         };
-        let store = param_store(gpu, &options.model)?;
-        let train = TrainingPlan::new(gpu, tuner, &options.model, &setup, &store)?;
+        let train = TrainingPlan::new(gpu, tuner, &options.model, &setup, store)?;
         // Evaluation reads the weights, or their moving average.
         let eval_store = match options.ema_decay {
             Some(_) => ParamStore::from_tensors(
@@ -224,24 +260,38 @@ impl<'g> Trainer<'g> {
             resolution: Some(options.resolution),
             margin: Some(options.eval_margin),
             batch: micro,
-            classes: Some(data.classes().to_vec()),
+            classes: Some(classes.to_vec()),
         };
         let eval = Classifier::over(gpu, tuner, &options.model, &eval_store, &eval_options)?;
-        Ok(Trainer {
-            gpu,
-            losses: LossLog::new(gpu, options.loss_every)?,
-            classes: data.classes().to_vec(),
-            state: TrainState {
-                train_images: data.train.len(),
-                ..Default::default()
-            },
-            options,
-            train,
-            store,
-            eval,
-            steps_per_epoch,
-            interrupt: None,
-        })
+        Ok((train, eval))
+    }
+
+    /// Builds the plans again with `tuner`'s choices (timing the kernels it has no cached choice
+    /// for), carrying the momentum and moving averages over: the run goes on bit for bit as it
+    /// would have (tuned kernels compute the same sums; see [`crate::tune`]). Both plans live
+    /// until the new one holds the state.
+    pub fn retune(&mut self, tuner: &Tuner) -> Result<()> {
+        let (train, eval) = Trainer::plans(self.gpu, tuner, &self.options, &self.store, &self.classes)?;
+        // The parameters are the store's, shared by both plans; the rest is the plan's own.
+        let params: Vec<&str> = self.store.iter().map(|(name, _)| name).collect();
+        for (name, old) in self
+            .state_tensors()
+            .into_iter()
+            .filter(|(name, _)| !params.contains(&name.as_str()))
+        {
+            let new = (train.plan().tensor(&name)).ok_or_else(|| Error::invalid("retune", format!("the new plan has no {name}")))?;
+            new.copy_from(self.gpu, &old)?;
+        }
+        (self.train, self.eval) = (train, eval);
+        Ok(())
+    }
+
+    /// Has [`Trainer::fit`] time, after the first epoch it finishes, the kernels this run's plans
+    /// were built without (a [`crate::tune::TuneOptions::cached_only`] tuner's
+    /// [`Tuner::untimed`] ones) and go on with them ([`Trainer::retune`]), so that training
+    /// starts without waiting for the tuner. Nothing is timed when no epoch follows.
+    pub fn tune_after_first_epoch(&mut self, tuner: Tuner) {
+        self.deferred_tuner = Some(tuner);
     }
 
     /// Stops [`Trainer::fit`] with a checkpoint when `flag` is set (Ctrl-C).
@@ -432,6 +482,15 @@ impl<'g> Trainer<'g> {
                 on_event(Event::Checkpoint(&path));
             }
             on_event(Event::Epoch(&stats));
+            if let Some(tuner) = self
+                .deferred_tuner
+                .take()
+                .filter(|_| (self.state.epoch as usize) < self.options.epochs)
+            {
+                on_event(Event::Tuning);
+                self.retune(&tuner)?;
+                on_event(Event::Tuned);
+            }
         }
         Ok(FitEnd::Finished)
     }

@@ -28,6 +28,12 @@
 //! warm-up) wins and is written to `autotune.json` in the cache directory, keyed by adapter,
 //! backend and driver, so the next run starts without timing.
 //!
+//! A job that wants its first result at once need not wait for the tuner: built with a
+//! [`TuneOptions::cached_only`] tuner, its plans take the cached choices and the defaults for
+//! the rest ([`Tuner::untimed`] counts them), and a timing tuner makes those choices later, the
+//! plans being built again with them (training: `Trainer::tune_after_first_epoch`). Either
+//! way the results are bitwise the same.
+//!
 //! Choices today:
 //! * `conv_storage`, per adapter: where the conv kernels read their operands
 //!   ([`Storage::Buffer`] or [`Storage::Texture`]). On a software device a texel fetch costs a
@@ -70,6 +76,10 @@ pub struct TuneOptions {
     pub cache_dir: Option<PathBuf>,
     /// The most time timing may take in all (see the module docs); `None` for no bound.
     pub budget: Option<Duration>,
+    /// Take cached choices but time nothing: a choice not in the cache is the default, and
+    /// [`Tuner::untimed`] counts it. A run that must start at once builds its plans this way and
+    /// times the rest later (`Trainer::tune_after_first_epoch`).
+    pub cached_only: bool,
     /// Told how tuning goes; `None` hears nothing.
     pub progress: Option<ProgressHook>,
 }
@@ -82,6 +92,7 @@ impl Default for TuneOptions {
             conv_storage: None,
             cache_dir: default_dir(),
             budget: Some(DEFAULT_BUDGET),
+            cached_only: false,
             progress: None,
         }
     }
@@ -95,6 +106,7 @@ impl TuneOptions {
             conv_storage: None,
             cache_dir: None,
             budget: None,
+            cached_only: false,
             progress: None,
         }
     }
@@ -182,7 +194,7 @@ pub struct Choice {
     pub value: String,
     /// `timed` (measured now), `cached` (read from disk), `partial` (the fastest of the
     /// candidates measured before the budget ran out; see the module docs for when it is
-    /// cached) or `default` (tuning failed or out of budget).
+    /// cached) or `default` (not cached with [`TuneOptions::cached_only`], tuning failed, or out of budget).
     pub source: String,
     /// Milliseconds per candidate when timed now.
     pub timings_ms: Vec<(String, f64)>,
@@ -197,6 +209,8 @@ struct State {
     choices: Vec<Choice>,
     /// Time spent timing.
     spent: Duration,
+    /// Choices left at the default because they were not cached ([`TuneOptions::cached_only`]).
+    untimed: usize,
     /// The longest single measurement (with its trial's setup and compiles).
     longest: Duration,
     /// Choices timed (in full or in part).
@@ -232,6 +246,12 @@ impl Tuner {
     /// The decisions taken so far, in order.
     pub fn choices(&self) -> Vec<Choice> {
         self.state().choices.clone()
+    }
+
+    /// How many choices a [`TuneOptions::cached_only`] tuner left at the default for want of a
+    /// cached one: what a tuner that times would time now.
+    pub fn untimed(&self) -> usize {
+        self.state().untimed
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -334,6 +354,11 @@ impl Tuner {
         if let Some(t) = cached.parse::<T>().ok().filter(|t| !marked && candidates.contains(t)) {
             state.record(&adapter, name, t.to_string(), "cached", vec![]);
             return t;
+        }
+        if self.options.cached_only {
+            state.untimed += 1;
+            state.record(&adapter, name, format!("{} (not cached)", candidates[0]), "default", vec![]);
+            return candidates[0];
         }
         let budget = self.options.budget;
         if budget.is_some_and(|b| state.spent + state.longest >= b) {
