@@ -273,12 +273,7 @@ impl<'g> Trainer<'g> {
     pub fn retune(&mut self, tuner: &Tuner) -> Result<()> {
         let (train, eval) = Trainer::plans(self.gpu, tuner, &self.options, &self.store, &self.classes)?;
         // The parameters are the store's, shared by both plans; the rest is the plan's own.
-        let params: Vec<&str> = self.store.iter().map(|(name, _)| name).collect();
-        for (name, old) in self
-            .state_tensors()
-            .into_iter()
-            .filter(|(name, _)| !params.contains(&name.as_str()))
-        {
+        for (name, old) in self.state_tensors().into_iter().filter(|(name, _)| self.store.get(name).is_none()) {
             let new = (train.plan().tensor(&name)).ok_or_else(|| Error::invalid("retune", format!("the new plan has no {name}")))?;
             new.copy_from(self.gpu, &old)?;
         }
