@@ -1,8 +1,10 @@
 // dropout_apply: y = x * mask * scale, with mask drawn from Philox; dropout and drop path.
 //   x: [len]   y: [len]
-//   Element e (index_base + i) uses mask unit m = e / per_mask: per_mask = 1 is dropout, C*H*W
-//   is stochastic depth (one mask per sample). mask = unit_float(philox((m, stream, info.step,
-//   info.micro), (seed_lo, seed_hi)).x) < keep: a new mask every step and micro-batch. scale = 1/keep (inverted dropout, timm's drop path) or 1
+//   Element e (index_base + i) uses mask unit m = info.pass_index * units + e / per_mask: per_mask = 1
+//   is dropout, C*H*W is stochastic depth (one mask per sample); units = len / per_mask of the
+//   whole tensor, so m counts units over the step's global batch, however it is split into
+//   passes and ranks. mask = unit_float(philox((m, stream, info.step, 0), (seed_lo, seed_hi)).x)
+//   < keep: a new mask every step. scale = 1/keep (inverted dropout, timm's drop path) or 1
 //   (DeepMind's drop path). Both passes are this kernel: the backward applies the same mask to dy.
 // Dispatch: gpu::step::grid over ceil(len / 256). Launcher: ops::dropout::apply.
 
@@ -15,6 +17,10 @@ struct Params {
     scale: f32,
     seed_lo: u32,
     seed_hi: u32,
+    units: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 @group(0) @binding(0) var<uniform> prm: Params;
 @group(0) @binding(1) var<storage, read> info: StepInfo;
@@ -28,8 +34,8 @@ fn dropout_apply(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_
     if (i >= prm.len) {
         return;
     }
-    let unit = (prm.index_base + i) / prm.per_mask;
-    let bits = philox4x32_10(vec4<u32>(unit, prm.stream, info.step, info.micro), vec2<u32>(prm.seed_lo, prm.seed_hi)).x;
+    let unit = info.pass_index * prm.units + (prm.index_base + i) / prm.per_mask;
+    let bits = philox4x32_10(vec4<u32>(unit, prm.stream, info.step, 0u), vec2<u32>(prm.seed_lo, prm.seed_hi)).x;
     let kept = unit_float(bits) < prm.keep;
     y[i] = select(0.0, x[i] * prm.scale, kept);
 }

@@ -74,6 +74,10 @@ pub enum Error {
     #[error("{what}: {message}")]
     NotFinite { what: String, message: String },
 
+    /// Data-parallel training: rank `rank` failed, left, or no longer agrees with rank 0.
+    #[error("rank {rank}: {message}")]
+    Rank { rank: usize, message: String },
+
     /// A weights file does not fit the model: every problem, listed at once.
     #[error("{}", weights_message(file, missing, unexpected, misshaped, not_f32))]
     Weights {

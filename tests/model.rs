@@ -78,8 +78,7 @@ fn nano_training_plan(gpu: &nfnet::Gpu, tuner: &Tuner) -> (TrainingPlan, ParamSt
     let info = nfnet::ops::step_info::StepInfo {
         lr: 0.05,
         ema_decay: 0.0,
-        step: 0,
-        micro: 0,
+        ..Default::default()
     };
     nfnet::ops::step_info::write(gpu, plan.step_info().unwrap(), info).unwrap();
     (plan, store)

@@ -400,12 +400,11 @@ fn dropout_matches_reference_bit_for_bit() {
         (0.5, false, Granularity::Element, u64::MAX - 3, 9),
         (0.75, true, Granularity::Sample { per_sample: 1 }, 1 << 40, 1),
     ];
-    let (step, micro) = (17, 2);
+    let (step, pass) = (17, 2);
     let info = StepInfo {
-        lr: 0.0,
-        ema_decay: 0.0,
         step,
-        micro,
+        pass_index: pass,
+        ..Default::default()
     };
     let info = step_info::tensor(gpu, info).unwrap();
     for (keep, rescale, granularity, mask_seed, stream) in cases {
@@ -417,14 +416,14 @@ fn dropout_matches_reference_bit_for_bit() {
             stream,
         };
         let x = normal(&mut rng, n, 1.0);
-        let want = dropout::cpu::apply(&spec, step, micro, &x);
-        // A new step or micro-batch draws a new mask.
-        let next = dropout::cpu::apply(&spec, step + 1, micro, &x);
-        let other = dropout::cpu::apply(&spec, step, micro + 1, &x);
+        let want = dropout::cpu::apply(&spec, step, pass, &x);
+        // A new step or pass draws a new mask.
+        let next = dropout::cpu::apply(&spec, step + 1, pass, &x);
+        let other = dropout::cpu::apply(&spec, step, pass + 1, &x);
         let differs = |a: &[f64], b: &[f64]| a.iter().zip(b).filter(|(x, y)| (**x == 0.0) != (**y == 0.0)).count() > n / 100;
         assert!(
             differs(&want, &next) && differs(&want, &other),
-            "masks must change with the step and micro-batch"
+            "masks must change with the step and pass"
         );
         let name = format!("dropout {spec:?} ({seed})");
         let mut c = Check::new(gpu, &name);
@@ -451,7 +450,7 @@ fn dropout_matches_reference_bit_for_bit() {
     let x = normal(&mut rng, 64 * 105, 1.0);
     let mut c = Check::new(gpu, format!("drop path ({seed})"));
     let tx = c.input("x", &[64, 3, 5, 7], &x);
-    let ty = c.output("y", &[64, 3, 5, 7], dropout::cpu::apply(&spec, step, micro, &x), 1e-6);
+    let ty = c.output("y", &[64, 3, 5, 7], dropout::cpu::apply(&spec, step, pass, &x), 1e-6);
     c.run([dropout::apply(gpu, &spec, &info, &tx, &ty)]);
     for sample in crate::support::read(gpu, &ty).chunks(105) {
         let zeros = sample.iter().filter(|v| **v == 0.0).count();

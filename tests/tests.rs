@@ -5,6 +5,9 @@
 mod architecture;
 /// The convolution's tiles and storages agree bitwise; the tuner keeps results and caches.
 mod conv;
+/// Data-parallel training on ranks that are threads: one device's sums, resumable across rank
+/// counts, errors instead of hangs.
+mod data_parallel;
 /// The same inputs twice give bitwise the same outputs.
 mod determinism;
 /// Bad input gets a typed error naming the problem, never a panic or a wgpu abort.

@@ -124,8 +124,7 @@ pub fn model_rows(gpu: &Gpu, tuner: &Tuner, case: &ModelCase, yardstick: Option<
     let info = StepInfo {
         lr: 1e-4,
         ema_decay: 0.0,
-        step: 0,
-        micro: 0,
+        ..Default::default()
     };
     step_info::write(gpu, train.step_info().expect("a training step reads the step info"), info)?;
     let timed = time_plan(gpu, train.plan())?;

@@ -66,6 +66,33 @@ pub struct LoaderOptions {
     pub first_batch: usize,
     /// Threads that decode and augment.
     pub threads: usize,
+    /// The batches this loader hands out (all of them, but on one of several ranks).
+    pub shard: Shard,
+}
+
+/// The batches of an epoch one of `ranks` data-parallel ranks makes: runs of `run` consecutive
+/// batches (a rank's micro-batches of one step) dealt out in turn, rank `rank` taking run
+/// `rank`, `rank + ranks`, ... Batch `b` holds the images at positions `b * batch ..` of the
+/// epoch's order whichever rank makes it, so the ranks together see what one device would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub ranks: usize,
+    pub run: usize,
+}
+
+impl Shard {
+    /// Every batch.
+    pub const WHOLE: Shard = Shard { rank: 0, ranks: 1, run: 1 };
+
+    /// The passes of one optimizer step over all ranks.
+    pub fn passes_per_step(&self) -> usize {
+        self.run.max(1) * self.ranks.max(1)
+    }
+
+    pub fn owns(&self, b: usize) -> bool {
+        (b / self.run.max(1)) % self.ranks.max(1) == self.rank
+    }
 }
 
 impl LoaderOptions {
@@ -76,6 +103,7 @@ impl LoaderOptions {
             resolution,
             transform: Transform::Eval { margin },
             seed: 0,
+            shard: Shard::WHOLE,
             epoch: 0,
             first_batch: 0,
             threads,
@@ -192,7 +220,7 @@ impl Loader {
             let (tx, rx) = sync_channel(2);
             let first = options.first_batch;
             std::thread::spawn(move || {
-                for b in first..total {
+                for b in (first..total).filter(|&b| maker.options.shard.owns(b)) {
                     if tx.send(maker.batch(b)).is_err() {
                         return; // the consumer stopped
                     }
@@ -216,6 +244,9 @@ impl Iterator for Loader {
     }
     #[cfg(target_arch = "wasm32")]
     fn next(&mut self) -> Option<Batch> {
+        while self.next < self.total && !self.maker.options.shard.owns(self.next) {
+            self.next += 1;
+        }
         let b = self.next;
         self.next += 1;
         (b < self.total).then(|| self.maker.batch(b))

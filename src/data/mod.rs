@@ -17,7 +17,7 @@ pub mod folder;
 mod loader;
 pub mod synthetic;
 
-pub use loader::{epoch_order, train_batches, Batch, Loader, LoaderOptions, Transform};
+pub use loader::{epoch_order, train_batches, Batch, Loader, LoaderOptions, Shard, Transform};
 
 use crate::error::{Error, Result};
 use rand::seq::SliceRandom;
@@ -48,6 +48,12 @@ pub trait Source: Send + Sync {
 pub struct Subset {
     source: Arc<dyn Source>,
     indices: Vec<usize>,
+}
+
+impl Subset {
+    pub fn new(source: Arc<dyn Source>, indices: Vec<usize>) -> Subset {
+        Subset { source, indices }
+    }
 }
 
 impl Source for Subset {

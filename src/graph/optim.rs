@@ -90,12 +90,13 @@ impl Optimizer {
 }
 
 /// Appends the update node of every parameter, with a `momentum.<name>` tensor each. With
-/// `micro_batches > 1` each gradient is first summed into an `accum.<name>` tensor (mean over
-/// the micro-batches) and the update phase reads the sums.
-pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micro_batches: usize) {
+/// `accumulate` each gradient is first summed into an `accum.<name>` tensor (the mean over the
+/// `micro_batches`) and the update phase reads the sums (which data-parallel training replaces
+/// by their mean over the ranks).
+pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micro_batches: usize, accumulate: bool) {
     let step_info = graph.step_info();
     let mut grads = grads.params.clone();
-    if micro_batches > 1 {
+    if accumulate {
         for (param, grad) in grads.iter_mut() {
             let def = graph.tensors[*param].clone();
             let acc = graph.tensor(format!("accum.{}", def.name), &def.shape, Role::Accumulator);

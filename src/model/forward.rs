@@ -165,7 +165,7 @@ pub async fn forward_async(
                     lr,
                     ema_decay: 0.0,
                     step: step as u32,
-                    micro: 0,
+                    ..Default::default()
                 },
             )?;
             plan.plan().step(gpu)?;

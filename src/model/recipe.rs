@@ -40,6 +40,10 @@ pub struct TrainingSetup {
     pub optimizer: Option<Optimizer>,
     /// Passes per optimizer step, their gradients summed.
     pub micro_batches: usize,
+    /// The gradients are averaged over data-parallel ranks between the passes and the update
+    /// (`crate::train::collective`): the update reads `accum.<name>` tensors, which the trainer
+    /// overwrites with the mean, even with one micro-batch.
+    pub data_parallel: bool,
     /// Keeps a moving average of every parameter, `ema.<name>`.
     pub ema: bool,
     /// Keeps the logits readable after a step.
@@ -60,6 +64,7 @@ impl TrainingSetup {
             seed: 0,
             optimizer: Some(Optimizer::paper()),
             micro_batches: 1,
+            data_parallel: false,
             ema: false,
             keep_logits: false,
             keep_gradients: false,
@@ -84,7 +89,8 @@ pub fn training_graph(config: &ModelConfig, setup: &TrainingSetup) -> Result<Tra
     let mut model = build(config, setup.batch, setup.resolution, mode, setup.seed)?;
     let gradients = autodiff::backward(&mut model.graph)?;
     if let Some(optimizer) = &setup.optimizer {
-        add_optimizer(&mut model.graph, &gradients, optimizer, setup.micro_batches);
+        let accumulate = setup.micro_batches > 1 || setup.data_parallel;
+        add_optimizer(&mut model.graph, &gradients, optimizer, setup.micro_batches, accumulate);
     }
     if setup.ema {
         add_ema(&mut model.graph);

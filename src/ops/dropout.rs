@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! x [len]   y [len]          y = x * mask * scale,  dx = dy * mask * scale (the same kernel)
-//! mask unit of element e:    m = e / per_mask   (1: dropout; C*H*W: drop path, one per sample)
-//! mask[m] = philox4x32_10(counter (m, stream, step, micro), key seed).x / 2^32 < keep   (top 24 bits)
+//! mask unit of element e:    m = pass * units + e / per_mask   (per_mask 1: dropout; C*H*W:
+//!                            drop path, one per sample; units = len / per_mask)
+//! mask[m] = philox4x32_10(counter (m, stream, step, 0), key seed).x / 2^32 < keep   (top 24 bits)
 //! scale   = 1/keep (inverted dropout; timm's drop path) or 1 (DeepMind's drop path)
 //! ```
-//! The mask is a pure function of (seed, stream, step, micro-batch, unit), so the backward
-//! recomputes it instead of storing it, and a run is reproducible from its seed. `stream`
-//! separates layers; the step and micro-batch counters come from the step info.
+//! The mask is a pure function of (seed, stream, step, unit), so the backward recomputes it
+//! instead of storing it, and a run is reproducible from its seed. `stream` separates layers;
+//! the step and the pass come from the step info. `m` numbers the units of the step's global
+//! batch (the pass is the micro-batch's place among all ranks' passes), so a batch split into
+//! micro-batches or over data-parallel ranks draws the masks it would draw whole.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor, Kernel, Launch};
@@ -47,6 +50,8 @@ struct Params {
     scale: f32,
     seed_lo: u32,
     seed_hi: u32,
+    units: u32,
+    _pad: [u32; 3],
 }
 
 impl Dropout {
@@ -66,7 +71,7 @@ impl Dropout {
     }
 }
 
-/// `y = x * mask * scale` for the step and micro-batch in `info`; for the backward pass
+/// `y = x * mask * scale` for the step and pass in `info`; for the backward pass
 /// `x = dy`, `y = dx`.
 pub fn apply(gpu: &Gpu, spec: &Dropout, info: &GpuTensor, x: &GpuTensor, y: &GpuTensor) -> Result<Launch> {
     let kernel = Kernel::DropoutApply;
@@ -94,6 +99,8 @@ pub fn apply(gpu: &Gpu, spec: &Dropout, info: &GpuTensor, x: &GpuTensor, y: &Gpu
         scale: spec.scale(),
         seed_lo: spec.seed as u32,
         seed_hi: (spec.seed >> 32) as u32,
+        units: (x.numel() / per_mask) as u32,
+        _pad: [0; 3],
     })
 }
 
@@ -118,19 +125,20 @@ pub mod cpu {
         c
     }
 
-    /// Whether mask unit `m` is kept at `(step, micro)`.
-    pub fn kept(spec: &Dropout, step: u32, micro: u32, m: u32) -> bool {
-        let bits = philox([m, spec.stream, step, micro], [spec.seed as u32, (spec.seed >> 32) as u32])[0];
+    /// Whether mask unit `m` (of the step's global batch) is kept at `step`.
+    pub fn kept(spec: &Dropout, step: u32, m: u32) -> bool {
+        let bits = philox([m, spec.stream, step, 0], [spec.seed as u32, (spec.seed >> 32) as u32])[0];
         ((bits >> 8) as f32 * (1.0 / 16_777_216.0)) < spec.keep
     }
 
-    pub fn apply(spec: &Dropout, step: u32, micro: u32, x: &[f64]) -> Vec<f64> {
+    /// `x` is pass `pass` of the step (see [`super::step_info::StepInfo::pass_index`]).
+    pub fn apply(spec: &Dropout, step: u32, pass: u32, x: &[f64]) -> Vec<f64> {
         let per = spec.per_mask();
-        let scale = spec.scale() as f64;
+        let (scale, units) = (spec.scale() as f64, (x.len() / per) as u32);
         x.iter()
             .enumerate()
             .map(|(e, v)| {
-                if kept(spec, step, micro, (e / per) as u32) {
+                if kept(spec, step, pass * units + (e / per) as u32) {
                     v * scale
                 } else {
                     0.0

@@ -13,8 +13,15 @@
 //! host. [`Trainer::fit`] adds the epoch loop: evaluation, `metrics.csv`, the curves in
 //! `metrics.png` ([`report`]), and checkpoints ([`checkpoint`]); an interrupt (Ctrl-C) saves
 //! one and stops cleanly. Progress reaches the caller as [`Event`]s; the library prints nothing.
+//!
+//! [`Trainer::new_in`] and [`Trainer::resume_in`] make one rank of a data-parallel run over a
+//! [`Collective`] (MPI, or threads with a GPU each): see [`data_parallel`].
 
 pub mod checkpoint;
+pub mod collective;
+mod data_parallel;
+#[cfg(not(target_arch = "wasm32"))]
+mod fit;
 mod losses;
 mod options;
 #[cfg(feature = "plot")]
@@ -22,10 +29,11 @@ mod plot;
 pub mod report;
 
 pub use checkpoint::Checkpoint;
+pub use collective::{Collective, LocalGroup};
 pub use options::{default_threads, TrainOptions, TrainOverrides, TrainState, DEFAULT_RESOLUTION};
 
 use crate::classify::{Classifier, ClassifierOptions, EvalStats};
-use crate::data::{Dataset, Loader, LoaderOptions, Source, Transform};
+use crate::data::{Dataset, Loader, LoaderOptions, Shard, Source, Subset, Transform};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTensor};
 use crate::graph::{ParamStore, Role};
@@ -53,6 +61,8 @@ pub struct EpochStats {
     pub seconds: f64,
     /// Files the dataset skipped as unreadable.
     pub skipped: usize,
+    /// Seconds of the epoch spent averaging gradients over the ranks (0 on one device).
+    pub exchange_seconds: f64,
 }
 
 /// Progress reported while training.
@@ -106,16 +116,38 @@ pub struct Trainer<'g> {
     interrupt: Option<Arc<AtomicBool>>,
     /// Times what the plans were built without, after the first epoch.
     deferred_tuner: Option<Tuner>,
+    /// The data-parallel ranks this one trains with, and its gradients' buckets.
+    group: Option<Box<dyn Collective>>,
+    exchange: Option<data_parallel::Exchange>,
+    exchange_seconds: f64,
 }
 
 impl<'g> Trainer<'g> {
     /// A new run on `data`, its parameters initialised from `options.seed` (the class count
     /// follows the data). [`Trainer::load_weights`] then starts it from trained weights instead.
-    pub fn new(gpu: &'g Gpu, tuner: &Tuner, mut options: TrainOptions, data: &Dataset) -> Result<Trainer<'g>> {
+    pub fn new(gpu: &'g Gpu, tuner: &Tuner, options: TrainOptions, data: &Dataset) -> Result<Trainer<'g>> {
+        Trainer::start(gpu, tuner, options, data, None)
+    }
+
+    /// One rank of a data-parallel run over `group` (see [`data_parallel`]): every rank calls
+    /// this with the same options and data, `options.batch_size` being the global batch, and
+    /// the ranks go on as one device would (up to the order of the gradient sums).
+    pub fn new_in(gpu: &'g Gpu, tuner: &Tuner, options: TrainOptions, data: &Dataset, group: Box<dyn Collective>) -> Result<Trainer<'g>> {
+        Trainer::start(gpu, tuner, options, data, Some(group))
+    }
+
+    fn start(
+        gpu: &'g Gpu,
+        tuner: &Tuner,
+        mut options: TrainOptions,
+        data: &Dataset,
+        group: Option<Box<dyn Collective>>,
+    ) -> Result<Trainer<'g>> {
         options.model.num_classes = data.classes().len();
-        let trainer = Trainer::build(gpu, tuner, options, data)?;
+        let trainer = Trainer::build(gpu, tuner, options, data, group)?;
         weights::init(gpu, trainer.train.plan().graph(), &trainer.store, trainer.options.seed)?;
         trainer.start_moving_average()?;
+        trainer.check_weights_agree()?;
         Ok(trainer)
     }
 
@@ -125,6 +157,7 @@ impl<'g> Trainer<'g> {
         let graph = self.train.plan().graph();
         let report = weights::load(self.gpu, graph, &self.store, weights, Head::Fresh(self.options.seed))?;
         self.start_moving_average()?;
+        self.check_weights_agree()?;
         Ok(report)
     }
 
@@ -141,6 +174,31 @@ impl<'g> Trainer<'g> {
     /// A run that continues `checkpoint` on `data` (the options as [`TrainOverrides::resumed`]
     /// merges them), bit for bit as if it had never stopped.
     pub fn resume(gpu: &'g Gpu, tuner: &Tuner, checkpoint: &Checkpoint, overrides: &TrainOverrides, data: &Dataset) -> Result<Trainer<'g>> {
+        Trainer::resume_with(gpu, tuner, checkpoint, overrides, data, None)
+    }
+
+    /// [`Trainer::resume`] as one rank of a data-parallel run ([`Trainer::new_in`]). The run may
+    /// have been saved by any number of ranks, or by one device: the global batch is the same,
+    /// so it goes on as the uninterrupted run would (up to the order of the gradient sums).
+    pub fn resume_in(
+        gpu: &'g Gpu,
+        tuner: &Tuner,
+        checkpoint: &Checkpoint,
+        overrides: &TrainOverrides,
+        data: &Dataset,
+        group: Box<dyn Collective>,
+    ) -> Result<Trainer<'g>> {
+        Trainer::resume_with(gpu, tuner, checkpoint, overrides, data, Some(group))
+    }
+
+    fn resume_with(
+        gpu: &'g Gpu,
+        tuner: &Tuner,
+        checkpoint: &Checkpoint,
+        overrides: &TrainOverrides,
+        data: &Dataset,
+        group: Option<Box<dyn Collective>>,
+    ) -> Result<Trainer<'g>> {
         let options = overrides.resumed(checkpoint)?;
         let source = &checkpoint.source;
         if checkpoint.classes != data.classes() {
@@ -166,7 +224,7 @@ impl<'g> Trainer<'g> {
             );
             return Err(Error::invalid("resume", message));
         }
-        let mut trainer = Trainer::build(gpu, tuner, options, data)?;
+        let mut trainer = Trainer::build(gpu, tuner, options, data, group)?;
         for (name, t) in trainer.state_tensors() {
             let weights_error = |missing: Vec<String>, misshaped: Vec<String>| Error::Weights {
                 file: source.clone(),
@@ -187,25 +245,61 @@ impl<'g> Trainer<'g> {
             crate::io::check_finite(&source, &name, values)?;
             t.write_f32(gpu, values)?;
         }
-        trainer.state = checkpoint.state;
+        // The position in the epoch, counted in passes of the saved run's split of the batch
+        // (saved at a step's end), in this run's; the epoch's losses so far are rank 0's to add.
+        let mut state = checkpoint.state;
+        let saved_passes = match state.passes_per_step {
+            0 => checkpoint.options.micro_batches.max(1),
+            p => p,
+        };
+        state.passes_per_step = trainer.shard().passes_per_step();
+        state.batch = state.batch / saved_passes * state.passes_per_step;
+        if trainer.shard().rank != 0 {
+            (state.loss_sum, state.loss_count) = (0.0, 0);
+        }
+        trainer.state = state;
+        trainer.check_weights_agree()?;
         Ok(trainer)
     }
 
     /// Builds the training plan and the evaluation for `options` on `data`; the parameters
     /// are left to the caller.
-    fn build(gpu: &'g Gpu, tuner: &Tuner, options: TrainOptions, data: &Dataset) -> Result<Trainer<'g>> {
+    fn build(
+        gpu: &'g Gpu,
+        tuner: &Tuner,
+        options: TrainOptions,
+        data: &Dataset,
+        group: Option<Box<dyn Collective>>,
+    ) -> Result<Trainer<'g>> {
         options.validate()?;
         if data.train.is_empty() || data.val.is_empty() {
             return Err(Error::invalid("data", "the training or validation set is empty"));
         }
-        let micro = options.micro_batch();
-        let steps_per_epoch = crate::data::train_batches(data.train.len(), micro) / options.micro_batches;
+        let shard = Shard {
+            rank: group.as_ref().map_or(0, |g| g.rank()),
+            ranks: group.as_ref().map_or(1, |g| g.ranks()),
+            run: options.micro_batches.max(1),
+        };
+        let passes = shard.passes_per_step();
+        if options.batch_size % passes != 0 {
+            let message = format!(
+                "--batch-size {} does not split into {} ranks x {} micro-batches of equal size: use a multiple of {passes}",
+                options.batch_size, shard.ranks, shard.run
+            );
+            return Err(Error::invalid("data-parallel training", message));
+        }
+        let pass = options.batch_size / passes;
+        let steps_per_epoch = crate::data::train_batches(data.train.len(), pass) / passes;
         if steps_per_epoch == 0 {
             let message = format!("{} training images make no full batch of {}", data.train.len(), options.batch_size);
             return Err(Error::invalid("data", message));
         }
         let store = param_store(gpu, &options.model)?;
-        let (train, eval) = Trainer::plans(gpu, tuner, &options, &store, data.classes())?;
+        let (train, eval) = Trainer::plans(gpu, tuner, &options, &store, data.classes(), shard)?;
+        let exchange = match shard.ranks > 1 {
+            true => Some(data_parallel::Exchange::new(gpu, accumulators(&train))?),
+            false => None,
+        };
         Ok(Trainer {
             gpu,
             losses: LossLog::new(gpu, options.loss_every)?,
@@ -221,7 +315,29 @@ impl<'g> Trainer<'g> {
             steps_per_epoch,
             interrupt: None,
             deferred_tuner: None,
+            group,
+            exchange,
+            exchange_seconds: 0.0,
         })
+    }
+
+    /// Which passes of every step this rank makes.
+    fn shard(&self) -> Shard {
+        Shard {
+            rank: self.group.as_ref().map_or(0, |g| g.rank()),
+            ranks: self.group.as_ref().map_or(1, |g| g.ranks()),
+            run: self.options.micro_batches.max(1),
+        }
+    }
+
+    /// On data-parallel ranks, that every rank holds rank 0's weights (a page in a browser is
+    /// one rank).
+    fn check_weights_agree(&self) -> Result<()> {
+        match &self.group {
+            #[cfg(not(target_arch = "wasm32"))]
+            Some(g) => data_parallel::weights_agree(self.gpu, g.as_ref(), &self.store, self.state.step),
+            _ => Ok(()),
+        }
     }
 
     /// The training step's plan over `store` and the evaluation over the same parameters (or
@@ -232,14 +348,16 @@ impl<'g> Trainer<'g> {
         options: &TrainOptions,
         store: &ParamStore,
         classes: &[String],
+        shard: Shard,
     ) -> Result<(TrainingPlan, Classifier<'g>)> {
-        let (micro, res) = (options.micro_batch(), options.resolution as usize);
+        let (micro, res) = (options.batch_size / shard.passes_per_step(), options.resolution as usize);
         let setup = TrainingSetup {
             label_smoothing: options.label_smoothing,
             mixed_targets: options.augment.mixup > 0.0 || options.augment.cutmix > 0.0,
             seed: options.seed,
             optimizer: Some(options.optimizer()),
             micro_batches: options.micro_batches,
+            data_parallel: shard.ranks > 1,
             ema: options.ema_decay.is_some(),
             ..TrainingSetup::new(micro, (res, res))
         };
@@ -271,11 +389,14 @@ impl<'g> Trainer<'g> {
     /// would have (tuned kernels compute the same sums; see [`crate::tune`]). Both plans live
     /// until the new one holds the state.
     pub fn retune(&mut self, tuner: &Tuner) -> Result<()> {
-        let (train, eval) = Trainer::plans(self.gpu, tuner, &self.options, &self.store, &self.classes)?;
+        let (train, eval) = Trainer::plans(self.gpu, tuner, &self.options, &self.store, &self.classes, self.shard())?;
         // The parameters are the store's, shared by both plans; the rest is the plan's own.
         for (name, old) in self.state_tensors().into_iter().filter(|(name, _)| self.store.get(name).is_none()) {
             let new = (train.plan().tensor(&name)).ok_or_else(|| Error::invalid("retune", format!("the new plan has no {name}")))?;
             new.copy_from(self.gpu, &old)?;
+        }
+        if self.exchange.is_some() {
+            self.exchange = Some(data_parallel::Exchange::new(self.gpu, accumulators(&train))?);
         }
         (self.train, self.eval) = (train, eval);
         Ok(())
@@ -323,15 +444,23 @@ impl<'g> Trainer<'g> {
         Ok(&self.eval)
     }
 
-    /// Loss, top-1 and top-5 over `source` with the evaluation weights (the EMA when enabled).
+    /// Loss, top-1 and top-5 over `source` with the evaluation weights (the EMA when enabled);
+    /// data-parallel ranks each evaluate a part and add up the counts.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&self, source: &Arc<dyn Source>) -> Result<EvalStats> {
-        self.eval.evaluate(source, self.options.threads)
+        pollster::block_on(self.evaluate_async(source))
     }
 
     /// [`Trainer::evaluate`] without blocking (in a browser).
     pub async fn evaluate_async(&self, source: &Arc<dyn Source>) -> Result<EvalStats> {
-        self.eval.evaluate_async(source, self.options.threads).await
+        let threads = self.options.threads;
+        let Some(group) = self.group.as_deref().filter(|g| g.ranks() > 1) else {
+            return self.eval.evaluate_async(source, threads).await;
+        };
+        let part = data_parallel::eval_part(source.len(), group.rank(), group.ranks());
+        let part: Arc<dyn Source> = Arc::new(Subset::new(source.clone(), part.collect()));
+        let mine = self.eval.evaluate_async(&part, threads).await?;
+        data_parallel::merge_stats(group, &mine)
     }
 
     /// Trains to the end of the current epoch (or until interrupted: returns false then).
@@ -343,7 +472,10 @@ impl<'g> Trainer<'g> {
     /// [`Trainer::train_epoch`] without blocking (in a browser, batches are made on the page's
     /// thread, and the loss read-backs yield to the event loop).
     pub async fn train_epoch_async(&mut self, data: &Dataset, on_event: &mut dyn FnMut(Event)) -> Result<bool> {
-        let (k, micro) = (self.options.micro_batches, self.options.micro_batch());
+        let shard = self.shard();
+        let (k, passes) = (shard.run, shard.passes_per_step());
+        let micro = self.options.batch_size / passes;
+        self.state.passes_per_step = passes;
         let loader = Loader::start(
             data.train.clone(),
             &LoaderOptions {
@@ -354,9 +486,10 @@ impl<'g> Trainer<'g> {
                 epoch: self.state.epoch,
                 first_batch: self.state.batch,
                 threads: self.options.threads,
+                shard,
             },
         );
-        let batches = self.steps_per_epoch * k;
+        let batches = self.steps_per_epoch * passes;
         let started = Instant::now();
         let mut images = 0usize;
         for batch in loader.take_while(|b| b.index < batches) {
@@ -371,17 +504,35 @@ impl<'g> Trainer<'g> {
                 ema_decay: self.options.ema_decay.map_or(0.0, |d| ema::decay(d, step)),
                 step: step as u32,
                 micro: micro_index as u32,
+                pass_index: (batch.index % passes) as u32,
             };
             step_info::write(self.gpu, self.train.step_info().expect("a training step reads the step info"), info)?;
             let last_micro = micro_index + 1 == k;
-            let (loss, losses) = (self.train.loss()?, &self.losses);
+            let (loss, losses, exchange) = (self.train.loss()?, &self.losses, &self.exchange);
             let mut full = false;
-            self.train.plan().submit(self.gpu, last_micro, |encoder| {
+            self.train.plan().submit(self.gpu, last_micro && exchange.is_none(), |encoder| {
                 full = losses.record(encoder, loss)?;
-                Ok(())
+                match exchange {
+                    Some(x) if last_micro => x.encode(encoder),
+                    _ => Ok(()),
+                }
             })?;
-            images += micro;
-            self.state.batch = batch.index + 1;
+            let interrupted = || self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+            // Ranks agree to stop in the exchange: at the end of the step after the one that
+            // saw the interrupt first.
+            let mut stop_agreed = false;
+            if let (Some(x), Some(group), true) = (exchange, &self.group, last_micro) {
+                let (any_stop, seconds) = x.mean(self.gpu, group.as_ref(), interrupted()).await?;
+                (stop_agreed, self.exchange_seconds) = (any_stop, self.exchange_seconds + seconds);
+                self.train.plan().submit_update(self.gpu)?;
+            }
+            images += micro * shard.ranks;
+            // At a step's end, the next pass is the next step's first, whichever rank makes it.
+            self.state.batch = if last_micro {
+                (batch.index / passes + 1) * passes
+            } else {
+                batch.index + 1
+            };
             self.state.step += last_micro as u64;
             let loss = self.losses.submitted(self.gpu, &mut self.state, k, full).await?;
             on_event(Event::Step {
@@ -393,7 +544,14 @@ impl<'g> Trainer<'g> {
                 loss,
                 images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
             });
-            if last_micro && self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+            if last_micro && self.group.is_some() && self.state.step % data_parallel::CHECK_EVERY == 0 {
+                self.check_weights_agree()?;
+            }
+            let stop = match exchange {
+                Some(_) => stop_agreed,
+                None => last_micro && interrupted(),
+            };
+            if stop {
                 self.losses.flush(self.gpu, &mut self.state, k).await?;
                 return Ok(false);
             }
@@ -401,92 +559,14 @@ impl<'g> Trainer<'g> {
         self.losses.flush(self.gpu, &mut self.state, k).await?;
         Ok(true)
     }
+}
 
-    /// The files a run writes in its folder ([`Trainer::fit`]'s `out`) that are there now.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn run_files(out: &Path) -> Vec<PathBuf> {
-        (RUN_FILES.iter().map(|f| out.join(f))).filter(|p| p.exists()).collect()
-    }
-
-    /// Trains until `options.epochs`: every epoch evaluates on `data.val`, appends to
-    /// `out/metrics.csv`, redraws `out/metrics.png`, and writes `out/last.safetensors` (and
-    /// `out/best.safetensors` when top-1 improves).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn fit(&mut self, data: &Dataset, out: &Path, on_event: &mut dyn FnMut(Event)) -> Result<FitEnd> {
-        std::fs::create_dir_all(out).map_err(|source| Error::Io {
-            path: out.display().to_string(),
-            error: source,
-        })?;
-        // The rows of the epochs this run has behind it (a resumed run's; none for a new one).
-        let mut history = report::read_history(&out.join("metrics.csv"));
-        history.retain(|row| row.epoch <= self.state.epoch);
-        while (self.state.epoch as usize) < self.options.epochs {
-            let started = Instant::now();
-            if self.state.batch == 0 {
-                (self.state.loss_sum, self.state.loss_count) = (0.0, 0);
-            }
-            let step_before = self.state.step;
-            let done = self.train_epoch(data, on_event)?;
-            if !done {
-                let path = out.join("last.safetensors");
-                checkpoint::save(self, &path)?;
-                on_event(Event::Checkpoint(&path));
-                return Ok(FitEnd::Interrupted(path));
-            }
-            on_event(Event::Evaluating { epoch: self.state.epoch });
-            let val = self.evaluate(&data.val)?;
-            let seconds = started.elapsed().as_secs_f64();
-            let steps = self.state.step - step_before;
-            let stats = EpochStats {
-                epoch: self.state.epoch,
-                step: self.state.step,
-                train_loss: self.state.loss_sum / self.state.loss_count.max(1) as f64,
-                lr: self.options.lr_at(self.state.step.saturating_sub(1), self.steps_per_epoch),
-                images_per_second: (steps as usize * self.options.batch_size) as f64 / seconds.max(1e-9),
-                seconds,
-                skipped: data.train.skipped().len(),
-                val,
-            };
-            if !stats.val.loss.is_finite() || !stats.train_loss.is_finite() {
-                // Diverged: nothing of this epoch is written, the last checkpoint stays.
-                return Err(Error::NotFinite {
-                    what: format!("epoch {}", stats.epoch + 1),
-                    message: format!(
-                        "the validation loss is {} ({} of {} images with NaN or infinite logits) and the training loss {}; \
-                         training stopped, and the checkpoints of the epochs before it are kept (try a lower --lr)",
-                        stats.val.loss, stats.val.non_finite, stats.val.images, stats.train_loss
-                    ),
-                });
-            }
-            self.state.epoch += 1;
-            self.state.batch = 0;
-            let best = stats.val.top1 > self.state.best_top1;
-            if best {
-                self.state.best_top1 = stats.val.top1;
-            }
-            history.push(report::Row::from(&stats));
-            report::write(out, &history)?;
-            #[cfg(feature = "plot")]
-            plot::write(out, &history)?;
-            let last = out.join("last.safetensors");
-            checkpoint::save(self, &last)?;
-            on_event(Event::Checkpoint(&last));
-            if best {
-                let path = out.join("best.safetensors");
-                checkpoint::save(self, &path)?;
-                on_event(Event::Checkpoint(&path));
-            }
-            on_event(Event::Epoch(&stats));
-            if let Some(tuner) = self
-                .deferred_tuner
-                .take()
-                .filter(|_| (self.state.epoch as usize) < self.options.epochs)
-            {
-                on_event(Event::Tuning);
-                self.retune(&tuner)?;
-                on_event(Event::Tuned);
-            }
-        }
-        Ok(FitEnd::Finished)
-    }
+/// The accumulated gradients of a plan's parameters (`accum.<name>`), the last layers' first: the
+/// order in which the backward pass completes them.
+fn accumulators(train: &TrainingPlan) -> Vec<GpuTensor> {
+    let plan = train.plan();
+    (plan.graph().tensors.iter().enumerate().rev())
+        .filter(|(_, t)| matches!(t.role, Role::Accumulator))
+        .filter_map(|(i, _)| plan.tensor_id(i).cloned())
+        .collect()
 }

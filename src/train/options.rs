@@ -158,8 +158,12 @@ pub struct TrainState {
     pub step: u64,
     /// The epoch in progress (0-based).
     pub epoch: u64,
-    /// The next micro-batch of the epoch.
+    /// The next pass of the epoch: its micro-batch on one device; with data-parallel ranks,
+    /// counted over all ranks' passes (see [`crate::data::Shard`]).
     pub batch: usize,
+    /// Passes per step over all ranks when `batch` was counted (0: the micro-batches, as
+    /// checkpoints from before data-parallel training say), so a run resumes on any number.
+    pub passes_per_step: usize,
     /// The best validation top-1 so far.
     pub best_top1: f64,
     /// Sum and count of the losses read back in the epoch so far (its mean training loss).
@@ -311,7 +315,6 @@ impl TrainOverrides {
     pub fn ignored_on_resume(&self) -> Vec<&'static str> {
         let given = [
             ("--batch-size", self.batch_size.is_some()),
-            ("--accum", self.micro_batches.is_some()),
             ("--lr", self.lr.is_some()),
             ("--warmup", self.warmup_epochs.is_some()),
             ("--momentum", self.momentum.is_some()),
@@ -336,8 +339,10 @@ impl TrainOverrides {
     }
 
     /// The options of a run resumed from `checkpoint`: the checkpoint's, run to `epochs` when
-    /// given, on the data given (else the checkpoint's); every other setting is the
-    /// checkpoint's. A model other than the checkpoint's is an error.
+    /// given, on the data given (else the checkpoint's), its batch split into `micro_batches`
+    /// passes when given (the same global batch: only the order of the gradient sums changes, as
+    /// on another number of data-parallel ranks); every other setting is the checkpoint's. A
+    /// model other than the checkpoint's is an error.
     pub fn resumed(&self, checkpoint: &Checkpoint) -> Result<TrainOptions> {
         let saved = &checkpoint.options;
         if let Some(m) = &self.model {
@@ -360,6 +365,7 @@ impl TrainOverrides {
         Ok(TrainOptions {
             epochs: self.epochs.unwrap_or(saved.epochs),
             data: self.data.clone().unwrap_or_else(|| saved.data.clone()),
+            micro_batches: self.micro_batches.unwrap_or(saved.micro_batches),
             ..saved.clone()
         })
     }

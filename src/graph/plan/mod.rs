@@ -151,8 +151,25 @@ impl Plan {
         timer: Option<&GpuTimer>,
         after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<f64> {
-        let started = web_time::Instant::now();
         let end = if with_update { self.step.len() } else { self.update_from };
+        self.submit_launches(gpu, 0..end, timer, after)
+    }
+
+    /// Submits the update phase alone: a data-parallel step's, once the gradients averaged over
+    /// the ranks are in place (its passes went with `with_update` false).
+    pub fn submit_update(&self, gpu: &Gpu) -> Result<()> {
+        self.submit_launches(gpu, self.update_from..self.step.len(), None, |_| Ok(()))
+            .map(|_| ())
+    }
+
+    fn submit_launches(
+        &self,
+        gpu: &Gpu,
+        launches: std::ops::Range<usize>,
+        timer: Option<&GpuTimer>,
+        after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<f64> {
+        let started = web_time::Instant::now();
         let mut encoder = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nfnet step") });
@@ -161,7 +178,7 @@ impl Plan {
                 label: Some("nfnet step"),
                 timestamp_writes: timer.map(GpuTimer::pass_writes),
             });
-            for launch in &self.step[..end] {
+            for launch in &self.step[launches] {
                 launch.encode(&mut pass);
             }
         }

@@ -304,19 +304,19 @@ pub(super) fn dropout_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g> {
             seed: 7,
             stream: 3,
         };
-        let (step, micro) = (17, 1);
+        let (step, pass) = (17, 3);
         let info = step_info::tensor(
             gpu,
             StepInfo {
                 step,
-                micro,
+                pass_index: pass,
                 ..Default::default()
             },
         )?;
         let x = data.normal(n, 1.0);
         let mut c = Case::new(gpu, name);
         let tx = c.input("x", &[n], &x)?;
-        let ty = c.output("y", &[n], dropout::cpu::apply(&spec, step, micro, &x), 1e-6)?;
+        let ty = c.output("y", &[n], dropout::cpu::apply(&spec, step, pass, &x), 1e-6)?;
         c.launch(dropout::apply(gpu, &spec, &info, &tx, &ty))?;
         Ok(c)
     })
@@ -337,6 +337,7 @@ pub(super) fn updates_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g> {
                 ema_decay: decay,
                 step: 12,
                 micro: 1,
+                pass_index: 1,
             },
         )?;
         let mut c = Case::new(gpu, name);

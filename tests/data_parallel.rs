@@ -1,0 +1,213 @@
+//! Data-parallel training on ranks that are threads ([`LocalGroup`]): the same sums as one
+//! device, resumable across rank counts, and an error, not a hang, when a rank stops. The MPI
+//! transport runs the same code between processes (`mpi` below, with the `mpi` feature).
+
+use crate::support::gpu_or_skip;
+use crate::train::{options, scratch, small_data};
+use nfnet::gpu::Gpu;
+use nfnet::train::collective::{mean_over_ranks, Collective};
+use nfnet::train::{checkpoint, Event, FitEnd, LocalGroup, TrainOptions, TrainOverrides, Trainer};
+use nfnet::{Error, Tuner};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+type Bits = Vec<(String, Vec<u32>)>;
+
+fn bits(gpu: &Gpu, trainer: &Trainer) -> Bits {
+    (trainer.state_tensors().iter())
+        .map(|(n, t)| (n.clone(), t.read_f32(gpu).unwrap().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+fn assert_bitwise(got: &Bits, want: &Bits, what: &str) {
+    assert_eq!(got.len(), want.len());
+    for ((name, a), (_, b)) in got.iter().zip(want) {
+        let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(differ, 0, "{what}: {name}: {differ} of {} values differ", a.len());
+    }
+}
+
+/// Runs `ranks` trainers on threads sharing `gpu`, each made by `start` with its group handle,
+/// fitting into `out`; returns every rank's end and state bits.
+fn on_ranks<'g>(
+    gpu: &'g Gpu,
+    ranks: usize,
+    out: &Path,
+    start: impl Fn(Box<dyn Collective>) -> nfnet::Result<Trainer<'g>> + Sync,
+    interrupt_at: Option<u64>,
+) -> Vec<nfnet::Result<(FitEnd, Bits)>> {
+    let data = small_data();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = LocalGroup::new(ranks)
+            .into_iter()
+            .map(|group| {
+                let (start, data) = (&start, &data);
+                s.spawn(move || {
+                    let rank = group.rank();
+                    let mut trainer = start(Box::new(group))?;
+                    // Only rank 0 is told to stop: every rank must stop at the same step.
+                    let flag = Arc::new(AtomicBool::new(false));
+                    trainer.set_interrupt(flag.clone());
+                    let end = trainer.fit(data, out, &mut |e| {
+                        if let Event::Step { step, .. } = e {
+                            if rank == 0 && Some(step) == interrupt_at {
+                                flag.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    })?;
+                    Ok((end, bits(gpu, &trainer)))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Two ranks of one micro-batch split each step as one device with two micro-batches does (the
+/// same passes, images, CutMix, dropout and drop-path draws), and the mean over the ranks,
+/// (g0 + g1) / 2, is bitwise the device's 0.5 g0 + 0.5 g1: so the runs are bitwise equal,
+/// straight and interrupted, resumed on the other count of ranks either way.
+#[test]
+fn two_ranks_train_bitwise_as_one_device_and_resume_across_rank_counts() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (data, dir, tuner) = (small_data(), scratch("data-parallel"), Tuner::off());
+    let two_ranks = TrainOptions {
+        micro_batches: 1,
+        ..options()
+    };
+    let mut device = Trainer::new(gpu, &tuner, options(), &data).unwrap();
+    device.fit(&data, &dir.join("device"), &mut |_| {}).unwrap();
+    let want = bits(gpu, &device);
+    let steps = device.state.step;
+    drop(device);
+
+    let new = |g| Trainer::new_in(gpu, &tuner, two_ranks.clone(), &data, g);
+    for (rank, r) in on_ranks(gpu, 2, &dir.join("ranks"), new, None).into_iter().enumerate() {
+        let (end, got) = r.unwrap();
+        assert_eq!(end, FitEnd::Finished);
+        assert_bitwise(&got, &want, &format!("rank {rank} of 2 against one device"));
+    }
+    assert!(dir.join("ranks/last.safetensors").exists() && dir.join("ranks/metrics.csv").exists());
+    let csv = |run: &str| std::fs::read_to_string(dir.join(run).join("metrics.csv")).unwrap();
+    let column = |s: String, c: usize| s.lines().map(|l| l.split(',').nth(c).unwrap().to_string()).collect::<Vec<_>>();
+    // The sharded evaluation's top-1 column (counts added over the ranks) is one device's.
+    let header = csv("device").lines().next().unwrap().to_string();
+    let top1 = header.split(',').position(|h| h.contains("top1")).expect("a top-1 column");
+    assert_eq!(column(csv("ranks"), top1), column(csv("device"), top1));
+
+    // Two ranks stopped (rank 0 asked during step 2; they agree on it in step 3's exchange),
+    // resumed on one device.
+    let split = dir.join("two-then-one");
+    for r in on_ranks(gpu, 2, &split, new, Some(2)) {
+        assert!(matches!(r.unwrap().0, FitEnd::Interrupted(_)), "every rank stops when rank 0 does");
+    }
+    let saved = checkpoint::read(&split.join("last.safetensors")).unwrap();
+    assert_eq!(saved.state.step, 3);
+    // Two micro-batches on one device: the same passes as the two ranks'.
+    let overrides = TrainOverrides {
+        micro_batches: Some(2),
+        ..Default::default()
+    };
+    let mut one = Trainer::resume(gpu, &tuner, &saved, &overrides, &data).unwrap();
+    one.fit(&data, &split, &mut |_| {}).unwrap();
+    assert_eq!(one.state.step, steps);
+    assert_bitwise(&bits(gpu, &one), &want, "2 ranks, then resumed on one device");
+    drop(one);
+
+    // One device stopped at step 3, resumed on two ranks.
+    let split = dir.join("one-then-two");
+    let mut first = Trainer::new(gpu, &tuner, options(), &data).unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    first.set_interrupt(flag.clone());
+    first
+        .fit(&data, &split, &mut |e| {
+            if let Event::Step { step: 3, .. } = e {
+                flag.store(true, Ordering::SeqCst)
+            }
+        })
+        .unwrap();
+    drop(first);
+    let saved = checkpoint::read(&split.join("last.safetensors")).unwrap();
+    let overrides = TrainOverrides {
+        micro_batches: Some(1),
+        ..Default::default()
+    };
+    let resume = |g| Trainer::resume_in(gpu, &tuner, &saved, &overrides, &data, g);
+    for (rank, r) in on_ranks(gpu, 2, &split, resume, None).into_iter().enumerate() {
+        assert_bitwise(&r.unwrap().1, &want, &format!("one device, then resumed on 2 ranks (rank {rank})"));
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Split over two ranks, a batch is one device's batch up to the order of the sums (no CutMix:
+/// it mixes within a pass); and two runs on two ranks are bitwise equal.
+#[test]
+fn two_ranks_agree_with_one_device_of_the_whole_batch_and_with_themselves() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (data, dir, tuner) = (small_data(), scratch("data-parallel-whole"), Tuner::off());
+    let mut whole = TrainOptions {
+        micro_batches: 1,
+        epochs: 1,
+        ..options()
+    };
+    whole.augment.cutmix = 0.0;
+    let mut device = Trainer::new(gpu, &tuner, whole.clone(), &data).unwrap();
+    device.fit(&data, &dir.join("device"), &mut |_| {}).unwrap();
+    let want = bits(gpu, &device);
+    drop(device);
+    let new = |g| Trainer::new_in(gpu, &tuner, whole.clone(), &data, g);
+    let first: Vec<Bits> = (on_ranks(gpu, 2, &dir.join("a"), new, None).into_iter())
+        .map(|r| r.unwrap().1)
+        .collect();
+    let again: Vec<Bits> = (on_ranks(gpu, 2, &dir.join("b"), new, None).into_iter())
+        .map(|r| r.unwrap().1)
+        .collect();
+    assert_bitwise(&first[1], &first[0], "rank 1 against rank 0");
+    assert_bitwise(&again[0], &first[0], "a second run on 2 ranks");
+    // The weights (not the momentum or moving averages, whose sums are other sums).
+    let weights = first[0]
+        .iter()
+        .zip(&want)
+        .filter(|((name, _), _)| !name.starts_with("momentum.") && !name.starts_with("ema."));
+    for ((name, got), (_, want)) in weights {
+        let (g, w): (Vec<f64>, Vec<f64>) = (got.iter().zip(want))
+            .map(|(a, b)| (f32::from_bits(*a) as f64, f32::from_bits(*b) as f64))
+            .unzip();
+        let diff = g.iter().zip(&w).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        let norm = w.iter().map(|b| b * b).sum::<f64>().sqrt();
+        assert!(diff <= 1e-5 * norm, "{name}: relative L2 {:.2e} against one device", diff / norm);
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Bad splits are typed errors before any work; a rank that stops makes the others' next
+/// exchange an error naming it.
+#[test]
+fn a_batch_that_does_not_split_and_a_rank_that_leaves_are_errors() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (data, tuner) = (small_data(), Tuner::off());
+    let odd = TrainOptions {
+        batch_size: 6,
+        micro_batches: 2,
+        ..options()
+    };
+    let mut group = LocalGroup::new(2).into_iter();
+    let err = Trainer::new_in(gpu, &tuner, odd, &data, Box::new(group.next().unwrap()))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("--batch-size 6 does not split into 2 ranks x 2 micro-batches"),
+        "{err}"
+    );
+
+    let mut group = LocalGroup::new(3);
+    let (third, second) = (group.pop().unwrap(), group.pop().unwrap());
+    drop(third);
+    let mut x = vec![1.0f32; 10];
+    match mean_over_ranks(&second, &mut x) {
+        Err(Error::Rank { rank: 2, .. }) => {}
+        other => panic!("expected rank 2 named as gone, got {other:?}"),
+    }
+}
