@@ -21,6 +21,10 @@ mod gradcheck;
 mod limits;
 /// Model configs, counts, planned memory, one-submit steps, weights files and bad input.
 mod model;
+/// `nfnet train` under `mpirun -np 2`: one process's result, resumable across rank counts, a
+/// failed or killed rank ends the job (the `mpi` feature).
+#[cfg(feature = "mpi")]
+mod mpi;
 /// Every GPU kernel against its f64 CPU reference: seeded random inputs, odd shapes,
 /// NaN-poisoned outputs, forward and backward.
 mod ops;

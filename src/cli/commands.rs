@@ -2,10 +2,12 @@
 //! progress and notes on stderr).
 
 use super::args::{BenchArgs, EvalArgs, ForwardArgs, PredictArgs, TrainArgs};
+use super::ranks::Ranks;
 use indicatif::{ProgressBar, ProgressStyle};
 use nfnet::bench::{kernel_rows, model_rows, Report, Yardstick};
 use nfnet::classify::{top_k, Classifier, ClassifierOptions};
 use nfnet::data::{self, DataSpec, OpenOptions};
+use nfnet::gpu::GpuOptions;
 use nfnet::graph::optim::{AgcConfig, AgcStyle, Optimizer};
 use nfnet::model::checkpoint::CheckpointFile;
 use nfnet::model::forward::{forward as run_forward, ForwardOptions};
@@ -160,16 +162,43 @@ pub fn forward(args: &ForwardArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow
 }
 
 pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
+    let ranks = Ranks::start();
+    let interrupted = match train_as(&ranks, args, tuner, status) {
+        Err(e) if ranks.size > 1 => ranks.fail(&e),
+        result => result?,
+    };
+    drop(ranks); // MPI ends here, before the exit code of an interrupt
+    if interrupted {
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// [`train`] as rank `ranks.rank`: rank 0 alone prints (and writes, in the library); returns
+/// whether Ctrl-C stopped the run.
+fn train_as(ranks: &Ranks, args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<bool> {
+    let root = ranks.is_root();
+    macro_rules! say {
+        ($($t:tt)*) => { if root { eprintln!($($t)*) } };
+    }
     let overrides = args.overrides()?;
     let resumed = args.resume.as_deref().map(checkpoint::read).transpose()?;
     let out = args.out_dir();
-    check_run_folder(&out, args)?;
-    let gpu = Gpu::new()?;
-    eprintln!("adapter: {}", gpu.describe());
+    if root {
+        check_run_folder(&out, args)?;
+    }
+    let gpu = Gpu::with_options(&GpuOptions {
+        adapter: ranks.adapter(),
+        ..Default::default()
+    })?;
+    match ranks.size {
+        1 => say!("adapter: {}", gpu.describe()),
+        n => eprintln!("rank {} of {n}: adapter {}", ranks.rank, gpu.describe()),
+    }
     let data = overrides.open_data(resumed.as_ref())?;
     let skipped = data.train.skipped();
     for file in skipped {
-        eprintln!("warning: skipping {file}");
+        say!("warning: skipping {file}");
     }
     let (train, val, classes) = (data.train.len(), data.val.len(), data.classes().len());
     let note = if skipped.is_empty() {
@@ -177,26 +206,33 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
     } else {
         format!(" ({} unreadable files skipped)", skipped.len())
     };
-    eprintln!("data: {train} training and {val} validation images in {classes} classes{note}");
+    say!("data: {train} training and {val} validation images in {classes} classes{note}");
     // The first epoch starts at once on the cached kernel choices and the defaults; the rest
     // are timed after it (on a first run on a software device, compiling the candidates alone
     // takes longer than the nano model's epoch).
+    // Ranks other than 0 tune without a status line.
+    let tune = TuneOptions {
+        progress: tuner.options().progress.clone().filter(|_| root),
+        ..tuner.options().clone()
+    };
     let cached = Tuner::new(TuneOptions {
         cached_only: true,
-        ..tuner.options().clone()
+        ..tune.clone()
     });
-    let built = match &resumed {
-        Some(ckpt) => Trainer::resume(&gpu, &cached, ckpt, &overrides, &data),
-        None => overrides
-            .new_run(&data)
-            .and_then(|options| Trainer::new(&gpu, &cached, options, &data)),
+    let built = match (&resumed, ranks.group()) {
+        (Some(ckpt), None) => Trainer::resume(&gpu, &cached, ckpt, &overrides, &data),
+        (Some(ckpt), Some(group)) => Trainer::resume_in(&gpu, &cached, ckpt, &overrides, &data, group),
+        (None, group) => overrides.new_run(&data).and_then(|options| match group {
+            None => Trainer::new(&gpu, &cached, options, &data),
+            Some(group) => Trainer::new_in(&gpu, &cached, options, &data, group),
+        }),
     };
     let mut trainer = built?;
     if cached.untimed() > 0 {
-        trainer.tune_after_first_epoch(Tuner::new(tuner.options().clone()));
+        trainer.tune_after_first_epoch(Tuner::new(tune));
     }
     if let Some(ckpt) = &resumed {
-        eprintln!(
+        say!(
             "resuming {} at epoch {}, step {}",
             ckpt.source,
             trainer.state.epoch + 1,
@@ -204,7 +240,7 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
         );
         let ignored = overrides.ignored_on_resume();
         if !ignored.is_empty() {
-            eprintln!(
+            say!(
                 "warning: {} ignored: a resumed run continues with the checkpoint's settings, bit for bit \
                  (a new run can change them)",
                 ignored.join(", ")
@@ -212,7 +248,7 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
         }
         let (before, now) = (ckpt.options.epochs, trainer.options.epochs);
         if before != now {
-            eprintln!(
+            say!(
                 "note: the run planned {before} epochs and now trains {now}: the cosine decay of the learning rate \
                  is stretched to end at epoch {now}, so the result differs from a run planned for {now} from the start"
             );
@@ -222,16 +258,16 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
         let report = trainer.load_weights(&Weights::read(path)?)?;
         if !report.reinitialised.is_empty() {
             let classes = trainer.options.model.num_classes;
-            eprintln!("note: {} re-initialised for {classes} classes", report.reinitialised.join(", "));
+            say!("note: {} re-initialised for {classes} classes", report.reinitialised.join(", "));
         }
     }
     let o = &trainer.options;
-    let passes = if o.micro_batches == 1 {
-        "1 pass".to_string()
-    } else {
-        format!("{} passes", o.micro_batches)
+    let passes = match (o.micro_batches, ranks.size) {
+        (1, 1) => "1 pass".to_string(),
+        (k, 1) => format!("{k} passes"),
+        (k, n) => format!("{n} ranks x {k} passes of {}", o.batch_size / (n * k)),
     };
-    eprintln!(
+    say!(
         "model {} at {r}x{r}, batch {} ({passes} per step), {} epochs of {} steps, lr {} (warm-up {} epochs, cosine), out {}",
         o.model.name,
         o.batch_size,
@@ -248,27 +284,33 @@ pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Re
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130); // a second Ctrl-C: stop now
         }
-        eprintln!("\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)");
+        say!("\ninterrupted: saving a checkpoint at the end of this step (Ctrl-C again to quit at once)");
     })?;
     trainer.set_interrupt(interrupted);
-    let bar = ProgressBar::new(0);
+    let bar = if root { ProgressBar::new(0) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
             .expect("a valid template")
             .progress_chars("=> "),
     );
     let mut last_loss = f32::NAN;
-    let end = trainer.fit(&data, &out, &mut |event| show(&bar, status, &mut last_loss, event));
+    let end = trainer.fit(&data, &out, &mut |event| {
+        if root {
+            show(&bar, status, &mut last_loss, event)
+        }
+    });
     bar.finish_and_clear();
     match end? {
-        FitEnd::Finished => eprintln!("done: {} (best top-1 {:.2}%)", out.display(), 100.0 * trainer.state.best_top1),
+        FitEnd::Finished => {
+            say!("done: {} (best top-1 {:.2}%)", out.display(), 100.0 * trainer.state.best_top1);
+            Ok(false)
+        }
         FitEnd::Interrupted(path) => {
             // Resuming writes to the checkpoint's folder: the command works as printed.
-            eprintln!("stopped; continue with: nfnet train --resume {}", path.display());
-            std::process::exit(130);
+            say!("stopped; continue with: nfnet train --resume {}", path.display());
+            Ok(true)
         }
     }
-    Ok(())
 }
 
 /// A new run into a folder that holds another run's files would mix two runs' checkpoints and
@@ -328,13 +370,15 @@ fn show(bar: &ProgressBar, status: &TuneStatus, last_loss: &mut f32, event: Even
         Event::Evaluating { epoch } => bar.set_message(format!("evaluating epoch {}", epoch + 1)),
         // Printed past the bar, so the line also reaches logs when stderr is not a terminal.
         Event::Epoch(s) => bar.suspend(|| {
-            let skipped = if s.skipped > 0 {
-                format!("  ({} unreadable files skipped)", s.skipped)
-            } else {
-                String::new()
-            };
+            let mut notes = String::new();
+            if s.exchange_seconds > 0.0 {
+                notes += &format!("  (gradient exchange {:.0}%)", 100.0 * s.exchange_seconds / s.seconds.max(1e-9));
+            }
+            if s.skipped > 0 {
+                notes += &format!("  ({} unreadable files skipped)", s.skipped);
+            }
             eprintln!(
-                "epoch {:>3}: train loss {:.4}  val loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  {:.1} img/s  {:.0} s{skipped}",
+                "epoch {:>3}: train loss {:.4}  val loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  {:.1} img/s  {:.0} s{notes}",
                 s.epoch + 1,
                 s.train_loss,
                 s.val.loss,

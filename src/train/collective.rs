@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// The byte-moving operations data-parallel training needs. Every rank calls them in the same
 /// order with the same lengths (collective calls, as in MPI).
-pub trait Collective: Send + Sync {
+pub trait Collective {
     /// This rank, in `0..ranks()`.
     fn rank(&self) -> usize;
     fn ranks(&self) -> usize;

@@ -15,7 +15,8 @@
 //! one and stops cleanly. Progress reaches the caller as [`Event`]s; the library prints nothing.
 //!
 //! [`Trainer::new_in`] and [`Trainer::resume_in`] make one rank of a data-parallel run over a
-//! [`Collective`] (MPI, or threads with a GPU each): see [`data_parallel`].
+//! [`Collective`] (MPI with the `mpi` feature, or threads with a GPU each): see
+//! [`data_parallel`].
 
 pub mod checkpoint;
 pub mod collective;
@@ -23,6 +24,8 @@ mod data_parallel;
 #[cfg(not(target_arch = "wasm32"))]
 mod fit;
 mod losses;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod options;
 #[cfg(feature = "plot")]
 mod plot;
