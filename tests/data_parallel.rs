@@ -5,7 +5,7 @@
 use crate::support::gpu_or_skip;
 use crate::train::{options, scratch, small_data};
 use nfnet::gpu::Gpu;
-use nfnet::train::collective::{mean_over_ranks, Collective};
+use nfnet::train::collective::{check_same_everywhere, mean_over_ranks, Collective};
 use nfnet::train::{checkpoint, Event, FitEnd, LocalGroup, TrainOptions, TrainOverrides, Trainer};
 use nfnet::{Error, Tuner};
 use std::path::Path;
@@ -82,7 +82,12 @@ fn two_ranks_train_bitwise_as_one_device_and_resume_across_rank_counts() {
     let steps = device.state.step;
     drop(device);
 
-    let new = |g| Trainer::new_in(gpu, &tuner, two_ranks.clone(), &data, g);
+    // Buckets of 16 KiB: the gradients leave in dozens of pieces as the backward pass goes.
+    let new = |g| {
+        let mut trainer = Trainer::new_in(gpu, &tuner, two_ranks.clone(), &data, g)?;
+        trainer.set_bucket_bytes(16 << 10)?;
+        Ok(trainer)
+    };
     for (rank, r) in on_ranks(gpu, 2, &dir.join("ranks"), new, None).into_iter().enumerate() {
         let (end, got) = r.unwrap();
         assert_eq!(end, FitEnd::Finished);
@@ -181,8 +186,8 @@ fn two_ranks_agree_with_one_device_of_the_whole_batch_and_with_themselves() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// Bad splits are typed errors before any work; a rank that stops makes the others' next
-/// exchange an error naming it.
+/// Bad splits are typed errors before any work; weights that differ between ranks are an error
+/// naming the rank; a rank that stops makes the others' next exchange an error naming it.
 #[test]
 fn a_batch_that_does_not_split_and_a_rank_that_leaves_are_errors() {
     let Some(gpu) = gpu_or_skip() else { return };
@@ -202,6 +207,20 @@ fn a_batch_that_does_not_split_and_a_rank_that_leaves_are_errors() {
         "{err}"
     );
 
+    // Weights that differ on rank 1: both ranks stop with an error naming it.
+    let errors: Vec<_> = std::thread::scope(|s| {
+        let ranks: Vec<_> = (LocalGroup::new(2).into_iter())
+            .map(|g| s.spawn(move || check_same_everywhere(&g, "the weights", 7 + g.rank() as u64)))
+            .collect();
+        ranks.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for e in errors {
+        match e {
+            Err(Error::Rank { rank: 1, message }) => assert!(message.contains("the weights differ from rank 0's"), "{message}"),
+            other => panic!("expected rank 1 named as differing, got {other:?}"),
+        }
+    }
+
     let mut group = LocalGroup::new(3);
     let (third, second) = (group.pop().unwrap(), group.pop().unwrap());
     drop(third);
@@ -209,5 +228,47 @@ fn a_batch_that_does_not_split_and_a_rank_that_leaves_are_errors() {
     match mean_over_ranks(&second, &mut x) {
         Err(Error::Rank { rank: 2, .. }) => {}
         other => panic!("expected rank 2 named as gone, got {other:?}"),
+    }
+}
+
+/// The mean over 3 ranks is ((x0 + x1) + x2) / 3 on every rank, bitwise, for lengths that do not
+/// split evenly over the ranks (no GPU).
+#[test]
+fn the_mean_over_ranks_sums_in_rank_order_on_every_rank() {
+    let (mut rng, seed) = crate::support::rng("mean_over_ranks");
+    let len = 1001;
+    // Magnitudes far apart, so that another order of the sum rounds differently.
+    let inputs: Vec<Vec<f32>> = (0..3)
+        .map(|r| {
+            (crate::support::normal(&mut rng, len, 1.0).iter())
+                .map(|v| (*v * 10f64.powi(4 * r)) as f32)
+                .collect()
+        })
+        .collect();
+    let want: Vec<u32> = (0..len)
+        .map(|i| (((inputs[0][i] + inputs[1][i]) + inputs[2][i]) / 3.0).to_bits())
+        .collect();
+    let reordered = (0..len)
+        .filter(|&i| ((inputs[2][i] + inputs[1][i]) + inputs[0][i]) / 3.0 != f32::from_bits(want[i]))
+        .count();
+    assert!(reordered > 0, "the inputs must tell the orders apart (seed {seed})");
+    let got: Vec<Vec<f32>> = std::thread::scope(|s| {
+        let ranks: Vec<_> = (LocalGroup::new(3).into_iter())
+            .map(|g| {
+                let mut x = inputs[g.rank()].clone();
+                s.spawn(move || {
+                    mean_over_ranks(&g, &mut x).unwrap();
+                    x
+                })
+            })
+            .collect();
+        ranks.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, x) in got.iter().enumerate() {
+        let differ = x.iter().zip(&want).filter(|(a, b)| a.to_bits() != **b).count();
+        assert_eq!(
+            differ, 0,
+            "rank {rank}: {differ} of {len} values are not the rank-order mean (seed {seed})"
+        );
     }
 }

@@ -231,28 +231,8 @@ fn train_as(ranks: &Ranks, args: &TrainArgs, tuner: &Tuner, status: &TuneStatus)
     if cached.untimed() > 0 {
         trainer.tune_after_first_epoch(Tuner::new(tune));
     }
-    if let Some(ckpt) = &resumed {
-        say!(
-            "resuming {} at epoch {}, step {}",
-            ckpt.source,
-            trainer.state.epoch + 1,
-            trainer.state.step
-        );
-        let ignored = overrides.ignored_on_resume();
-        if !ignored.is_empty() {
-            say!(
-                "warning: {} ignored: a resumed run continues with the checkpoint's settings, bit for bit \
-                 (a new run can change them)",
-                ignored.join(", ")
-            );
-        }
-        let (before, now) = (ckpt.options.epochs, trainer.options.epochs);
-        if before != now {
-            say!(
-                "note: the run planned {before} epochs and now trains {now}: the cosine decay of the learning rate \
-                 is stretched to end at epoch {now}, so the result differs from a run planned for {now} from the start"
-            );
-        }
+    if let (Some(ckpt), true) = (&resumed, root) {
+        report_resume(ckpt, &trainer, &overrides);
     }
     if let Some(path) = &args.init {
         let report = trainer.load_weights(&Weights::read(path)?)?;
@@ -310,6 +290,32 @@ fn train_as(ranks: &Ranks, args: &TrainArgs, tuner: &Tuner, status: &TuneStatus)
             say!("stopped; continue with: nfnet train --resume {}", path.display());
             Ok(true)
         }
+    }
+}
+
+/// What a resumed run says before it goes on: where it resumes, the flags it does not take, and
+/// a schedule stretched to more epochs.
+fn report_resume(ckpt: &checkpoint::Checkpoint, trainer: &Trainer, overrides: &nfnet::train::TrainOverrides) {
+    eprintln!(
+        "resuming {} at epoch {}, step {}",
+        ckpt.source,
+        trainer.state.epoch + 1,
+        trainer.state.step
+    );
+    let ignored = overrides.ignored_on_resume();
+    if !ignored.is_empty() {
+        eprintln!(
+            "warning: {} ignored: a resumed run continues with the checkpoint's settings, bit for bit \
+             (a new run can change them)",
+            ignored.join(", ")
+        );
+    }
+    let (before, now) = (ckpt.options.epochs, trainer.options.epochs);
+    if before != now {
+        eprintln!(
+            "note: the run planned {before} epochs and now trains {now}: the cosine decay of the learning rate \
+             is stretched to end at epoch {now}, so the result differs from a run planned for {now} from the start"
+        );
     }
 }
 

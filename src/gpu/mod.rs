@@ -458,6 +458,18 @@ impl Gpu {
     /// bytes, unmapping it again. Natively it blocks in [`Gpu::wait`] and the future is ready
     /// at once; in a browser the future resolves when the event loop delivers the map.
     pub async fn map_read(&self, buffer: &wgpu::Buffer, bytes: u64, label: &str) -> Result<Vec<u8>> {
+        self.map_read_after(buffer, bytes, label, None).await
+    }
+
+    /// [`Gpu::map_read`] of a buffer whose copy went with submission `after`: natively it waits
+    /// for that submission alone, and the GPU goes on with later ones meanwhile.
+    pub async fn map_read_after(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+        label: &str,
+        after: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<u8>> {
         let fail = |message: String| Error::Readback {
             label: label.into(),
             message,
@@ -466,7 +478,18 @@ impl Gpu {
         buffer.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
+        match after {
+            #[cfg(not(target_arch = "wasm32"))]
+            Some(index) => self
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                })
+                .map(|_| ())
+                .map_err(|e| fail(e.to_string()))?,
+            _ => self.wait()?,
+        }
         rx.await.map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
         let mut out = buffer.get_mapped_range(..).map_err(|e| fail(e.to_string()))?.to_vec();
         out.truncate(bytes as usize);

@@ -97,6 +97,7 @@ pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micr
     let step_info = graph.step_info();
     let mut grads = grads.params.clone();
     if accumulate {
+        let first = graph.nodes.len();
         for (param, grad) in grads.iter_mut() {
             let def = graph.tensors[*param].clone();
             let acc = graph.tensor(format!("accum.{}", def.name), &def.shape, Role::Accumulator);
@@ -109,6 +110,7 @@ pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micr
             );
             *grad = acc;
         }
+        place_after_writers(graph, first);
     }
     graph.update_start = Some(graph.nodes.len());
     for &(param, grad) in &grads {
@@ -138,6 +140,24 @@ pub fn add_optimizer(graph: &mut Graph, grads: &Gradients, opt: &Optimizer, micr
         };
         let inputs: Vec<TensorId> = [step_info, grad].into_iter().chain(norms.into_iter().flatten()).collect();
         graph.node_into(format!("{}.sgd", def.name), op, &inputs, &[param, momentum]);
+    }
+}
+
+/// Moves every node from `first` on (a gradient's `accumulate`) to just after the last earlier
+/// node that writes its gradient (input 1): a gradient's sum is complete as soon as the backward
+/// pass has made it, the last layers' first, so data-parallel ranks can start exchanging those
+/// while the rest of the backward pass runs (`crate::train::data_parallel`).
+fn place_after_writers(graph: &mut Graph, first: usize) {
+    let moved = graph.nodes.split_off(first);
+    let mut after: Vec<Vec<super::Node>> = vec![vec![]; first];
+    for node in moved {
+        let writer = (0..first).rev().find(|&i| graph.nodes[i].outputs.contains(&node.inputs[1]));
+        after[writer.expect("the backward pass writes every gradient")].push(node);
+    }
+    let before = std::mem::take(&mut graph.nodes);
+    for (node, then) in before.into_iter().zip(after) {
+        graph.nodes.push(node);
+        graph.nodes.extend(then);
     }
 }
 

@@ -20,7 +20,7 @@
 
 pub mod checkpoint;
 pub mod collective;
-mod data_parallel;
+pub mod data_parallel;
 #[cfg(not(target_arch = "wasm32"))]
 mod fit;
 mod losses;
@@ -122,6 +122,7 @@ pub struct Trainer<'g> {
     /// The data-parallel ranks this one trains with, and its gradients' buckets.
     group: Option<Box<dyn Collective>>,
     exchange: Option<data_parallel::Exchange>,
+    bucket_bytes: u64,
     exchange_seconds: f64,
 }
 
@@ -300,7 +301,12 @@ impl<'g> Trainer<'g> {
         let store = param_store(gpu, &options.model)?;
         let (train, eval) = Trainer::plans(gpu, tuner, &options, &store, data.classes(), shard)?;
         let exchange = match shard.ranks > 1 {
-            true => Some(data_parallel::Exchange::new(gpu, accumulators(&train))?),
+            true => Some(data_parallel::Exchange::new(
+                gpu,
+                train.plan(),
+                accumulators(&train),
+                data_parallel::BUCKET_BYTES,
+            )?),
             false => None,
         };
         Ok(Trainer {
@@ -321,6 +327,7 @@ impl<'g> Trainer<'g> {
             group,
             exchange,
             exchange_seconds: 0.0,
+            bucket_bytes: data_parallel::BUCKET_BYTES,
         })
     }
 
@@ -399,9 +406,26 @@ impl<'g> Trainer<'g> {
             new.copy_from(self.gpu, &old)?;
         }
         if self.exchange.is_some() {
-            self.exchange = Some(data_parallel::Exchange::new(self.gpu, accumulators(&train))?);
+            self.exchange = Some(data_parallel::Exchange::new(
+                self.gpu,
+                train.plan(),
+                accumulators(&train),
+                self.bucket_bytes,
+            )?);
         }
         (self.train, self.eval) = (train, eval);
+        Ok(())
+    }
+
+    /// Exchanges the gradients of a data-parallel step in buckets of at most `bytes` (a tensor
+    /// larger than that goes alone) instead of [`data_parallel::BUCKET_BYTES`]: smaller buckets
+    /// start the exchange earlier in the backward pass, larger ones send fewer messages.
+    pub fn set_bucket_bytes(&mut self, bytes: u64) -> Result<()> {
+        self.bucket_bytes = bytes;
+        if self.exchange.is_some() {
+            let accumulators = accumulators(&self.train);
+            self.exchange = Some(data_parallel::Exchange::new(self.gpu, self.train.plan(), accumulators, bytes)?);
+        }
         Ok(())
     }
 
@@ -511,23 +535,22 @@ impl<'g> Trainer<'g> {
             };
             step_info::write(self.gpu, self.train.step_info().expect("a training step reads the step info"), info)?;
             let last_micro = micro_index + 1 == k;
-            let (loss, losses, exchange) = (self.train.loss()?, &self.losses, &self.exchange);
+            let (loss, losses, plan) = (self.train.loss()?, &self.losses, self.train.plan());
             let mut full = false;
-            self.train.plan().submit(self.gpu, last_micro && exchange.is_none(), |encoder| {
+            let record = |encoder: &mut wgpu::CommandEncoder| {
                 full = losses.record(encoder, loss)?;
-                match exchange {
-                    Some(x) if last_micro => x.encode(encoder),
-                    _ => Ok(()),
-                }
-            })?;
+                Ok(())
+            };
             let interrupted = || self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
             // Ranks agree to stop in the exchange: at the end of the step after the one that
             // saw the interrupt first.
             let mut stop_agreed = false;
-            if let (Some(x), Some(group), true) = (exchange, &self.group, last_micro) {
-                let (any_stop, seconds) = x.mean(self.gpu, group.as_ref(), interrupted()).await?;
-                (stop_agreed, self.exchange_seconds) = (any_stop, self.exchange_seconds + seconds);
-                self.train.plan().submit_update(self.gpu)?;
+            match (&self.exchange, &self.group) {
+                (Some(x), Some(group)) if last_micro => {
+                    let (any_stop, seconds) = x.step(self.gpu, plan, group.as_ref(), interrupted(), record).await?;
+                    (stop_agreed, self.exchange_seconds) = (any_stop, self.exchange_seconds + seconds);
+                }
+                (exchange, _) => plan.submit(self.gpu, last_micro && exchange.is_none(), record)?,
             }
             images += micro * shard.ranks;
             // At a step's end, the next pass is the next step's first, whichever rank makes it.
@@ -550,7 +573,7 @@ impl<'g> Trainer<'g> {
             if last_micro && self.group.is_some() && self.state.step % data_parallel::CHECK_EVERY == 0 {
                 self.check_weights_agree()?;
             }
-            let stop = match exchange {
+            let stop = match &self.exchange {
                 Some(_) => stop_agreed,
                 None => last_micro && interrupted(),
             };

@@ -152,14 +152,42 @@ impl Plan {
         after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<f64> {
         let end = if with_update { self.step.len() } else { self.update_from };
-        self.submit_launches(gpu, 0..end, timer, after)
+        self.submit_launches(gpu, 0..end, timer, after).map(|(seconds, _)| seconds)
     }
 
     /// Submits the update phase alone: a data-parallel step's, once the gradients averaged over
-    /// the ranks are in place (its passes went with `with_update` false).
+    /// the ranks are in place (its passes went without it).
     pub fn submit_update(&self, gpu: &Gpu) -> Result<()> {
         self.submit_launches(gpu, self.update_from..self.step.len(), None, |_| Ok(()))
             .map(|_| ())
+    }
+
+    /// Submits the step's launches `launches` (positions in the step, the update phase from
+    /// [`Plan::update_from`]) and then what `after` encodes, in one submit: a pass cut into
+    /// pieces so that the host can read what the first pieces wrote while the GPU runs the rest.
+    pub fn submit_range(
+        &self,
+        gpu: &Gpu,
+        launches: std::ops::Range<usize>,
+        after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<wgpu::SubmissionIndex> {
+        self.submit_launches(gpu, launches, None, after).map(|(_, index)| index)
+    }
+
+    /// Where the update phase starts among the step's launches.
+    pub fn update_from(&self) -> usize {
+        self.update_from
+    }
+
+    /// How many of the step's first launches write every tensor named in `names` (the last
+    /// writer's position plus one); `None` when the step writes one of them nowhere.
+    pub fn written_after(&self, names: &[&str]) -> Option<usize> {
+        let written =
+            |id: TensorId| (self.step_nodes.iter().rposition(|&n| self.graph.nodes[n].outputs.contains(&id))).map(|position| position + 1);
+        names
+            .iter()
+            .map(|n| self.graph.find(n).and_then(written))
+            .try_fold(0, |most, p| Some(most.max(p?)))
     }
 
     fn submit_launches(
@@ -168,7 +196,7 @@ impl Plan {
         launches: std::ops::Range<usize>,
         timer: Option<&GpuTimer>,
         after: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
-    ) -> Result<f64> {
+    ) -> Result<(f64, wgpu::SubmissionIndex)> {
         let started = web_time::Instant::now();
         let mut encoder = gpu
             .device
@@ -186,9 +214,9 @@ impl Plan {
             timer.resolve(&mut encoder);
         }
         after(&mut encoder)?;
-        gpu.submit(encoder.finish());
+        let index = gpu.submit(encoder.finish());
         let seconds = started.elapsed().as_secs_f64();
-        gpu.take_errors("step").map(|_| seconds)
+        gpu.take_errors("step").map(|_| (seconds, index))
     }
 }
 
