@@ -21,16 +21,16 @@
 //! (`dm_nfnet_f0`). The exchange is a reduce-scatter then an all-gather, as a ring allreduce:
 //! each rank sends and receives `2 (N - 1) / N` times that, 286 MB at N = 2 and close to 572 MB
 //! for large N. On a 25 Gb/s network (3.1 GB/s) that is 0.09 s at N = 2 and 0.18 s for large N;
-//! at 100 Gb/s, 0.023 s and 0.046 s. An F0 step of 32 images at 192 px per GPU takes a few
-//! hundred milliseconds on a data-centre GPU, so at 25 Gb/s the exchange is a large share of a
-//! step unless it overlaps the backward pass, and at 100 Gb/s a small one. Within a machine MPI
-//! uses shared memory (0.5-0.9 GB/s measured on a busy 2-core host, more on a real one).
+//! at 100 Gb/s, 0.023 s and 0.046 s. Set against the step time of the GPUs at hand, that says
+//! whether the network keeps up; within a machine MPI uses shared memory. The exchange overlaps
+//! the backward pass, so only what is left after the backward's end adds to the step.
 //!
 //! The gradients travel in buckets of at most [`BUCKET_BYTES`] (32 MiB), the last layers'
-//! first, the order in which the backward pass completes them: F0's make 9 buckets. A bucket is
-//! large enough that a message's latency (microseconds) is nothing beside its transfer (10 ms at
-//! 25 Gb/s), small enough to bound the host memory a rank stages at once, and far below the
-//! 256 MiB a WebGPU buffer may hold.
+//! first, the order in which the backward pass completes them: F0's fill about nine. A bucket
+//! is large enough that a message's latency (microseconds) is nothing beside its transfer
+//! (10 ms at 25 Gb/s), and small enough that the first ones leave while most of the backward
+//! pass is still to run, that the host holds one bucket's copy at a time, and that a bucket
+//! stays far below the 256 MiB a WebGPU buffer may hold.
 
 use super::collective::{self, Collective};
 use crate::classify::EvalStats;

@@ -279,11 +279,7 @@ impl<'g> Trainer<'g> {
         if data.train.is_empty() || data.val.is_empty() {
             return Err(Error::invalid("data", "the training or validation set is empty"));
         }
-        let shard = Shard {
-            rank: group.as_ref().map_or(0, |g| g.rank()),
-            ranks: group.as_ref().map_or(1, |g| g.ranks()),
-            run: options.micro_batches.max(1),
-        };
+        let shard = shard_of(group.as_deref(), &options);
         let passes = shard.passes_per_step();
         if options.batch_size % passes != 0 {
             let message = format!(
@@ -333,11 +329,7 @@ impl<'g> Trainer<'g> {
 
     /// Which passes of every step this rank makes.
     fn shard(&self) -> Shard {
-        Shard {
-            rank: self.group.as_ref().map_or(0, |g| g.rank()),
-            ranks: self.group.as_ref().map_or(1, |g| g.ranks()),
-            run: self.options.micro_batches.max(1),
-        }
+        shard_of(self.group.as_deref(), &self.options)
     }
 
     /// On data-parallel ranks, that every rank holds rank 0's weights (a page in a browser is
@@ -584,6 +576,15 @@ impl<'g> Trainer<'g> {
         }
         self.losses.flush(self.gpu, &mut self.state, k).await?;
         Ok(true)
+    }
+}
+
+/// The passes of every step that the rank of `group` makes (every pass without a group).
+fn shard_of(group: Option<&dyn Collective>, options: &TrainOptions) -> Shard {
+    Shard {
+        rank: group.map_or(0, |g| g.rank()),
+        ranks: group.map_or(1, |g| g.ranks()),
+        run: options.micro_batches.max(1),
     }
 }
 
