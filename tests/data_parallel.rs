@@ -272,3 +272,29 @@ fn the_mean_over_ranks_sums_in_rank_order_on_every_rank() {
         );
     }
 }
+
+/// In a data-parallel plan each gradient's sum is written as soon as the backward pass has made
+/// it, the last layers' first: the head's bucket can leave while most of the backward pass is
+/// still to run.
+#[test]
+fn a_data_parallel_plan_completes_the_last_layers_sums_first() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let config = nfnet::ModelConfig::builtin("nano").unwrap();
+    let setup = nfnet::model::recipe::TrainingSetup {
+        data_parallel: true,
+        ..nfnet::model::recipe::TrainingSetup::new(4, (32, 32))
+    };
+    let store = nfnet::model::recipe::param_store(gpu, &config).unwrap();
+    let train = nfnet::model::recipe::TrainingPlan::new(gpu, &Tuner::off(), &config, &setup, &store).unwrap();
+    let plan = train.plan();
+    let at = |name: &str| plan.written_after(&[name]).unwrap_or_else(|| panic!("the step writes no {name}"));
+    let (head, stem, update) = (at("accum.head.fc.weight"), at("accum.stem.conv1.weight"), plan.update_from());
+    assert!(
+        head < stem && stem <= update,
+        "head's sum at launch {head}, stem's at {stem}, update from {update}"
+    );
+    assert!(
+        head < update / 2,
+        "the head's sum waits until launch {head} of {update}: the backward pass is not half done"
+    );
+}
