@@ -298,3 +298,19 @@ fn a_data_parallel_plan_completes_the_last_layers_sums_first() {
         "the head's sum waits until launch {head} of {update}: the backward pass is not half done"
     );
 }
+
+/// A build without the `mpi` feature started as one of several ranks refuses to train: each
+/// rank would train alone, into the same folder.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_a_launch_of_several_ranks() {
+    let out = crate::train::nfnet()
+        .args(["train", "--data", "synthetic:64:16", "--epochs", "1", "--out"])
+        .arg(scratch("no-mpi").join("run"))
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("built without the `mpi` feature"), "{stderr}");
+}

@@ -162,7 +162,7 @@ pub fn forward(args: &ForwardArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow
 }
 
 pub fn train(args: &TrainArgs, tuner: &Tuner, status: &TuneStatus) -> anyhow::Result<()> {
-    let ranks = Ranks::start();
+    let ranks = Ranks::start()?;
     let interrupted = match train_as(&ranks, args, tuner, status) {
         Err(e) if ranks.size > 1 => ranks.fail(&e),
         result => result?,

@@ -23,29 +23,43 @@ pub struct Ranks {
 const LAUNCHED: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
 
 impl Ranks {
-    /// The job's ranks when `mpirun` started this process, else one rank.
-    pub fn start() -> Ranks {
+    /// The job's ranks when `mpirun` started this process, else one rank. Without the `mpi`
+    /// feature, a launch of several ranks is an error: each would train alone, into the same
+    /// folder.
+    pub fn start() -> anyhow::Result<Ranks> {
+        #[cfg(not(feature = "mpi"))]
+        {
+            let size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok());
+            if size.is_some_and(|n| n > 1) {
+                anyhow::bail!(
+                    "started by an MPI launcher, but this nfnet was built without the `mpi` feature, so every rank would \
+                     train alone: build it with `cargo build --release --features mpi`"
+                );
+            }
+        }
         #[cfg(feature = "mpi")]
         if LAUNCHED.iter().any(|v| std::env::var_os(v).is_some()) {
             if let Some(universe) = mpi::initialize() {
                 use mpi::topology::Communicator;
                 let world = universe.world();
                 let local = world.split_shared(world.rank());
-                return Ranks {
+                return Ok(Ranks {
                     rank: world.rank() as usize,
                     size: world.size() as usize,
                     local_rank: local.rank() as usize,
                     mpi: Some((universe, world)),
-                };
+                });
             }
         }
-        Ranks {
+        Ok(Ranks {
             rank: 0,
             size: 1,
             local_rank: 0,
             #[cfg(feature = "mpi")]
             mpi: None,
-        }
+        })
     }
 
     /// Rank 0 (or a lone process) does the talking and the writing.
