@@ -5,6 +5,7 @@
 use crate::support::gpu_or_skip;
 use crate::train::{options, scratch, small_data};
 use nfnet::gpu::Gpu;
+use nfnet::ops::selfcheck::errors;
 use nfnet::train::collective::{check_same_everywhere, mean_over_ranks, Collective};
 use nfnet::train::{checkpoint, Event, FitEnd, LocalGroup, TrainOptions, TrainOverrides, Trainer};
 use nfnet::{Error, Tuner};
@@ -176,12 +177,9 @@ fn two_ranks_agree_with_one_device_of_the_whole_batch_and_with_themselves() {
         .zip(&want)
         .filter(|((name, _), _)| !name.starts_with("momentum.") && !name.starts_with("ema."));
     for ((name, got), (_, want)) in weights {
-        let (g, w): (Vec<f64>, Vec<f64>) = (got.iter().zip(want))
-            .map(|(a, b)| (f32::from_bits(*a) as f64, f32::from_bits(*b) as f64))
-            .unzip();
-        let diff = g.iter().zip(&w).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-        let norm = w.iter().map(|b| b * b).sum::<f64>().sqrt();
-        assert!(diff <= 1e-5 * norm, "{name}: relative L2 {:.2e} against one device", diff / norm);
+        let got: Vec<f32> = got.iter().map(|&v| f32::from_bits(v)).collect();
+        let err = errors(&got, want.iter().map(|&v| f32::from_bits(v) as f64)).rel_l2;
+        assert!(err <= 1e-5, "{name}: relative L2 {err:.2e} against one device");
     }
     std::fs::remove_dir_all(dir).ok();
 }

@@ -5,6 +5,7 @@
 use crate::support::gpu_or_skip;
 use crate::train::{nfnet, scratch};
 use nfnet::io::HostTensor;
+use nfnet::ops::selfcheck::errors;
 use nfnet::train::checkpoint;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,9 +53,7 @@ fn worst_weight_error(a: &Path, b: &Path) -> (f64, String) {
     let mut worst = (0.0, String::new());
     for (name, x) in a.iter().filter(|(n, _)| !n.starts_with("momentum.") && !n.starts_with("ema.")) {
         let (x, y) = (x.as_f32(name).unwrap(), b[name].as_f32(name).unwrap());
-        let diff: f64 = x.iter().zip(y).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum::<f64>().sqrt();
-        let norm: f64 = y.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
-        let err = diff / norm.max(f64::MIN_POSITIVE);
+        let err = errors(x, y.iter().map(|&q| q as f64)).rel_l2;
         if !(err <= worst.0) {
             worst = (err, name.clone());
         }

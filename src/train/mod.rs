@@ -311,6 +311,7 @@ impl<'g> Trainer<'g> {
             classes: data.classes().to_vec(),
             state: TrainState {
                 train_images: data.train.len(),
+                passes_per_step: passes,
                 ..Default::default()
             },
             options,
@@ -494,7 +495,6 @@ impl<'g> Trainer<'g> {
         let shard = self.shard();
         let (k, passes) = (shard.run, shard.passes_per_step());
         let micro = self.options.batch_size / passes;
-        self.state.passes_per_step = passes;
         let loader = Loader::start(
             data.train.clone(),
             &LoaderOptions {

@@ -130,10 +130,6 @@ impl TrainOptions {
         self.model.validate()
     }
 
-    pub fn micro_batch(&self) -> usize {
-        self.batch_size / self.micro_batches.max(1)
-    }
-
     /// Linear warm-up to `lr` over `warmup_epochs`, then a cosine decay to 0 at the last step.
     pub fn lr_at(&self, step: u64, steps_per_epoch: usize) -> f32 {
         let total = (self.epochs * steps_per_epoch) as f64;
