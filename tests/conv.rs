@@ -28,15 +28,18 @@ fn packed(gpu: &Gpu, s: &Conv2d, w: &GpuTensor, packing: Packing, storage: Stora
 /// (activations packed by the caller or by the launch), give bitwise the default buffer
 /// kernel's output: tiles and storage change which invocation computes what, never the order
 /// of a sum. The default itself is checked against the reference in `tests/ops.rs`. Each case
-/// runs every kernel's default tile and one other, in turn, so that the cases together cover
+/// runs every kernel's default tile and two others, in turn, so that the cases together cover
 /// every candidate without compiling each one for every case.
 #[test]
 fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
     let Some(gpu) = gpu_or_skip() else { return };
     let (mut rng, seed) = rng("grouped_conv_tiles");
     let some = |tiles: Vec<Tile>, i: usize| {
-        let other = tiles.get(1 + i % (tiles.len() - 1).max(1)).copied();
-        std::iter::once(tiles[0]).chain(other).collect::<Vec<_>>()
+        let others = (2 * i..2 * i + 2).filter_map(|j| tiles.get(1 + j % (tiles.len() - 1).max(1)).copied());
+        let mut some = vec![tiles[0]];
+        some.extend(others.filter(|t| *t != tiles[0]));
+        some.dedup();
+        some
     };
     for (i, case) in conv_cases().into_iter().enumerate() {
         let s = case.spec;

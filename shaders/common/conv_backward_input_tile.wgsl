@@ -18,6 +18,7 @@ override NS: u32 = 3u;      // column taps of this phase: 0 to 3
 override TP: u32 = 6u;      // pixels per invocation, at most 8
 override TC4: u32 = 4u;     // input channels per invocation / 4, at most 8; TP * TC4 <= 64
 override SPAN: u32 = 8u;    // TP + NS - 1, at most 10
+override EDGES: u32 = 1u;   // 0 when 4 * TC4 divides C/G
 
 // The pixels of one invocation: TP pixels of row iy of the phase (ix = phase_x + SW*(q0 + t))
 // x 4*TC4 input channels (c0 ..) of group g, and the dy column qbase of tap NS-1 for its first
@@ -48,18 +49,27 @@ fn in_tile(gid: vec3<u32>, wid: vec3<u32>) -> InTile {
     return o;
 }
 
-// Writes (or with accumulate adds) the tile's gradients that exist (pixel < cols, channel < C/G).
+// Writes (or with accumulate adds) the tile's gradients that exist (pixel < cols, channel < C/G);
+// only the pixel is checked at run time when EDGES = 0, as in conv_forward_tile's store_outputs.
 fn store_dx(o: InTile) {
+    let hw = prm.h * prm.w;
+    let first = ((o.n * prm.c + o.g * o.cg + o.c0) * prm.h + o.iy) * prm.w + prm.phase_x + SW * o.q0;
     for (var t = 0u; t < TP; t++) {
-        let ix = prm.phase_x + SW * (o.q0 + t);
-        for (var j = 0u; j < TC4; j++) {
-            for (var e = 0u; e < 4u; e++) {
-                let c = o.c0 + 4u * j + e;
-                if (o.q0 + t < prm.cols && c < o.cg) {
-                    let i = ((o.n * prm.c + o.g * o.cg + c) * prm.h + o.iy) * prm.w + ix;
-                    dx[i] = select(0.0, dx[i], prm.accumulate != 0u) + acc[t * TC4 + j][e];
-                }
+        if (o.q0 + t < prm.cols) {
+            for (var j = 0u; j < TC4; j++) {
+                let a = acc[t * TC4 + j];
+                let i = first + 4u * j * hw + SW * t;
+                let c = o.c0 + 4u * j;
+                if (EDGES == 0u || c < o.cg) { dx[i] = add_to(i, a.x); }
+                if (EDGES == 0u || c + 1u < o.cg) { dx[i + hw] = add_to(i + hw, a.y); }
+                if (EDGES == 0u || c + 2u < o.cg) { dx[i + 2u * hw] = add_to(i + 2u * hw, a.z); }
+                if (EDGES == 0u || c + 3u < o.cg) { dx[i + 3u * hw] = add_to(i + 3u * hw, a.w); }
             }
         }
     }
+}
+
+// v, or with accumulate dx[i] + v.
+fn add_to(i: u32, v: f32) -> f32 {
+    return select(0.0, dx[i], prm.accumulate != 0u) + v;
 }

@@ -17,6 +17,7 @@ override SW: u32 = 1u;
 override TP: u32 = 6u;      // outputs per invocation along q, at most 8
 override TK4: u32 = 4u;     // output channels per invocation / 4, at most 8; TP * TK4 <= 64
 override SPAN: u32 = 8u;    // (TP - 1) * SW + S, at most 17
+override EDGES: u32 = 1u;   // 0 when 4 * TK4 divides K/G
 
 // The outputs of one invocation: TP pixels (n, op, q0 ..) x 4*TK4 channels (k0 ..) of group g.
 struct OutTile {
@@ -58,16 +59,23 @@ fn init_bias(o: OutTile) {
     }
 }
 
-// Writes the tile's outputs that exist (q < Q, channel < K/G).
+// Writes the tile's outputs that exist (q < Q, channel < K/G). Only the pixel is checked at run
+// time: with EDGES = 0 the channel tile divides K/G, no store is guarded and the loops unroll
+// completely, which keeps acc in registers (llvmpipe left guarded loops rolled and acc in
+// memory, at half the speed).
 fn store_outputs(o: OutTile) {
+    let pq = prm.p * prm.q;
+    let first = ((o.n * prm.k + o.g * o.kg + o.k0) * prm.p + o.op) * prm.q + o.q0;
     for (var t = 0u; t < TP; t++) {
-        let q = o.q0 + t;
-        for (var j = 0u; j < TK4; j++) {
-            for (var e = 0u; e < 4u; e++) {
-                let kk = o.k0 + 4u * j + e;
-                if (q < prm.q && kk < o.kg) {
-                    y[((o.n * prm.k + o.g * o.kg + kk) * prm.p + o.op) * prm.q + q] = acc[t * TK4 + j][e];
-                }
+        if (o.q0 + t < prm.q) {
+            for (var j = 0u; j < TK4; j++) {
+                let a = acc[t * TK4 + j];
+                let i = first + 4u * j * pq + t;
+                let kk = o.k0 + 4u * j;
+                if (EDGES == 0u || kk < o.kg) { y[i] = a.x; }
+                if (EDGES == 0u || kk + 1u < o.kg) { y[i + pq] = a.y; }
+                if (EDGES == 0u || kk + 2u < o.kg) { y[i + 2u * pq] = a.z; }
+                if (EDGES == 0u || kk + 3u < o.kg) { y[i + 3u * pq] = a.w; }
             }
         }
     }

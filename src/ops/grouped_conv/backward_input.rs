@@ -77,7 +77,7 @@ pub(super) struct Phase {
     rows: usize,
     cols: usize,
     tp: usize,
-    pub(super) overrides: [(&'static str, f64); 11],
+    pub(super) overrides: [(&'static str, f64); 12],
 }
 
 /// The stride phases of the input gradient at `spec` with the channel tile `tile`.
@@ -92,7 +92,9 @@ pub(super) fn phases(spec: &Conv2d, tile: Tile) -> Vec<Phase> {
             let (rows, cols) = ((spec.h - a).div_ceil(sh), (spec.w - b).div_ceil(sw));
             let max = if tile.pixels > 0 { tile.pixels } else { 8 };
             let tp = row_tile(cols, (64 / tc4).min(max), |tp| tp + ns.saturating_sub(1), ns * 4 * tc4);
+            let edges = (spec.c / spec.groups) % (4 * tc4) != 0;
             let overrides = [
+                ("EDGES", edges as u32 as f64),
                 ("R", spec.r as f64),
                 ("S", spec.s as f64),
                 ("SH", sh as f64),

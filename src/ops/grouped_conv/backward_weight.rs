@@ -85,7 +85,10 @@ pub(super) fn overrides(spec: &Conv2d, tile: Tile, storage: Storage) -> Vec<(&'s
                 t if t == spec.r * spec.s => (spec.r, spec.s),
                 _ => (1, spec.s),
             };
+            let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
+            let edges = cg % tile.inputs != 0 || kg % (4 * tile.channels4) != 0;
             overrides.extend([
+                ("EDGES", edges as u32 as f64),
                 ("CB4", (tile.inputs / 4) as f64),
                 ("TAPS", tile.pixels as f64),
                 ("TR", rows as f64),

@@ -56,9 +56,11 @@ pub fn forward(
 }
 
 /// The kernel's override constants at `spec` for `tile`.
-pub(super) fn overrides(spec: &Conv2d, tile: Tile) -> [(&'static str, f64); 7] {
+pub(super) fn overrides(spec: &Conv2d, tile: Tile) -> [(&'static str, f64); 8] {
     let (tp, sw) = (tile.pixels, spec.stride.1);
+    let edges = (spec.k / spec.groups) % (4 * tile.channels4) != 0;
     [
+        ("EDGES", edges as u32 as f64),
         ("R", spec.r as f64),
         ("S", spec.s as f64),
         ("SH", spec.stride.0 as f64),

@@ -91,12 +91,14 @@ fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let sw = spec.stride.1;
     let tile4 = Packing::OutputInner.tile4(spec);
     let row = |tk4: usize| row_tile(q, ((17 - spec.s) / sw + 1).min(8), |tp| (tp - 1) * sw + spec.s, spec.s * 4 * tk4);
-    // (channels4, pixels) pairs. The textured kernel fetches 4 channels at once and is fastest
-    // with a handful of accumulators (on lavapipe 4 pixels x 4 channels beat every larger
-    // tile); the buffer kernel amortises its costly loads over large tiles.
-    let pairs: Vec<(usize, usize)> = match textured {
-        true => vec![(1, 4), (1, 2), (1, 6), (tile4.min(2), 4)],
-        false => [tile4.min(4), tile4]
+    // (channels4, pixels) pairs. The textured kernel fetches 4 channels at once; on lavapipe a
+    // 3x3 conv runs fastest with 4 pixels x 4 channels, a 1x1 with 4 pixels x 16 channels
+    // (BENCHMARKS.md). The buffer kernel amortises its costly loads over large tiles.
+    let (two, four) = (tile4.min(2), tile4.min(4));
+    let pairs: Vec<(usize, usize)> = match (textured, spec.r * spec.s) {
+        (true, 1) => vec![(four, 4), (two, 6), (four, 2), (two, 4), (1, 6), (1, 4), (two, 2), (1, 2)],
+        (true, _) => vec![(1, 4), (two, 2), (1, 2), (two, 4), (two, 6), (four, 4), (four, 2), (1, 6)],
+        (false, _) => [tile4.min(4), tile4]
             .into_iter()
             .flat_map(|tk4| [(tk4, row(tk4)), (tk4, 4), (tk4, 8)])
             .collect(),
@@ -116,10 +118,10 @@ fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     tiles
 }
 
-/// The input gradient's tiles, the default (16 channels) first: the row tile is chosen per
-/// stride phase, so the candidates differ in the channels per invocation. `pixels` caps the
-/// row tile (0: up to 8); the textured kernel, like the textured forward, runs best with small
-/// tiles.
+/// The input gradient's tiles, the default first: the row tile is chosen per stride phase, so
+/// the candidates differ in the channels per invocation. `pixels` caps the row tile (0: up to
+/// 8); the textured kernel, like the textured forward, runs a 3x3 conv best with 4 pixels x 4
+/// channels and a 1x1 with 4 pixels x 16 channels.
 fn backward_input(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let tile4 = Packing::InputInner.tile4(spec);
     let tile = |pixels: usize, channels4: usize| Tile {
@@ -128,17 +130,47 @@ fn backward_input(spec: &Conv2d, textured: bool) -> Vec<Tile> {
         inputs: 1,
     };
     let mut tiles = match textured {
-        true => vec![tile(4, 1), tile(2, 1), tile(4, 2), tile(2, 2), tile(8, 1)],
+        true if spec.r * spec.s == 1 => vec![
+            tile(4, 4),
+            tile(8, 2),
+            tile(2, 4),
+            tile(4, 2),
+            tile(8, 1),
+            tile(4, 1),
+            tile(2, 2),
+            tile(2, 1),
+        ],
+        true => vec![
+            tile(4, 1),
+            tile(2, 1),
+            tile(4, 2),
+            tile(2, 2),
+            tile(8, 1),
+            tile(8, 2),
+            tile(4, 4),
+            tile(2, 4),
+        ],
         false => vec![tile(0, 4), tile(0, 8)],
     };
-    tiles.dedup();
+    unique(&mut tiles);
     tiles
+}
+
+/// Drops the repeats that clamping a tile to a small shape makes, keeping the first of each.
+fn unique(tiles: &mut Vec<Tile>) {
+    let mut seen = Vec::new();
+    tiles.retain(|t| {
+        let new = !seen.contains(t);
+        seen.push(*t);
+        new
+    });
 }
 
 /// The weight gradient's tiles (input channels x output channel vec4s per invocation): for the
 /// buffer kernel, or (`textured`) the `_textured` one, whose input channels come in quads and
 /// whose `pixels` is the number of kernel taps per invocation (all R*S, one row of S, or 1): on
-/// lavapipe it runs fastest with few accumulators.
+/// lavapipe it runs fastest with 8 input x 8 output channels x 3 taps (3x3) or 16 x 8 (1x1),
+/// 48 and 32 vec4 accumulators; 64 run at a tenth of the speed.
 fn backward_weight(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
     let cg = if textured { cg.div_ceil(4) * 4 } else { cg };
@@ -151,14 +183,31 @@ fn backward_weight(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let mut tiles = match (rs, textured) {
         (1, false) => vec![tile(8, 2, 0), tile(8, 4, 0), tile(16, 2, 0)],
         (_, false) => vec![tile(1, 2, 0), tile(1, 4, 0), tile(2, 2, 0)],
-        (1, true) => vec![tile(4, 1, 1), tile(8, 1, 1), tile(4, 2, 1)],
-        (_, true) => vec![tile(4, 1, 1), tile(4, 1, spec.s), tile(8, 1, 1), tile(4, 2, 1), tile(4, 1, rs)],
+        (1, true) => vec![
+            tile(16, 2, 1),
+            tile(8, 4, 1),
+            tile(8, 2, 1),
+            tile(4, 4, 1),
+            tile(16, 1, 1),
+            tile(8, 1, 1),
+            tile(4, 2, 1),
+            tile(4, 1, 1),
+        ],
+        (_, true) => vec![
+            tile(8, 2, spec.s),
+            tile(4, 2, spec.s),
+            tile(4, 4, spec.s),
+            tile(4, 1, spec.s),
+            tile(8, 1, spec.s),
+            tile(4, 1, rs),
+            tile(8, 2, 1),
+            tile(4, 4, 1),
+            tile(4, 1, 1),
+        ],
     };
-    tiles.dedup();
+    unique(&mut tiles);
     let first = tiles[0];
     let taps = |t: &Tile| if textured { t.pixels } else { rs };
-    tiles.retain(|t| *t == first || t.inputs * taps(t) * t.channels4 <= 72);
-    tiles.sort_by_key(|t| *t != first);
-    tiles.dedup();
+    tiles.retain(|t| *t == first || t.inputs * taps(t) * t.channels4 <= 48);
     tiles
 }
