@@ -70,6 +70,7 @@ for m in "${fixtures[@]}"; do
     native "$m" "tests/data/$m.weights.safetensors" "$work/fixtures/$m.native.safetensors" --train-steps "$steps"
     python3 tools/web-fixtures.py nudge "tests/data/$m.weights.safetensors" "$work/$m.nudged.weights.safetensors"
     native "$m" "$work/$m.nudged.weights.safetensors" "$work/$m.nudged.safetensors" --train-steps "$steps"
+    # The tolerances are the page's (examples/web/src/checks.rs: FORWARD_ and STEPS_TOLERANCE).
     python3 tools/web-fixtures.py well-posed "$work/fixtures/$m.native.safetensors" "$work/$m.nudged.safetensors" \
         --tolerance =1e-5 --tolerance "step$steps.=1e-4" | sed "s/^/web-test: $m: /" >&2
 done

@@ -98,7 +98,7 @@ fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let pairs: Vec<(usize, usize)> = match (textured, spec.r * spec.s) {
         (true, 1) => vec![(four, 4), (two, 6), (four, 2), (two, 4), (1, 6), (1, 4), (two, 2), (1, 2)],
         (true, _) => vec![(1, 4), (two, 2), (1, 2), (two, 4), (two, 6), (four, 4), (four, 2), (1, 6)],
-        (false, _) => [tile4.min(4), tile4]
+        (false, _) => [four, tile4]
             .into_iter()
             .flat_map(|tk4| [(tk4, row(tk4)), (tk4, 4), (tk4, 8)])
             .collect(),
