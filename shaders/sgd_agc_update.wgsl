@@ -7,7 +7,7 @@
 //   d = f_u * g + weight_decay * w;  buf = momentum * buf + d;  w -= lr * (nesterov ? d + momentum * buf : buf)
 //   |.| is the L2 norm over a unit (of w before the update), a workgroup tree in a fixed order,
 //   or, with the pipeline constant NORMS = 1, given: |w|^2 = len * (var + mean^2) from
-//   stats: [units, 2] (weight_std_forward's mean and variance of w) and |g|^2 from g_sq:
+//   stats: [units, 2] (weight_std_forward's mean - w[u,0] and variance of w) and |g|^2 from g_sq:
 //   [units] (weight_std_backward's); the kernel then reads w and g once. With NORMS = 2 every
 //   unit is one element (a gain [K,1,1,1] clipped per channel): each lane takes one unit, its
 //   norms |w_i| and |g_i| (the same values as a workgroup's sum of one square and zeros), and no
@@ -105,8 +105,10 @@ fn sgd_agc_update(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
     var kept_g: array<vec4<f32>, KEPT>;
     var j = 0u;   // this lane's chunk count
     if (NORMS == 1u) {
-        let mean = stats[2u * unit];
+        let mean = w[base] + stats[2u * unit];   // stats keep the mean as an offset from w[base]
         sums = vec2<f32>(f32(prm.len) * (stats[2u * unit + 1u] + mean * mean), g_sq[unit]);
+        // Every lane has read w[base] before the lane that owns it updates it.
+        storageBarrier();
     } else {
         var ww = vec4<f32>(0.0);
         var gg = vec4<f32>(0.0);

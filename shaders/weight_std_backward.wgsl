@@ -1,7 +1,8 @@
 // weight_std_backward: gradients of weight_std_forward with respect to w and gain.
-//   w: [K, F]   gain: [K]   stats: [K, 2] (mean, var from the forward)   dw_hat: [K, F]
+//   w: [K, F]   gain: [K]   stats: [K, 2] (mean - w[k,0], var from the forward)   dw_hat: [K, F]
 //   dw: [K, F]   dgain: [K]   dw_sq: [K]   (all overwritten)
-//   With u = w - mean, s = the forward's 1/std factor, A = gain*m, S1 = sum dw_hat, S2 = sum dw_hat*u:
+//   With u = w - mean (formed as (w - w[k,0]) - stats.x, as the forward forms it), s = the
+//   forward's 1/std factor, A = gain*m, S1 = sum dw_hat, S2 = sum dw_hat*u:
 //   dgain = m * s * S2
 //   dw_i  = A * s * (dw_hat_i - S1/F - c * S2 * u_i / F)
 //   c = 1/(var + eps) for timm's form; 1/var for DeepMind's where F*var > eps, else 0 (the floor
@@ -40,7 +41,8 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
     let base = unit * f;
     let end = base + f;
     let chunks_end = base + f / 4u * 4u;
-    let mean = stats[2u * unit];
+    let shift = w[base];
+    let offset = stats[2u * unit];
     let v = stats[2u * unit + 1u];
     var s: f32;
     var c: f32;
@@ -61,7 +63,7 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
     var s2 = vec4<f32>(0.0);
     for (var i = base + 4u * lane; i < chunks_end; i += 4u * REDUCE_WG) {
         let g = dw_hat4(i);
-        let u = w4(i) - mean;
+        let u = (w4(i) - shift) - offset;
         s1 += g;
         s2 += g * u;
         if (keep) {
@@ -73,7 +75,7 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
         let g = dw_hat[i];
         s1.x += g;
-        s2.x += g * (w[i] - mean);
+        s2.x += g * ((w[i] - shift) - offset);
     }
     let sums = workgroup_sum2(vec2<f32>(hsum(s1), hsum(s2)), lane);
     let a = gain[unit] * prm.multiplier * s;
@@ -89,7 +91,7 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
             u = kept_u[j];
         } else {
             g = dw_hat4(i);
-            u = w4(i) - mean;
+            u = (w4(i) - shift) - offset;
         }
         let d = a * (g - mean_g - k2 * u);
         j++;
@@ -100,7 +102,7 @@ fn weight_std_backward(@builtin(local_invocation_index) lane: u32, @builtin(work
         sq += d * d;
     }
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
-        let d = a * (dw_hat[i] - mean_g - k2 * (w[i] - mean));
+        let d = a * (dw_hat[i] - mean_g - k2 * ((w[i] - shift) - offset));
         dw[i] = d;
         sq.x += d * d;
     }

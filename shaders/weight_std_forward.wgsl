@@ -1,10 +1,12 @@
 // weight_std_forward: scaled weight standardization, per output unit (row of w).
-//   w: [K, F] (F = fan_in = C/G*R*S)   gain: [K]   w_hat: [K, F]   stats: [K, 2] = (mean, var)
+//   w: [K, F] (F = fan_in = C/G*R*S)   gain: [K]   w_hat: [K, F]   stats: [K, 2] = (mean - w[k,0], var)
 //   mean_k = sum_i w[k,i] / F;  var_k = sum_i (w[k,i] - mean_k)^2 / F   (biased)
 //   Both in one pass over the unit, as shifted sums: with K = w[k,0], S1 = sum (w - K) and
 //   S2 = sum (w - K)^2, mean = K + S1/F and var = S2/F - (S1/F)^2. K is one of the unit's own
 //   values, so S1/F is of the order of the spread and the subtraction loses little (a plain
-//   sum of squares would lose everything to a mean far from zero).
+//   sum of squares would lose everything to a mean far from zero). For the same reason the mean
+//   is never formed in f32: w - mean is (w - K) - S1/F, which rounds to the spread, not to the
+//   mean (near a mean of 4, mean itself rounds by 2.4e-7), and stats keep the offset S1/F.
 //   form 0 (timm):     w_hat = gain*m * (w - mean) / (sqrt(var + eps) * sqrt(F))
 //   form 1 (DeepMind): w_hat = gain*m * (w - mean) / sqrt(max(F * var, eps))
 //   m is `multiplier` (timm's gamma folded into the conv, else 1). stats are kept for the backward.
@@ -66,7 +68,7 @@ fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workg
         s2.x += d * d;
     }
     let sums = workgroup_sum2(vec2<f32>(hsum(s1), hsum(s2)), lane) / f32(f);
-    let mean = shift + sums.x;
+    let offset = sums.x;   // mean - shift
     let v = max(sums.y - sums.x * sums.x, 0.0);
     let scale = gain[unit] * prm.multiplier * ws_scale(v);
     j = 0u;
@@ -78,17 +80,17 @@ fn weight_std_forward(@builtin(local_invocation_index) lane: u32, @builtin(workg
             wv = w4(i);
         }
         j++;
-        let o = (wv - mean) * scale;
+        let o = ((wv - shift) - offset) * scale;
         w_hat[i] = o.x;
         w_hat[i + 1u] = o.y;
         w_hat[i + 2u] = o.z;
         w_hat[i + 3u] = o.w;
     }
     for (var i = chunks_end + lane; i < end; i += REDUCE_WG) {
-        w_hat[i] = (w[i] - mean) * scale;
+        w_hat[i] = ((w[i] - shift) - offset) * scale;
     }
     if (lane == 0u) {
-        stats[2u * unit] = mean;
+        stats[2u * unit] = offset;
         stats[2u * unit + 1u] = v;
     }
 }

@@ -499,11 +499,12 @@ fn sgd_updates_match_reference() {
             w[..spec.unit_len].iter_mut().for_each(|v| *v = 0.0);
             let b = normal(&mut rng, numel, 1.0);
             let case = format!("{shape:?} nesterov {nesterov}, {} lanes ({seed})", gpu.reduce_lanes());
-            // The given norms: each unit's (mean, variance) of w and squared norm of g.
+            // The given norms: each unit's mean (as its offset from the unit's first value, as
+            // weight_std_forward keeps it) and variance of w, and squared norm of g.
             let mut stats = Vec::with_capacity(2 * spec.units);
             for u in w.chunks(spec.unit_len) {
                 let mean = u.iter().sum::<f64>() / u.len() as f64;
-                stats.extend([mean, u.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / u.len() as f64]);
+                stats.extend([mean - u[0], u.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / u.len() as f64]);
             }
             let g_sq: Vec<f64> = g.chunks(spec.unit_len).map(|u| u.iter().map(|v| v * v).sum()).collect();
             for (clip, given) in [(false, false), (true, false), (true, true)] {

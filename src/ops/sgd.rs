@@ -82,8 +82,9 @@ pub fn update(gpu: &Gpu, spec: &Sgd, info: &GpuTensor, g: &GpuTensor, w: &GpuTen
 }
 
 /// Clips the raw gradient `g` with `agc` (`g` itself is left as it is), then updates `w` and
-/// `buf` in place as [`update`]. `norms`, when given, is `(stats, g_sq)`: the unit means and
-/// variances of `w` (`[units, 2]`, as `weight_std::forward` writes them) and the squared unit
+/// `buf` in place as [`update`]. `norms`, when given, is `(stats, g_sq)`: the unit means
+/// (as offsets from each unit's first value) and variances of `w` (`[units, 2]`, as
+/// `weight_std::forward` writes them) and the squared unit
 /// norms of `g` (`[units]`, as `weight_std::backward` writes them).
 #[allow(clippy::too_many_arguments)]
 pub fn agc_update(
