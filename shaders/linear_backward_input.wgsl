@@ -11,8 +11,9 @@
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-override TN: u32 = 4u;   // rows of dy per invocation: 4 or 8
-const TI: u32 = 8u;   // inputs per invocation
+override TN: u32 = 4u;      // rows of dy per invocation: 4 or 8
+override EDGES: u32 = 1u;   // 0 when TN divides N and TI divides I: no store is guarded
+const TI: u32 = 8u;         // inputs per invocation
 
 @compute @workgroup_size(16)
 fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -45,7 +46,7 @@ fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     }
     for (var t = 0u; t < TN; t++) {
         for (var j = 0u; j < TI; j++) {
-            if (t < nn && i0 + j < prm.i) {
+            if (EDGES == 0u || (t < nn && i0 + j < prm.i)) {
                 let e = (n0 + t) * prm.i + i0 + j;
                 dx[e] = select(0.0, dx[e], prm.accumulate != 0u) + acc[t * TI + j];
             }

@@ -320,6 +320,9 @@ fn linear_matches_reference() {
         // More columns (with the bias's) than one weight-gradient workgroup covers (8 x 64),
         // rows not a multiple of its 16.
         linear(8, 530, 21, true),
+        // Tiles that divide the outputs: no store guarded (EDGES = 0).
+        linear(8, 64, 48, true),
+        linear(16, 24, 32, false),
     ];
     for spec in cases {
         let (n, i, o) = (spec.n, spec.in_features, spec.out_features);

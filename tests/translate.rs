@@ -135,7 +135,7 @@ fn combinations() -> Vec<(Kernel, Vec<Constants>)> {
     for kernel in [Kernel::LinearForward, Kernel::LinearBackwardInput] {
         sets.entry(kernel)
             .or_default()
-            .extend((1..=64).map(|n| constants(&[("TN", linear::rows(n) as f64)])));
+            .extend((1..=64).flat_map(|n| [0.0, 1.0].map(|edges| constants(&[("TN", linear::rows(n) as f64), ("EDGES", edges)]))));
     }
     // src/ops/sgd.rs: 0 sums each unit's norms in one workgroup, 1 reads them, 2 has units of
     // one element.
