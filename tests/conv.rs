@@ -29,7 +29,8 @@ fn packed(gpu: &Gpu, s: &Conv2d, w: &GpuTensor, packing: Packing, storage: Stora
 /// kernel's output: tiles and storage change which invocation computes what, never the order
 /// of a sum. The default itself is checked against the reference in `tests/ops.rs`. Each case
 /// runs every kernel's default tile and two others, in turn, so that the cases together cover
-/// every candidate without compiling each one for every case.
+/// every candidate without compiling each one for every case, and every tile of the 1x1
+/// forward's subgroup kernel (on Vulkan in CI, where lavapipe has subgroups, it must run).
 #[test]
 fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
     let Some(gpu) = gpu_or_skip() else { return };
@@ -41,6 +42,13 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
         some.dedup();
         some
     };
+    if std::env::var_os("CI").is_some() && gpu.info.backend == wgpu::Backend::Vulkan {
+        assert!(
+            gpu.shares_subgroups(),
+            "lavapipe over Vulkan has subgroups of 8: {}",
+            gpu.describe()
+        );
+    }
     for (i, case) in conv_cases().into_iter().enumerate() {
         let s = case.spec;
         let x = upload(gpu, "x", &s.x_shape(), &normal(&mut rng, s.x_shape().iter().product(), 1.0));
@@ -75,7 +83,10 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
             // The textured forward reads x packed by the caller, the textured input gradient
             // packs its buffer dy itself.
             let x_in = if storage == Storage::Texture { &x_texels } else { &x };
-            for tile in some(tiles(Pass::Forward, &s, storage), i) {
+            // Every subgroup tile where the adapter runs them (few shapes have them).
+            let (shared, alone): (Vec<Tile>, Vec<Tile>) = tiles(Pass::Forward, &s, storage).into_iter().partition(|t| t.subgroup);
+            let shared = shared.into_iter().filter(|_| gpu.shares_subgroups());
+            for tile in some(alone, i).into_iter().chain(shared) {
                 let y = poisoned(gpu, "y", &s.y_shape());
                 gpu.run(&[&grouped_conv::forward(gpu, &s, x_in, &out, b.as_ref(), &y, tile).unwrap()])
                     .unwrap();

@@ -264,6 +264,7 @@ pub fn conv_cases() -> Vec<ConvCase> {
         ),
         case("pointwise_1x1_spatial", Conv2d::same([4, 33, 1, 1], 17, 1, 1)),
         case("pointwise_wide", Conv2d::same([2, 70, 3, 5], 65, 1, 1).with_bias(true)),
+        case("pointwise_grouped", Conv2d::same([3, 40, 5, 3], 48, 1, 1).groups(2)),
         case("k3_1x1_spatial_same", Conv2d::same([3, 8, 1, 1], 9, 3, 1).with_bias(true)),
         case(
             "group_width_128_s2",

@@ -107,14 +107,19 @@ fn constants(pairs: &[(&'static str, f64)]) -> Constants {
     c
 }
 
+/// Whether `kernel` needs the SUBGROUP feature (which the engine requests where offered).
+fn subgroups(kernel: Kernel) -> bool {
+    kernel == Kernel::GroupedConvForwardSubgroup
+}
+
 /// Every kernel's combinations, deduplicated, in `Kernel::ALL` order.
 fn combinations() -> Vec<(Kernel, Vec<Constants>)> {
     let mut sets: HashMap<Kernel, BTreeSet<Constants>> = HashMap::new();
     for spec in conv_shapes() {
         for pass in [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight] {
             for storage in [Storage::Buffer, Storage::Texture] {
-                let set = sets.entry(pass.kernel(storage)).or_default();
                 for tile in tiles(pass, &spec, storage) {
+                    let set = sets.entry(pass.tile_kernel(storage, tile)).or_default();
                     set.extend(conv_overrides(pass, &spec, storage, tile).iter().map(|o| constants(o)));
                 }
             }
@@ -293,6 +298,8 @@ struct Specialised<'a> {
     info: &'a naga::valid::ModuleInfo,
     entry: &'a str,
     resources: Vec<(naga::ResourceBinding, Class)>,
+    /// Whether the kernel needs the SUBGROUP feature.
+    subgroups: bool,
 }
 
 /// The bounds checks wgpu-hal asks of the Vulkan, Metal and DX12 writers (on an adapter
@@ -322,6 +329,7 @@ fn translate(kernel: Kernel, module: &naga::Module, info: &naga::valid::ModuleIn
         info: &info,
         entry,
         resources: resources(&module),
+        subgroups: subgroups(kernel),
     };
     let mut failures = spirv(&s, validate);
     failures.extend(msl(&s));
@@ -348,7 +356,7 @@ fn spirv(s: &Specialised, validate: Validate) -> Failures {
             (b, info)
         })
         .collect();
-    let capabilities = [
+    let mut capabilities = vec![
         spv::Capability::Shader,
         spv::Capability::Matrix,
         spv::Capability::Sampled1D,
@@ -357,14 +365,27 @@ fn spirv(s: &Specialised, validate: Validate) -> Failures {
         spv::Capability::DerivativeControl,
         spv::Capability::StorageImageExtendedFormats,
     ];
-    for (version, env, always) in SPIRV {
+    // With the SUBGROUP feature (the subgroup kernels), those wgpu-hal adds for it.
+    if s.subgroups {
+        capabilities.extend([
+            spv::Capability::GroupNonUniform,
+            spv::Capability::GroupNonUniformVote,
+            spv::Capability::GroupNonUniformArithmetic,
+            spv::Capability::GroupNonUniformBallot,
+            spv::Capability::GroupNonUniformShuffle,
+            spv::Capability::GroupNonUniformShuffleRelative,
+            spv::Capability::GroupNonUniformQuad,
+        ]);
+    }
+    // Subgroup operations start at SPIR-V 1.3 (Vulkan 1.1), which wgpu requires for them.
+    for (version, env, always) in SPIRV.into_iter().filter(|(version, ..)| !s.subgroups || *version >= (1, 3)) {
         let backend = format!("SPIR-V {}.{}", version.0, version.1);
         let options = spv::Options {
             lang_version: version,
             flags: spv::WriterFlags::LABEL_VARYINGS | spv::WriterFlags::FORCE_POINT_SIZE,
             fake_missing_bindings: false,
             binding_map: binding_map.clone(),
-            capabilities: Some(capabilities.into_iter().collect()),
+            capabilities: Some(capabilities.iter().copied().collect()),
             bounds_check_policies: RESTRICT,
             zero_initialize_workgroup_memory: spv::ZeroInitializeWorkgroupMemoryMode::None,
             ..Default::default()
@@ -526,7 +547,15 @@ fn every_kernel_translates_with_every_constant_combination() {
                 continue;
             }
         };
-        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default());
+        // The subgroup kernels need the capability the engine asks the device for (SUBGROUP).
+        let capabilities = match subgroups(*kernel) {
+            true => naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP,
+            false => naga::valid::Capabilities::default(),
+        };
+        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
+        validator
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all());
         let info = match validator.validate(&module) {
             Ok(info) => info,
             Err(e) => {

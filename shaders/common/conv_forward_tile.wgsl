@@ -27,17 +27,23 @@ struct OutTile {
 }
 
 // Lanes run over (pixel tile, channel tile) so that small maps still fill the workgroups;
-// neighbouring lanes take neighbouring pixels of the same channel tile.
-fn out_tile(gid: vec3<u32>, wid: vec3<u32>) -> OutTile {
+// neighbouring lanes take neighbouring pixels of the same channel tile. Each channel tile gets
+// the pixel tiles rounded up to a multiple of `align` lanes (1, or the workgroup for the
+// subgroup kernel, so that no subgroup spans two channel tiles); the lanes past the pixel tiles
+// are not valid and compute the last one again, those past the channel tiles the first.
+fn out_tile(gid: vec3<u32>, wid: vec3<u32>, align: u32) -> OutTile {
     var o: OutTile;
     o.kg = prm.k / prm.groups;
     o.cg = prm.c / prm.groups;
     let kblocks = (o.kg + 4u * TK4 - 1u) / (4u * TK4);
     let items = prm.n * prm.p * prm.blocks;
-    o.valid = gid.x < items * kblocks;
+    let lanes = (items + align - 1u) / align * align;   // per channel tile
+    let slot = gid.x % lanes;
+    let tiles_ok = gid.x < lanes * kblocks;
+    o.valid = tiles_ok && slot < items;
     o.g = wid.y;
-    let item = gid.x % items;
-    o.k0 = (gid.x / items) * 4u * TK4;         // first output channel of the tile, within the group
+    let item = min(slot, items - 1u);
+    o.k0 = select(0u, (gid.x / lanes) * 4u * TK4, tiles_ok);   // first output channel, within the group
     o.n = item / (prm.p * prm.blocks);
     o.op = (item / prm.blocks) % prm.p;
     o.q0 = (item % prm.blocks) * TP;

@@ -133,6 +133,9 @@ fn check_limits(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Result<()> {
     Ok(())
 }
 
+/// The features the engine asks for when the adapter offers them, and uses only where present.
+const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::SUBGROUP);
+
 /// The engine's handle on one GPU. Cheap to share by reference; everything is built once.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -185,8 +188,9 @@ impl Gpu {
         let info = adapter.get_info();
         let limits = options.limits_for(&adapter.limits())?;
         check_limits(&info, &limits)?;
-        // Timestamps let benchmarks split GPU time per kernel; nothing else depends on them.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps let benchmarks split GPU time per kernel; subgroups let the tuner offer the
+        // conv kernels that share loads across a subgroup. Nothing else depends on either.
+        let features = adapter.features() & OPTIONAL_FEATURES;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("nfnet"),
@@ -254,7 +258,7 @@ impl Gpu {
         };
         Ok(Gpu {
             pipelines: PipelineCache::new(),
-            features: device.features() & wgpu::Features::TIMESTAMP_QUERY,
+            features: device.features() & OPTIONAL_FEATURES,
             device,
             queue,
             info,
@@ -278,6 +282,17 @@ impl Gpu {
     /// reproducible per adapter (and this setting), not across adapters.
     pub fn reduce_lanes(&self) -> u32 {
         self.reduce_lanes
+    }
+
+    /// Whether the kernels that share loads across a subgroup (`grouped_conv_forward_subgroup`)
+    /// run here: the device has `SUBGROUP`, its subgroups have 8 to 64 lanes (they broadcast
+    /// from lanes 0..7 and tile a 64-lane workgroup), and the backend is not a browser's, whose
+    /// WGSL would need `enable subgroups;`, which naga does not take.
+    pub fn shares_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size >= 8
+            && self.info.subgroup_max_size <= 64
+            && self.info.backend != wgpu::Backend::BrowserWebGpu
     }
 
     /// Whether kernels that pass over a unit twice (weight standardization, the AGC update

@@ -40,7 +40,8 @@
 //!   fraction of a bounds-checked storage-buffer load, and loads dominate the conv kernels'
 //!   cost; on a discrete GPU the two are close. Timed on a forward conv, the texture side paying
 //!   for packing its input; untuned, textures on a CPU adapter and buffers elsewhere.
-//! * the register tile of each conv pass, per shape and storage ([`Tile`]).
+//! * the register tile of each conv pass, per shape and storage ([`Tile`]), and with it, for a
+//!   1x1 forward on texels, whether the kernel shares its weight loads across the subgroup.
 
 mod cache;
 mod trial;
@@ -286,11 +287,13 @@ impl Tuner {
     }
 
     /// The register tile of `pass` at `spec` on operands in `storage`: the default (the first
-    /// of [`tiles()`]) untuned, else the cached or timed choice among the candidates. Candidates
-    /// run on seeded data of the same shape and storage.
+    /// of [`tiles()`]) untuned, else the cached or timed choice among the candidates (the
+    /// subgroup tiles only where [`Gpu::shares_subgroups`]). Candidates run on seeded data of
+    /// the same shape and storage.
     pub fn conv_tile(&self, gpu: &Gpu, pass: Pass, spec: &Conv2d, storage: Storage) -> Tile {
         let kernel = pass.kernel(storage);
-        let candidates = tiles(pass, spec, storage);
+        let mut candidates = tiles(pass, spec, storage);
+        candidates.retain(|t| !t.subgroup || gpu.shares_subgroups());
         if !self.options.enabled || candidates.len() < 2 || spec.validate(kernel.name()).is_err() {
             return candidates[0];
         }

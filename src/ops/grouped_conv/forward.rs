@@ -2,7 +2,7 @@
 
 use super::packing::operand;
 use super::{bias_arg, chunks, packed_len, pass_kernel, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
 use crate::ops::{check_numel, check_shape};
 
@@ -12,7 +12,8 @@ use crate::ops::{check_numel, check_shape};
 ///
 /// Packed weights in a texture select `grouped_conv_forward_textured`, which reads x as texels:
 /// `x` may then be packed already ([`super::pack_activation`]) or a buffer that the launch packs
-/// into a scratch texture first.
+/// into a scratch texture first. A `subgroup` tile selects `grouped_conv_forward_subgroup`, the
+/// same on adapters where [`Gpu::shares_subgroups`] (else an error before any work).
 pub fn forward(
     gpu: &Gpu,
     spec: &Conv2d,
@@ -24,6 +25,12 @@ pub fn forward(
 ) -> Result<Launch> {
     let kernel = pass_kernel(Pass::Forward, spec, Storage::of(packed), tile)?;
     let op = kernel.name();
+    if tile.subgroup && !gpu.shares_subgroups() {
+        return Err(Error::invalid(
+            op,
+            format!("needs subgroups of 8 to 64 lanes, which {} does not offer", gpu.describe()),
+        ));
+    }
     check_numel(op, "packed weights", packed, packed_len(spec, Packing::OutputInner))?;
     check_shape(op, "y", y, &spec.y_shape())?;
     let mut launch = Launch::new();
@@ -36,6 +43,8 @@ pub fn forward(
     let overrides = overrides(spec, tile);
     let blocks = q.div_ceil(tile.pixels);
     let kblocks = kg.div_ceil(4 * tile.channels4);
+    // The subgroup kernel gives each channel tile whole workgroups (see its out_tile call).
+    let align = if tile.subgroup { WG } else { 1 };
     for (first, n) in chunks(&gpu.limits, op, spec, x.label(), y.label())? {
         let params = Params {
             w_stride: Packing::OutputInner.row(spec) as u32,
@@ -48,7 +57,11 @@ pub fn forward(
             None => Arg::range(x, first * xs, n * xs),
         };
         let args = [x_arg, packed.into(), b, Arg::range(y, first * ys, n * ys)];
-        let groups = [(n * p * blocks * kblocks).div_ceil(WG) as u32, spec.groups as u32, 1];
+        let groups = [
+            ((n * p * blocks).next_multiple_of(align) * kblocks).div_ceil(WG) as u32,
+            spec.groups as u32,
+            1,
+        ];
         launch.push(Step::new(gpu, kernel, &overrides, &params, &args, groups)?);
     }
     launch.scratch.extend(placeholder);

@@ -329,7 +329,7 @@ const WG: usize = 64;
 /// The kernel of `pass` on operands in `storage`, once `spec` is a valid conv of the shapes the
 /// tiled kernels are written for and `tile` one of the pass's tiles at it.
 fn pass_kernel(pass: Pass, spec: &Conv2d, storage: Storage, tile: Tile) -> Result<Kernel> {
-    let kernel = pass.kernel(storage);
+    let kernel = pass.tile_kernel(storage, tile);
     let op = kernel.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;

@@ -3,6 +3,8 @@
 //! default first.
 
 use super::{row_tile, Conv2d, Packing, Storage};
+#[cfg(doc)]
+use crate::gpu::Gpu;
 use crate::gpu::Kernel;
 
 /// The three passes of a conv.
@@ -25,6 +27,15 @@ impl Pass {
             (Pass::BackwardWeight, Storage::Texture) => Kernel::GroupedConvBackwardWeightTextured,
         }
     }
+
+    /// The kernel that runs the pass with `tile` on operands in `storage`: [`Pass::kernel`], or
+    /// for a subgroup tile `grouped_conv_forward_subgroup`.
+    pub fn tile_kernel(self, storage: Storage, tile: Tile) -> Kernel {
+        match tile.subgroup {
+            true => Kernel::GroupedConvForwardSubgroup,
+            false => self.kernel(storage),
+        }
+    }
 }
 
 /// A register tile of a conv kernel (its override constants): `pixels` outputs along a row
@@ -32,29 +43,61 @@ impl Pass {
 /// the textured weight gradient reads it as kernel taps per invocation, `TAPS`), `channels4`
 /// vec4s of the channels an invocation produces (forward and weight gradient `TK4`, input
 /// gradient `TC4`), `inputs` input channels per invocation (weight gradient `CB`, or `4*CB4`
-/// textured). Tiles change only which invocation computes which outputs, never the order of
-/// any sum, so every tile gives bitwise the same result.
+/// textured). `subgroup` selects the kernel that shares its weight loads across the subgroup
+/// (`grouped_conv_forward_subgroup`: 1x1 forward, 16 channels, on adapters where
+/// [`Gpu::shares_subgroups`]). Tiles change only which invocation computes which outputs, never
+/// the order of any sum, so every tile gives bitwise the same result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     pub pixels: usize,
     pub channels4: usize,
     pub inputs: usize,
+    pub subgroup: bool,
+}
+
+impl Tile {
+    /// A tile of the kernels that each lane runs alone.
+    pub fn new(pixels: usize, channels4: usize, inputs: usize) -> Tile {
+        Tile {
+            pixels,
+            channels4,
+            inputs,
+            subgroup: false,
+        }
+    }
 }
 
 impl std::fmt::Display for Tile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pixels={} channels4={} inputs={}", self.pixels, self.channels4, self.inputs)
+        write!(f, "pixels={} channels4={} inputs={}", self.pixels, self.channels4, self.inputs)?;
+        if self.subgroup {
+            write!(f, " subgroup")?;
+        }
+        Ok(())
     }
 }
 
 impl std::str::FromStr for Tile {
     type Err = ();
     fn from_str(s: &str) -> std::result::Result<Tile, ()> {
-        let mut v = s.split_whitespace().map(|kv| kv.split_once('=').and_then(|(_, v)| v.parse().ok()));
-        match (v.next().flatten(), v.next().flatten(), v.next().flatten()) {
-            (Some(pixels), Some(channels4), Some(inputs)) => Ok(Tile { pixels, channels4, inputs }),
-            _ => Err(()),
-        }
+        let mut words = s.split_whitespace();
+        let mut v = words
+            .by_ref()
+            .take(3)
+            .map(|kv| kv.split_once('=').and_then(|(_, v)| v.parse().ok()));
+        let (pixels, channels4, inputs) = match (v.next().flatten(), v.next().flatten(), v.next().flatten()) {
+            (Some(p), Some(c), Some(i)) => (p, c, i),
+            _ => return Err(()),
+        };
+        let subgroup = match (words.next(), words.next()) {
+            (None, None) => false,
+            (Some("subgroup"), None) => true,
+            _ => return Err(()),
+        };
+        Ok(Tile {
+            subgroup,
+            ..Tile::new(pixels, channels4, inputs)
+        })
     }
 }
 
@@ -106,13 +149,22 @@ fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let mut tiles = Vec::new();
     for (tk4, tp) in pairs {
         let tp = tp.min(q);
-        let tile = Tile {
-            pixels: tp,
-            channels4: tk4,
-            inputs: 1,
-        };
+        let tile = Tile::new(tp, tk4, 1);
         if tp * tk4 <= 64 && (tp - 1) * sw + spec.s <= 17 && !tiles.contains(&tile) {
             tiles.push(tile);
+        }
+    }
+    // The subgroup kernel, 6 or 4 pixels x 16 channels (on lavapipe 1.3-2x the textured
+    // kernel's 1x1 rows; 8 pixels run at a tenth of that).
+    if textured && spec.r * spec.s == 1 && four == 4 {
+        for tp in [6, 4] {
+            let tile = Tile {
+                subgroup: true,
+                ..Tile::new(tp.min(q), 4, 1)
+            };
+            if !tiles.contains(&tile) {
+                tiles.push(tile);
+            }
         }
     }
     tiles
@@ -124,11 +176,7 @@ fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
 /// channels and a 1x1 with 4 pixels x 16 channels.
 fn backward_input(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let tile4 = Packing::InputInner.tile4(spec);
-    let tile = |pixels: usize, channels4: usize| Tile {
-        pixels,
-        channels4: channels4.min(tile4),
-        inputs: 1,
-    };
+    let tile = |pixels: usize, channels4: usize| Tile::new(pixels, channels4.min(tile4), 1);
     let mut tiles = match textured {
         true if spec.r * spec.s == 1 => vec![
             tile(4, 4),
@@ -175,10 +223,8 @@ fn backward_weight(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
     let cg = if textured { cg.div_ceil(4) * 4 } else { cg };
     let rs = spec.r * spec.s;
-    let tile = |inputs: usize, channels4: usize, taps: usize| Tile {
-        pixels: if textured { taps } else { 0 },
-        inputs: inputs.min(cg),
-        channels4: channels4.min(kg.div_ceil(4)),
+    let tile = |inputs: usize, channels4: usize, taps: usize| {
+        Tile::new(if textured { taps } else { 0 }, channels4.min(kg.div_ceil(4)), inputs.min(cg))
     };
     let mut tiles = match (rs, textured) {
         (1, false) => vec![tile(8, 2, 0), tile(8, 4, 0), tile(16, 2, 0)],
