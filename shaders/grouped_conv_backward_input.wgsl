@@ -20,7 +20,7 @@
 
 @compute @workgroup_size(64)
 fn grouped_conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let o = in_tile(gid, wid);
+    let o = in_tile(gid, wid, 1u);
     if (!o.valid) {
         return;
     }

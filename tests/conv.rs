@@ -30,7 +30,7 @@ fn packed(gpu: &Gpu, s: &Conv2d, w: &GpuTensor, packing: Packing, storage: Stora
 /// of a sum. The default itself is checked against the reference in `tests/ops.rs`. Each case
 /// runs every kernel's default tile and two others, in turn, so that the cases together cover
 /// every candidate without compiling each one for every case, and every tile of the 1x1
-/// forward's subgroup kernel (on Vulkan in CI, where lavapipe has subgroups, it must run).
+/// subgroup kernels (on Vulkan in CI, where lavapipe has subgroups, they must run).
 #[test]
 fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
     let Some(gpu) = gpu_or_skip() else { return };
@@ -40,6 +40,14 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
         let mut some = vec![tiles[0]];
         some.extend(others.filter(|t| *t != tiles[0]));
         some.dedup();
+        some
+    };
+    // Some of the tiles of the kernels that each lane runs alone, and every subgroup tile
+    // where the adapter runs them (few shapes have them).
+    let some_and_subgroup = |tiles: Vec<Tile>, i: usize| {
+        let (shared, alone): (Vec<Tile>, Vec<Tile>) = tiles.into_iter().partition(|t| t.subgroup);
+        let mut some = some(alone, i);
+        some.extend(shared.into_iter().filter(|_| gpu.shares_subgroups()));
         some
     };
     if std::env::var_os("CI").is_some() && gpu.info.backend == wgpu::Backend::Vulkan {
@@ -83,16 +91,13 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
             // The textured forward reads x packed by the caller, the textured input gradient
             // packs its buffer dy itself.
             let x_in = if storage == Storage::Texture { &x_texels } else { &x };
-            // Every subgroup tile where the adapter runs them (few shapes have them).
-            let (shared, alone): (Vec<Tile>, Vec<Tile>) = tiles(Pass::Forward, &s, storage).into_iter().partition(|t| t.subgroup);
-            let shared = shared.into_iter().filter(|_| gpu.shares_subgroups());
-            for tile in some(alone, i).into_iter().chain(shared) {
+            for tile in some_and_subgroup(tiles(Pass::Forward, &s, storage), i) {
                 let y = poisoned(gpu, "y", &s.y_shape());
                 gpu.run(&[&grouped_conv::forward(gpu, &s, x_in, &out, b.as_ref(), &y, tile).unwrap()])
                     .unwrap();
                 agree(0, format!("forward {tile} {storage}"), bits(gpu, &y));
             }
-            for tile in some(tiles(Pass::BackwardInput, &s, storage), i) {
+            for tile in some_and_subgroup(tiles(Pass::BackwardInput, &s, storage), i) {
                 let dx = poisoned(gpu, "dx", &s.x_shape());
                 gpu.run(&[&grouped_conv::backward_input(gpu, &s, &dy, &inp, &dx, false, tile).unwrap()])
                     .unwrap();

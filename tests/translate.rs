@@ -109,7 +109,10 @@ fn constants(pairs: &[(&'static str, f64)]) -> Constants {
 
 /// Whether `kernel` needs the SUBGROUP feature (which the engine requests where offered).
 fn subgroups(kernel: Kernel) -> bool {
-    kernel == Kernel::GroupedConvForwardSubgroup
+    matches!(
+        kernel,
+        Kernel::GroupedConvForwardSubgroup | Kernel::GroupedConvBackwardInputSubgroup
+    )
 }
 
 /// Every kernel's combinations, deduplicated, in `Kernel::ALL` order.

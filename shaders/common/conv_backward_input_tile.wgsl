@@ -1,5 +1,5 @@
 // The input-gradient conv kernels' output tile (grouped_conv_backward_input and its _textured
-// variant): the dx binding, the phase and tile override constants, which pixels an invocation
+// and _subgroup variants): the dx binding, the phase and tile override constants, which pixels an invocation
 // owns, and the store that ends its sums.
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
@@ -30,17 +30,20 @@ struct InTile {
     qbase: i32,
 }
 
-// Lanes run over (pixel tile, channel tile), as in the forward.
-fn in_tile(gid: vec3<u32>, wid: vec3<u32>) -> InTile {
+// Lanes run over (pixel tile, channel tile), as in the forward's out_tile (`align` as there).
+fn in_tile(gid: vec3<u32>, wid: vec3<u32>, align: u32) -> InTile {
     var o: InTile;
     o.kg = prm.k / prm.groups;
     o.cg = prm.c / prm.groups;
     let cblocks = (o.cg + 4u * TC4 - 1u) / (4u * TC4);
     let items = prm.n * prm.rows * prm.blocks;
-    o.valid = gid.x < items * cblocks;
+    let lanes = (items + align - 1u) / align * align;   // per channel tile
+    let slot = gid.x % lanes;
+    let tiles_ok = gid.x < lanes * cblocks;
+    o.valid = tiles_ok && slot < items;
     o.g = wid.y;
-    let item = gid.x % items;
-    o.c0 = (gid.x / items) * 4u * TC4;         // first input channel of the tile, within the group
+    let item = min(slot, items - 1u);
+    o.c0 = select(0u, (gid.x / lanes) * 4u * TC4, tiles_ok);   // first input channel, within the group
     o.n = item / (prm.rows * prm.blocks);
     o.iy = prm.phase_y + SH * ((item / prm.blocks) % prm.rows);
     o.q0 = (item % prm.blocks) * TP;            // first pixel of the tile, in phase columns

@@ -1,6 +1,6 @@
-// The forward conv kernels' output tile (grouped_conv_forward and its _textured variant):
-// bias and output bindings, tile override constants, which outputs an invocation owns, the
-// bias that starts its sums and the store that ends them.
+// The forward conv kernels' output tile (grouped_conv_forward and its _textured and _subgroup
+// variants): bias and output bindings, tile override constants, which outputs an invocation
+// owns, the bias that starts its sums and the store that ends them.
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 

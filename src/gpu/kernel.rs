@@ -4,9 +4,9 @@
 //! prelude (`shaders/common/*.wgsl`, joined at compile time: WGSL has no `#include`) followed by
 //! the kernel's own file. The conv kernels come twice: reading storage buffers, and (suffix
 //! `_textured`) reading their activation and packed weights as texels, for adapters where a
-//! texel fetch costs less than a buffer load; the 1x1 forward also comes as `_subgroup`, the
-//! textured kernel sharing its weight loads across the subgroup (adapter feature `SUBGROUP`,
-//! requested whenever offered). Weight packing writes either storage through the
+//! texel fetch costs less than a buffer load; the 1x1 forward and input gradient also come as
+//! `_subgroup`, the textured kernels sharing their weight loads across the subgroup (adapter
+//! feature `SUBGROUP`, requested whenever offered). Weight packing writes either storage through the
 //! `packed_buffer_out` or `packed_texture_out` prelude (the paired packing through
 //! `packed_pair_buffer_out` or `packed_pair_texture_out`). `bindings()` is the contract with the
 //! shader's `@binding`s: binding 0 is always the uniform `Params`, then the inputs
@@ -82,9 +82,10 @@ kernels! {
     GroupedConvPackActivation => "grouped_conv_pack_activation", ["index", "activation"], (Read, TextureWrite, Read);
     GroupedConvForward => "grouped_conv_forward", ["index", "conv_params", "conv_forward_tile", "packed_buffer"], (Read, Read, Read, ReadWrite);
     GroupedConvForwardTextured => "grouped_conv_forward_textured", ["index", "conv_params", "conv_forward_tile", "texels"], (TextureRead, TextureRead, Read, ReadWrite);
-    GroupedConvForwardSubgroup => "grouped_conv_forward_subgroup", ["index", "conv_params", "conv_forward_tile", "texels"], (TextureRead, TextureRead, Read, ReadWrite);
+    GroupedConvForwardSubgroup => "grouped_conv_forward_subgroup", ["index", "conv_params", "conv_forward_tile", "texels", "subgroup_quad"], (TextureRead, TextureRead, Read, ReadWrite);
     GroupedConvBackwardInput => "grouped_conv_backward_input", ["index", "conv_params", "conv_backward_input_tile", "packed_buffer"], (Read, Read, ReadWrite);
     GroupedConvBackwardInputTextured => "grouped_conv_backward_input_textured", ["index", "conv_params", "conv_backward_input_tile", "texels"], (TextureRead, TextureRead, ReadWrite);
+    GroupedConvBackwardInputSubgroup => "grouped_conv_backward_input_subgroup", ["index", "conv_params", "conv_backward_input_tile", "texels", "subgroup_quad"], (TextureRead, TextureRead, ReadWrite);
     GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index", "conv_params"], (Read, Read, ReadWrite);
     GroupedConvBackwardWeightTextured => "grouped_conv_backward_weight_textured", ["index", "conv_params", "texels"], (TextureRead, TextureRead, ReadWrite, ReadWrite);
     GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index", "conv_params"], (Read, ReadWrite);

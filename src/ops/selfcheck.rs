@@ -248,9 +248,10 @@ pub async fn run(gpu: &Gpu) -> Vec<KernelCheck> {
     case!(updates_case(gpu, &mut data));
     let mut rows = rows(&results);
     if !gpu.shares_subgroups() {
-        let i = Kernel::ALL.iter().position(|&k| k == Kernel::GroupedConvForwardSubgroup);
-        let row = &mut rows[i.expect("a kernel of Kernel::ALL")];
-        (row.ok, row.note) = (true, "not run: the adapter has no subgroups of 8 to 64 lanes".into());
+        let subgroup = [Kernel::GroupedConvForwardSubgroup, Kernel::GroupedConvBackwardInputSubgroup];
+        for (row, _) in rows.iter_mut().zip(Kernel::ALL).filter(|(_, k)| subgroup.contains(k)) {
+            (row.ok, row.note) = (true, "not run: the adapter has no subgroups of 8 to 64 lanes".into());
+        }
     }
     rows
 }

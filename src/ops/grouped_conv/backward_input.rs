@@ -3,7 +3,7 @@
 //! taps; see the shader), each a transposed convolution without zero-stuffing.
 
 use super::packing::operand;
-use super::{chunks, packed_len, pass_kernel, row_tile, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
+use super::{align, chunks, packed_len, pass_kernel, row_tile, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
 use crate::error::Result;
 use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
 use crate::ops::{check_numel, check_shape};
@@ -29,7 +29,7 @@ pub fn backward_input(
     accumulate: bool,
     tile: Tile,
 ) -> Result<Launch> {
-    let kernel = pass_kernel(Pass::BackwardInput, spec, Storage::of(packed), tile)?;
+    let kernel = pass_kernel(gpu, Pass::BackwardInput, spec, Storage::of(packed), tile)?;
     let op = kernel.name();
     check_numel(op, "packed weights", packed, packed_len(spec, Packing::InputInner))?;
     check_shape(op, "dx", dx, &spec.x_shape())?;
@@ -59,7 +59,7 @@ pub fn backward_input(
             };
             let args = [dy_arg, packed.into(), Arg::range(dx, first * xs, n * xs)];
             let groups = [
-                (n * phase.rows * blocks * cg.div_ceil(4 * tile.channels4)).div_ceil(WG) as u32,
+                ((n * phase.rows * blocks).next_multiple_of(align(tile)) * cg.div_ceil(4 * tile.channels4)).div_ceil(WG) as u32,
                 spec.groups as u32,
                 1,
             ];

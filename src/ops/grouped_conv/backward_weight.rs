@@ -121,7 +121,7 @@ pub fn backward_weight(
         true => Storage::Texture,
         false => Storage::Buffer,
     };
-    let op = pass_kernel(Pass::BackwardWeight, spec, storage, tile)?.name();
+    let op = pass_kernel(gpu, Pass::BackwardWeight, spec, storage, tile)?.name();
     check_shape(op, "dw", dw, &spec.w_shape())?;
     check_bias(op, "bias gradient", spec, db)?;
     let mut launch = Launch::new();

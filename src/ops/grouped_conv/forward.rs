@@ -1,8 +1,8 @@
 //! The forward pass, `y = conv(x, w) + b`, on packed weights ([`Packing::OutputInner`]).
 
 use super::packing::operand;
-use super::{bias_arg, chunks, packed_len, pass_kernel, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
-use crate::error::{Error, Result};
+use super::{align, bias_arg, chunks, packed_len, pass_kernel, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
+use crate::error::Result;
 use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
 use crate::ops::{check_numel, check_shape};
 
@@ -23,14 +23,8 @@ pub fn forward(
     y: &GpuTensor,
     tile: Tile,
 ) -> Result<Launch> {
-    let kernel = pass_kernel(Pass::Forward, spec, Storage::of(packed), tile)?;
+    let kernel = pass_kernel(gpu, Pass::Forward, spec, Storage::of(packed), tile)?;
     let op = kernel.name();
-    if tile.subgroup && !gpu.shares_subgroups() {
-        return Err(Error::invalid(
-            op,
-            format!("needs subgroups of 8 to 64 lanes, which {} does not offer", gpu.describe()),
-        ));
-    }
     check_numel(op, "packed weights", packed, packed_len(spec, Packing::OutputInner))?;
     check_shape(op, "y", y, &spec.y_shape())?;
     let mut launch = Launch::new();
@@ -43,8 +37,7 @@ pub fn forward(
     let overrides = overrides(spec, tile);
     let blocks = q.div_ceil(tile.pixels);
     let kblocks = kg.div_ceil(4 * tile.channels4);
-    // The subgroup kernel gives each channel tile whole workgroups (see its out_tile call).
-    let align = if tile.subgroup { WG } else { 1 };
+    let align = align(tile);
     for (first, n) in chunks(&gpu.limits, op, spec, x.label(), y.label())? {
         let params = Params {
             w_stride: Packing::OutputInner.row(spec) as u32,

@@ -326,15 +326,33 @@ impl Params {
 /// Invocations per workgroup of the conv kernels.
 const WG: usize = 64;
 
+/// The lanes each channel tile's pixel tiles are rounded up to (the shaders' `out_tile` and
+/// `in_tile`): a whole workgroup for the subgroup kernels, so that no subgroup spans two
+/// channel tiles.
+fn align(tile: Tile) -> usize {
+    if tile.subgroup {
+        WG
+    } else {
+        1
+    }
+}
+
 /// The kernel of `pass` on operands in `storage`, once `spec` is a valid conv of the shapes the
-/// tiled kernels are written for and `tile` one of the pass's tiles at it.
-fn pass_kernel(pass: Pass, spec: &Conv2d, storage: Storage, tile: Tile) -> Result<Kernel> {
+/// tiled kernels are written for, `tile` one of the pass's tiles at it, and `gpu` runs the
+/// subgroup kernels if `tile` is theirs.
+fn pass_kernel(gpu: &Gpu, pass: Pass, spec: &Conv2d, storage: Storage, tile: Tile) -> Result<Kernel> {
     let kernel = pass.tile_kernel(storage, tile);
     let op = kernel.name();
     spec.validate(op)?;
     check_kernel(op, spec)?;
     if !tiles(pass, spec, storage).contains(&tile) {
         return Err(Error::invalid(op, format!("{tile} is not one of its tiles for this shape")));
+    }
+    if tile.subgroup && !gpu.shares_subgroups() {
+        return Err(Error::invalid(
+            op,
+            format!("needs subgroups of 8 to 64 lanes, which {} does not offer", gpu.describe()),
+        ));
     }
     Ok(kernel)
 }

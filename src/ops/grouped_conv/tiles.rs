@@ -29,11 +29,12 @@ impl Pass {
     }
 
     /// The kernel that runs the pass with `tile` on operands in `storage`: [`Pass::kernel`], or
-    /// for a subgroup tile `grouped_conv_forward_subgroup`.
+    /// for a subgroup tile the pass's `_subgroup` kernel.
     pub fn tile_kernel(self, storage: Storage, tile: Tile) -> Kernel {
-        match tile.subgroup {
-            true => Kernel::GroupedConvForwardSubgroup,
-            false => self.kernel(storage),
+        match (self, tile.subgroup) {
+            (Pass::Forward, true) => Kernel::GroupedConvForwardSubgroup,
+            (Pass::BackwardInput, true) => Kernel::GroupedConvBackwardInputSubgroup,
+            _ => self.kernel(storage),
         }
     }
 }
@@ -43,9 +44,9 @@ impl Pass {
 /// the textured weight gradient reads it as kernel taps per invocation, `TAPS`), `channels4`
 /// vec4s of the channels an invocation produces (forward and weight gradient `TK4`, input
 /// gradient `TC4`), `inputs` input channels per invocation (weight gradient `CB`, or `4*CB4`
-/// textured). `subgroup` selects the kernel that shares its weight loads across the subgroup
-/// (`grouped_conv_forward_subgroup`: 1x1 forward, 16 channels, on adapters where
-/// [`Gpu::shares_subgroups`]). Tiles change only which invocation computes which outputs, never
+/// textured). `subgroup` selects the kernels that share their weight loads across the subgroup
+/// (`grouped_conv_forward_subgroup` and `grouped_conv_backward_input_subgroup`: 1x1, 16
+/// channels, on texels, on adapters where [`Gpu::shares_subgroups`]). Tiles change only which invocation computes which outputs, never
 /// the order of any sum, so every tile gives bitwise the same result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
@@ -128,7 +129,7 @@ pub fn overrides(pass: Pass, spec: &Conv2d, storage: Storage, tile: Tile) -> Vec
 
 /// The forward's tiles: for the buffer kernel 16 channels with the row tile that loads least,
 /// then 32 channels and other row tiles; for the `_textured` kernel 4 pixels x 4 channels, then
-/// other small tiles.
+/// other small tiles, then for a 1x1 the subgroup kernel's.
 fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let (_, q) = spec.out_hw();
     let sw = spec.stride.1;
@@ -154,26 +155,30 @@ fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
             tiles.push(tile);
         }
     }
-    // The subgroup kernel, 6 or 4 pixels x 16 channels (on lavapipe 1.3-2x the textured
-    // kernel's 1x1 rows; 8 pixels run at a tenth of that).
     if textured && spec.r * spec.s == 1 && four == 4 {
-        for tp in [6, 4] {
-            let tile = Tile {
-                subgroup: true,
-                ..Tile::new(tp.min(q), 4, 1)
-            };
-            if !tiles.contains(&tile) {
-                tiles.push(tile);
-            }
-        }
+        tiles.extend(subgroup_tiles(q));
     }
+    tiles
+}
+
+/// The tiles of the subgroup kernels, 6 or 4 pixels (at most `cols`) x 16 channels: on lavapipe
+/// 1.2-2x the textured kernels' 1x1 rows (8 pixels run at a tenth of that).
+fn subgroup_tiles(cols: usize) -> Vec<Tile> {
+    let mut tiles: Vec<Tile> = [6, 4]
+        .map(|tp| Tile {
+            subgroup: true,
+            ..Tile::new(tp.min(cols), 4, 1)
+        })
+        .to_vec();
+    unique(&mut tiles);
     tiles
 }
 
 /// The input gradient's tiles, the default first: the row tile is chosen per stride phase, so
 /// the candidates differ in the channels per invocation. `pixels` caps the row tile (0: up to
 /// 8); the textured kernel, like the textured forward, runs a 3x3 conv best with 4 pixels x 4
-/// channels and a 1x1 with 4 pixels x 16 channels.
+/// channels and a 1x1 with 4 pixels x 16 channels; then, for a 1x1 at stride 1, the subgroup
+/// kernel's.
 fn backward_input(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     let tile4 = Packing::InputInner.tile4(spec);
     let tile = |pixels: usize, channels4: usize| Tile::new(pixels, channels4.min(tile4), 1);
@@ -200,6 +205,10 @@ fn backward_input(spec: &Conv2d, textured: bool) -> Vec<Tile> {
         ],
         false => vec![tile(0, 4), tile(0, 8)],
     };
+    // The subgroup kernel takes the one phase of a 1x1 at stride 1.
+    if textured && spec.r * spec.s == 1 && spec.stride == (1, 1) && tile4 >= 4 {
+        tiles.extend(subgroup_tiles(spec.w));
+    }
     unique(&mut tiles);
     tiles
 }

@@ -84,23 +84,46 @@ pub(super) fn conv_pair_case<'g>(gpu: &'g Gpu, data: &mut Data, s: &Conv2d, stor
     })
 }
 
-/// The 1x1 forward whose weight loads the subgroup shares, on texels (groups of 11 input
-/// channels, no whole texel, and 20 output channels, no whole tile of 16; 35 pixel tiles).
+/// The 1x1 forward and input gradient whose weight loads the subgroup shares, on texels
+/// (groups of 18 input and 20 output channels: no whole texel, no whole tile of 16; 35 pixel
+/// tiles), the input gradient accumulated into a start value.
 pub(super) fn subgroup_conv_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g> {
     build("grouped_conv subgroup 1x1".into(), |name| {
-        let s = &Conv2d::same([3, 22, 5, 7], 40, 1, 1).groups(2).with_bias(true);
+        let s = &Conv2d::same([3, 36, 5, 7], 40, 1, 1).groups(2).with_bias(true);
         let (xs, ws, ys) = (s.x_shape(), s.w_shape(), s.y_shape());
         let x = data.normal(xs.iter().product(), 1.0);
         let w = data.normal(ws.iter().product(), 1.0 / (s.c as f64 / 2.0).sqrt());
         let b = data.normal(s.k, 1.0);
+        let dy = data.normal(ys.iter().product(), 1.0);
+        let old = data.normal(xs.iter().product(), 1.0);
+        let dx = grouped_conv::cpu::backward_input(s, &dy, &w);
         let mut c = Case::new(gpu, name);
-        let (tx, tw, tb) = (c.input("x", &xs, &x)?, c.input("w", &ws, &w)?, c.input("b", &[s.k], &b)?);
-        let packed = Storage::Texture.tensor(gpu, "w output-inner", &[grouped_conv::packed_len(s, Packing::OutputInner)])?;
+        let (tx, tw, tb, tdy) = (
+            c.input("x", &xs, &x)?,
+            c.input("w", &ws, &w)?,
+            c.input("b", &[s.k], &b)?,
+            c.input("dy", &ys, &dy)?,
+        );
+        let out_inner = Storage::Texture.tensor(gpu, "w output-inner", &[grouped_conv::packed_len(s, Packing::OutputInner)])?;
+        let in_inner = Storage::Texture.tensor(gpu, "w input-inner", &[grouped_conv::packed_len(s, Packing::InputInner)])?;
         let ty = c.output("y", &ys, grouped_conv::cpu::forward(s, &x, &w, Some(&b)), 1e-5)?;
-        c.launch(grouped_conv::pack_weight(gpu, s, &tw, &packed, Packing::OutputInner))?;
-        let tiles = grouped_conv::tiles(Pass::Forward, s, Storage::Texture);
-        let tile = (tiles.into_iter().find(|t| t.subgroup)).ok_or_else(|| crate::Error::invalid(name, "no subgroup tile at this shape"))?;
-        c.launch(grouped_conv::forward(gpu, s, &tx, &packed, Some(&tb), &ty, tile))?;
+        let tdx = c.in_place("dx accumulated", &xs, &old, add(&dx, &old), 1e-5)?;
+        c.launch(grouped_conv::pack_weight_pair(gpu, s, &tw, &out_inner, &in_inner))?;
+        let subgroup_tile = |pass| {
+            let tiles = grouped_conv::tiles(pass, s, Storage::Texture);
+            (tiles.into_iter().find(|t| t.subgroup)).ok_or_else(|| crate::Error::invalid(name, "no subgroup tile at this shape"))
+        };
+        c.launch(grouped_conv::forward(
+            gpu,
+            s,
+            &tx,
+            &out_inner,
+            Some(&tb),
+            &ty,
+            subgroup_tile(Pass::Forward)?,
+        ))?;
+        let tile = subgroup_tile(Pass::BackwardInput)?;
+        c.launch(grouped_conv::backward_input(gpu, s, &tdy, &in_inner, &tdx, true, tile))?;
         Ok(c)
     })
 }
