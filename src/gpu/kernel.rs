@@ -6,8 +6,8 @@
 //! `_textured`) reading their activation and packed weights as texels, for adapters where a
 //! texel fetch costs less than a buffer load; the 1x1 forward and input gradient also come as
 //! `_subgroup`, the textured kernels sharing their weight loads across the subgroup (adapter
-//! feature `SUBGROUP`, requested whenever offered). Weight packing writes either storage through the
-//! `packed_buffer_out` or `packed_texture_out` prelude (the paired packing through
+//! feature `SUBGROUP`, requested whenever offered). Weight packing writes either storage
+//! through the `packed_buffer_out` or `packed_texture_out` prelude (the paired packing through
 //! `packed_pair_buffer_out` or `packed_pair_texture_out`). `bindings()` is the contract with the
 //! shader's `@binding`s: binding 0 is always the uniform `Params`, then the inputs
 //! (read-only), then the outputs (read-write).

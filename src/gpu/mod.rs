@@ -284,8 +284,8 @@ impl Gpu {
         self.reduce_lanes
     }
 
-    /// Whether the kernels that share loads across a subgroup (`grouped_conv_forward_subgroup`)
-    /// run here: the device has `SUBGROUP`, its subgroups have 8 to 64 lanes (they broadcast
+    /// Whether the conv kernels that share loads across a subgroup (the `_subgroup` kernels of
+    /// `ops::grouped_conv`) run here: the device has `SUBGROUP`, its subgroups have 8 to 64 lanes (they broadcast
     /// from lanes 0..7 and tile a 64-lane workgroup), and the backend is not a browser's, whose
     /// WGSL would need `enable subgroups;`, which naga does not take.
     pub fn shares_subgroups(&self) -> bool {

@@ -9,8 +9,9 @@
 //! `m` (the multiplier) is 1, or timm's activation gamma folded into the conv for its own NF
 //! flavour. The forward also writes `stats [K, 2] = (mean - w[k,0], var)`, all the backward needs
 //! (not a second copy of w_hat). The mean is kept as its offset from the unit's first value so
-//! that `w - mean` rounds to the spread of the unit, not to the size of its mean. The backward gives `dw [K, F]` and `dgain [K]` from `dw_hat`; see
-//! `shaders/weight_std_backward.wgsl` for the closed form.
+//! that `w - mean` rounds to the spread of the unit, not to the size of its mean. The backward
+//! gives `dw [K, F]` and `dgain [K]` from `dw_hat`; see `shaders/weight_std_backward.wgsl` for
+//! the closed form.
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Gpu, GpuTensor, Kernel, Launch, Step};

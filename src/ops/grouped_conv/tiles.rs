@@ -46,8 +46,9 @@ impl Pass {
 /// gradient `TC4`), `inputs` input channels per invocation (weight gradient `CB`, or `4*CB4`
 /// textured). `subgroup` selects the kernels that share their weight loads across the subgroup
 /// (`grouped_conv_forward_subgroup` and `grouped_conv_backward_input_subgroup`: 1x1, 16
-/// channels, on texels, on adapters where [`Gpu::shares_subgroups`]). Tiles change only which invocation computes which outputs, never
-/// the order of any sum, so every tile gives bitwise the same result.
+/// channels, on texels, on adapters where [`Gpu::shares_subgroups`]). Tiles change only which
+/// invocation computes which outputs, never the order of any sum, so every tile gives bitwise
+/// the same result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     pub pixels: usize,
