@@ -6,7 +6,7 @@
 
 use crate::support::{conv_cases, gpu_or_skip, normal, poisoned, rng, upload};
 use nfnet::gpu::{Gpu, GpuTensor};
-use nfnet::ops::grouped_conv::{self, standalone, tiles, Conv2d, Packing, Pass, Prologue, Storage, Tile};
+use nfnet::ops::grouped_conv::{self, standalone, tiles, Conv2d, Packing, Pass, Prologue, Share, Storage, Tile};
 use nfnet::ops::scaled_act::{self, Activation, ScaledAct};
 use nfnet::tune::{ProgressHook, TuneProgress, TuneStage, DEFAULT_BUDGET};
 use nfnet::{TuneOptions, Tuner};
@@ -29,8 +29,9 @@ fn packed(gpu: &Gpu, s: &Conv2d, w: &GpuTensor, packing: Packing, storage: Stora
 /// kernel's output: tiles and storage change which invocation computes what, never the order
 /// of a sum. The default itself is checked against the reference in `tests/ops.rs`. Each case
 /// runs every kernel's default tile and two others, in turn, so that the cases together cover
-/// every candidate without compiling each one for every case, and every tile of the 1x1
-/// subgroup kernels (on Vulkan in CI, where lavapipe has subgroups, they must run).
+/// every candidate without compiling each one for every case, and every tile of the kernels
+/// that share loads: the workgroup ones, and the 1x1 subgroup ones (on Vulkan in CI, where
+/// lavapipe has subgroups, they must run).
 #[test]
 fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
     let Some(gpu) = gpu_or_skip() else { return };
@@ -42,12 +43,12 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
         some.dedup();
         some
     };
-    // Some of the tiles of the kernels that each lane runs alone, and every subgroup tile
-    // where the adapter runs them (few shapes have them).
-    let some_and_subgroup = |tiles: Vec<Tile>, i: usize| {
-        let (shared, alone): (Vec<Tile>, Vec<Tile>) = tiles.into_iter().partition(|t| t.subgroup);
+    // Some of the tiles of the kernels that each lane runs alone, and every tile of the kernels
+    // that share loads (the subgroup ones where the adapter runs them).
+    let some_and_shared = |tiles: Vec<Tile>, i: usize| {
+        let (shared, alone): (Vec<Tile>, Vec<Tile>) = tiles.into_iter().partition(|t| t.share != Share::Lane);
         let mut some = some(alone, i);
-        some.extend(shared.into_iter().filter(|_| gpu.shares_subgroups()));
+        some.extend(shared.into_iter().filter(|t| t.share != Share::Subgroup || gpu.shares_subgroups()));
         some
     };
     if std::env::var_os("CI").is_some() && gpu.info.backend == wgpu::Backend::Vulkan {
@@ -91,13 +92,13 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
             // The textured forward reads x packed by the caller, the textured input gradient
             // packs its buffer dy itself.
             let x_in = if storage == Storage::Texture { &x_texels } else { &x };
-            for tile in some_and_subgroup(tiles(Pass::Forward, &s, storage), i) {
+            for tile in some_and_shared(tiles(Pass::Forward, &s, storage), i) {
                 let y = poisoned(gpu, "y", &s.y_shape());
                 gpu.run(&[&grouped_conv::forward(gpu, &s, x_in, &out, b.as_ref(), &y, tile).unwrap()])
                     .unwrap();
                 agree(0, format!("forward {tile} {storage}"), bits(gpu, &y));
             }
-            for tile in some_and_subgroup(tiles(Pass::BackwardInput, &s, storage), i) {
+            for tile in some_and_shared(tiles(Pass::BackwardInput, &s, storage), i) {
                 let dx = poisoned(gpu, "dx", &s.x_shape());
                 gpu.run(&[&grouped_conv::backward_input(gpu, &s, &dy, &inp, &dx, false, tile).unwrap()])
                     .unwrap();
@@ -110,7 +111,7 @@ fn grouped_conv_tiles_and_textured_kernels_agree_bitwise() {
                 .unwrap();
             agree(2, format!("backward_input accumulate {storage}"), bits(gpu, &dx));
             // The textured weight gradient with x packed by the caller and dy by the launch.
-            for tile in some(tiles(Pass::BackwardWeight, &s, storage), i) {
+            for tile in some_and_shared(tiles(Pass::BackwardWeight, &s, storage), i) {
                 let (dw, db) = (poisoned(gpu, "dw", &s.w_shape()), poisoned(gpu, "db", &[s.k]));
                 let part = grouped_conv::partials_shape(&gpu.limits, &s).map(|shape| GpuTensor::zeros(gpu, "partials", &shape).unwrap());
                 let launch = grouped_conv::backward_weight(gpu, &s, x_in, &dy, &dw, s.bias.then_some(&db), part.as_ref(), tile).unwrap();

@@ -270,6 +270,7 @@ pub fn conv_cases() -> Vec<ConvCase> {
             "group_width_128_s2",
             Conv2d::same([1, 256, 5, 5], 256, 3, 2).groups(2).with_bias(true),
         ),
+        case("wide_row_k3_s2", Conv2d::same([1, 6, 3, 37], 8, 3, 2).groups(2)),
         case(
             "asymmetric_pad",
             Conv2d::same([2, 6, 6, 7], 4, 3, 1).groups(2).with_bias(true).padding(Padding {

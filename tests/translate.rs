@@ -107,14 +107,6 @@ fn constants(pairs: &[(&'static str, f64)]) -> Constants {
     c
 }
 
-/// Whether `kernel` needs the SUBGROUP feature (which the engine requests where offered).
-fn subgroups(kernel: Kernel) -> bool {
-    matches!(
-        kernel,
-        Kernel::GroupedConvForwardSubgroup | Kernel::GroupedConvBackwardInputSubgroup
-    )
-}
-
 /// Every kernel's combinations, deduplicated, in `Kernel::ALL` order.
 fn combinations() -> Vec<(Kernel, Vec<Constants>)> {
     let mut sets: HashMap<Kernel, BTreeSet<Constants>> = HashMap::new();
@@ -332,7 +324,7 @@ fn translate(kernel: Kernel, module: &naga::Module, info: &naga::valid::ModuleIn
         info: &info,
         entry,
         resources: resources(&module),
-        subgroups: subgroups(kernel),
+        subgroups: kernel.needs_subgroups(),
     };
     let mut failures = spirv(&s, validate);
     failures.extend(msl(&s));
@@ -551,7 +543,7 @@ fn every_kernel_translates_with_every_constant_combination() {
             }
         };
         // The subgroup kernels need the capability the engine asks the device for (SUBGROUP).
-        let capabilities = match subgroups(*kernel) {
+        let capabilities = match kernel.needs_subgroups() {
             true => naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP,
             false => naga::valid::Capabilities::default(),
         };

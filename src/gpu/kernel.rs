@@ -6,7 +6,8 @@
 //! `_textured`) reading their activation and packed weights as texels, for adapters where a
 //! texel fetch costs less than a buffer load; the 1x1 forward and input gradient also come as
 //! `_subgroup`, the textured kernels sharing their weight loads across the subgroup (adapter
-//! feature `SUBGROUP`, requested whenever offered). Weight packing writes either storage
+//! feature `SUBGROUP`, requested whenever offered), and all three passes as `_workgroup`, the
+//! buffer kernels staging shared operands in workgroup memory (shaped for GPUs). Weight packing writes either storage
 //! through the `packed_buffer_out` or `packed_texture_out` prelude (the paired packing through
 //! `packed_pair_buffer_out` or `packed_pair_texture_out`). `bindings()` is the contract with the
 //! shader's `@binding`s: binding 0 is always the uniform `Params`, then the inputs
@@ -64,6 +65,11 @@ macro_rules! kernels {
                 }
             }
 
+            /// Whether the kernel needs the adapter's subgroups ([`super::Gpu::shares_subgroups`]).
+            pub fn needs_subgroups(self) -> bool {
+                self.preludes().contains(&"subgroup_quad")
+            }
+
             /// The access of each binding, in binding order.
             pub fn bindings(self) -> &'static [Access] {
                 match self {
@@ -83,11 +89,14 @@ kernels! {
     GroupedConvForward => "grouped_conv_forward", ["index", "conv_params", "conv_forward_tile", "packed_buffer"], (Read, Read, Read, ReadWrite);
     GroupedConvForwardTextured => "grouped_conv_forward_textured", ["index", "conv_params", "conv_forward_tile", "texels"], (TextureRead, TextureRead, Read, ReadWrite);
     GroupedConvForwardSubgroup => "grouped_conv_forward_subgroup", ["index", "conv_params", "conv_forward_tile", "texels", "subgroup_quad"], (TextureRead, TextureRead, Read, ReadWrite);
+    GroupedConvForwardWorkgroup => "grouped_conv_forward_workgroup", ["index", "conv_params", "conv_forward_tile", "packed_buffer"], (Read, Read, Read, ReadWrite);
     GroupedConvBackwardInput => "grouped_conv_backward_input", ["index", "conv_params", "conv_backward_input_tile", "packed_buffer"], (Read, Read, ReadWrite);
     GroupedConvBackwardInputTextured => "grouped_conv_backward_input_textured", ["index", "conv_params", "conv_backward_input_tile", "texels"], (TextureRead, TextureRead, ReadWrite);
     GroupedConvBackwardInputSubgroup => "grouped_conv_backward_input_subgroup", ["index", "conv_params", "conv_backward_input_tile", "texels", "subgroup_quad"], (TextureRead, TextureRead, ReadWrite);
+    GroupedConvBackwardInputWorkgroup => "grouped_conv_backward_input_workgroup", ["index", "conv_params", "conv_backward_input_tile", "packed_buffer"], (Read, Read, ReadWrite);
     GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index", "conv_params"], (Read, Read, ReadWrite);
     GroupedConvBackwardWeightTextured => "grouped_conv_backward_weight_textured", ["index", "conv_params", "texels"], (TextureRead, TextureRead, ReadWrite, ReadWrite);
+    GroupedConvBackwardWeightWorkgroup => "grouped_conv_backward_weight_workgroup", ["index", "conv_params"], (Read, Read, ReadWrite);
     GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index", "conv_params"], (Read, ReadWrite);
     SumPartials => "sum_partials", ["index"], (Read, ReadWrite);
     WeightStdForward => "weight_std_forward", ["index", "weight_std_params", "reduce"], (Read, Read, ReadWrite, ReadWrite);

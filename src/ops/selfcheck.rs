@@ -23,7 +23,7 @@ use crate::gpu::{Gpu, GpuTensor, Kernel, Launch};
 use crate::ops::grouped_conv::{Conv2d, Storage};
 use cases::{
     conv_case, conv_pair_case, dropout_case, gates_case, linear_case, pools_case, scaled_act_case, softmax_xent_case, subgroup_conv_case,
-    updates_case, weight_std_case,
+    updates_case, weight_std_case, workgroup_conv_case,
 };
 use rand::{Rng, SeedableRng};
 
@@ -235,6 +235,7 @@ pub async fn run(gpu: &Gpu) -> Vec<KernelCheck> {
         case!(conv_case(gpu, &mut data, &conv, storage));
         case!(conv_pair_case(gpu, &mut data, &conv, storage));
     }
+    case!(workgroup_conv_case(gpu, &mut data, &conv));
     if gpu.shares_subgroups() {
         case!(subgroup_conv_case(gpu, &mut data));
     }
@@ -248,8 +249,7 @@ pub async fn run(gpu: &Gpu) -> Vec<KernelCheck> {
     case!(updates_case(gpu, &mut data));
     let mut rows = rows(&results);
     if !gpu.shares_subgroups() {
-        let subgroup = [Kernel::GroupedConvForwardSubgroup, Kernel::GroupedConvBackwardInputSubgroup];
-        for (row, _) in rows.iter_mut().zip(Kernel::ALL).filter(|(_, k)| subgroup.contains(k)) {
+        for (row, _) in rows.iter_mut().zip(Kernel::ALL).filter(|(_, k)| k.needs_subgroups()) {
             (row.ok, row.note) = (true, "not run: the adapter has no subgroups of 8 to 64 lanes".into());
         }
     }

@@ -40,8 +40,9 @@
 //!   fraction of a bounds-checked storage-buffer load, and loads dominate the conv kernels'
 //!   cost; on a discrete GPU the two are close. Timed on a forward conv, the texture side paying
 //!   for packing its input; untuned, textures on a CPU adapter and buffers elsewhere.
-//! * the register tile of each conv pass, per shape and storage ([`Tile`]), and with it, for a
-//!   1x1 forward on texels, whether the kernel shares its weight loads across the subgroup.
+//! * the register tile of each conv pass, per shape and storage ([`Tile`]), and with it whether
+//!   the kernel shares loads ([`Share`]): for a 1x1 on texels the weights across the subgroup,
+//!   on buffers operand tiles in workgroup memory (the candidates shaped for GPUs).
 
 mod cache;
 mod trial;
@@ -50,6 +51,8 @@ pub use cache::default_dir;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+#[cfg(doc)]
+use crate::ops::grouped_conv::Share;
 use crate::ops::grouped_conv::{tiles, Conv2d, Pass, Storage, Tile};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -293,7 +296,7 @@ impl Tuner {
     pub fn conv_tile(&self, gpu: &Gpu, pass: Pass, spec: &Conv2d, storage: Storage) -> Tile {
         let kernel = pass.kernel(storage);
         let mut candidates = tiles(pass, spec, storage);
-        candidates.retain(|t| !t.subgroup || gpu.shares_subgroups());
+        candidates.retain(|t| !pass.tile_kernel(storage, *t).needs_subgroups() || gpu.shares_subgroups());
         if !self.options.enabled || candidates.len() < 2 || spec.validate(kernel.name()).is_err() {
             return candidates[0];
         }

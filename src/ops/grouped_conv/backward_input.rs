@@ -3,7 +3,7 @@
 //! taps; see the shader), each a transposed convolution without zero-stuffing.
 
 use super::packing::operand;
-use super::{align, chunks, packed_len, pass_kernel, row_tile, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
+use super::{align, chunks, packed_len, pass_kernel, row_tile, Conv2d, Packing, Params, Pass, Share, Storage, Tile, STAGED, WG};
 use crate::error::Result;
 use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
 use crate::ops::{check_numel, check_shape};
@@ -19,7 +19,7 @@ fn phase_taps(phase: usize, pad: usize, stride: usize, size: usize) -> (usize, u
 /// [`tiles()`] for [`Pass::BackwardInput`]). With `accumulate` the gradient is added to `dx`
 /// (fan-out), else it overwrites it. Packed weights in a texture select the `_textured`
 /// kernel, which reads dy as texels (packed already, or packed by the launch as in
-/// [`super::forward()`]).
+/// [`super::forward()`]); a subgroup or workgroup tile its `_subgroup` or `_workgroup` kernel.
 pub fn backward_input(
     gpu: &Gpu,
     spec: &Conv2d,
@@ -77,7 +77,7 @@ pub(super) struct Phase {
     rows: usize,
     cols: usize,
     tp: usize,
-    pub(super) overrides: [(&'static str, f64); 12],
+    pub(super) overrides: Vec<(&'static str, f64)>,
 }
 
 /// The stride phases of the input gradient at `spec` with the channel tile `tile`.
@@ -93,7 +93,7 @@ pub(super) fn phases(spec: &Conv2d, tile: Tile) -> Vec<Phase> {
             let max = if tile.pixels > 0 { tile.pixels } else { 8 };
             let tp = row_tile(cols, (64 / tc4).min(max), |tp| tp + ns.saturating_sub(1), ns * 4 * tc4);
             let edges = (spec.c / spec.groups) % (4 * tc4) != 0;
-            let overrides = [
+            let mut overrides = vec![
                 ("EDGES", edges as u32 as f64),
                 ("R", spec.r as f64),
                 ("S", spec.s as f64),
@@ -107,6 +107,10 @@ pub(super) fn phases(spec: &Conv2d, tile: Tile) -> Vec<Phase> {
                 ("TC4", tc4 as f64),
                 ("SPAN", (tp + ns.saturating_sub(1)) as f64),
             ];
+            if tile.share == Share::Workgroup {
+                let chunk = STAGED / (nr * ns * tc4).max(1);
+                overrides.push(("CHUNK", chunk as f64));
+            }
             phases.push(Phase {
                 a,
                 b,

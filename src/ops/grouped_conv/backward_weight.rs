@@ -4,7 +4,7 @@
 //! is bitwise reproducible without float atomics. One chunk with one split writes dw directly.
 
 use super::packing::texels;
-use super::{check_bias, chunks, pass_kernel, tiles, Conv2d, Params, Pass, Storage, Tile, WG};
+use super::{check_bias, chunks, pass_kernel, tiles, Conv2d, Params, Pass, Share, Storage, Tile, WG};
 use crate::error::{Error, Result};
 use crate::gpu::{Arg, Gpu, GpuTensor, Kernel, Launch, Step};
 use crate::ops::check_shape;
@@ -20,10 +20,12 @@ struct WeightGradPlan {
     chunks: Vec<(usize, usize)>,
 }
 
-/// Workgroups in x for `tile`: the textured kernel works in channel quads and spreads the taps.
+/// Workgroups in x for `tile`: the textured kernel works in channel quads and spreads the taps;
+/// the workgroup kernel's workgroups each take a block of 8 x 8 lanes' channels.
 fn xgroups(spec: &Conv2d, tile: Tile, storage: Storage) -> usize {
     let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
     match storage {
+        _ if tile.share == Share::Workgroup => cg.div_ceil(8 * tile.inputs) * kg.div_ceil(32 * tile.channels4),
         Storage::Texture => {
             let quads = cg.div_ceil(4).div_ceil(tile.inputs / 4) * kg.div_ceil(4).div_ceil(tile.channels4);
             (quads * spec.r * spec.s / tile.pixels).div_ceil(WG)
@@ -97,6 +99,9 @@ pub(super) fn overrides(spec: &Conv2d, tile: Tile, storage: Storage) -> Vec<(&'s
         }
         Storage::Buffer => overrides.push(("CB", tile.inputs as f64)),
     }
+    if tile.share == Share::Workgroup {
+        overrides.push(("SPANX", (15 * spec.stride.1 + spec.s) as f64));
+    }
     overrides
 }
 
@@ -121,7 +126,8 @@ pub fn backward_weight(
         true => Storage::Texture,
         false => Storage::Buffer,
     };
-    let op = pass_kernel(gpu, Pass::BackwardWeight, spec, storage, tile)?.name();
+    let kernel = pass_kernel(gpu, Pass::BackwardWeight, spec, storage, tile)?;
+    let op = kernel.name();
     check_shape(op, "dw", dw, &spec.w_shape())?;
     check_bias(op, "bias gradient", spec, db)?;
     let mut launch = Launch::new();
@@ -176,6 +182,7 @@ pub fn backward_weight(
         let splits = (n * spec.out_hw().0).div_ceil(plan.rows_per_split);
         let workgroups = [plan.xgroups as u32, spec.groups as u32, splits as u32];
         let kernel_args = KernelArgs {
+            kernel,
             overrides: overrides(spec, tile, storage),
             params,
             workgroups,
@@ -211,8 +218,10 @@ struct Outputs<'a> {
     bpart: Option<&'a GpuTensor>,
 }
 
-/// One chunk's dispatch: constants, parameters, workgroups, and its images `(first, count)`.
+/// One chunk's dispatch: kernel, constants, parameters, workgroups, and its images
+/// `(first, count)`.
 struct KernelArgs {
+    kernel: Kernel,
     overrides: Vec<(&'static str, f64)>,
     params: Params,
     workgroups: [u32; 3],
@@ -233,7 +242,7 @@ fn push_chunk(
 ) -> Result<()> {
     let w_out = out.wpart.unwrap_or(out.dw);
     let b_out = out.bpart.or(out.db);
-    let kernel = Pass::BackwardWeight.kernel(storage);
+    let kernel = k.kernel;
     let (first, n) = k.chunk;
     let (p, q) = spec.out_hw();
     let (xs, ys) = (spec.c * spec.h * spec.w, spec.k * p * q);

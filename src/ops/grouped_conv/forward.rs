@@ -1,7 +1,7 @@
 //! The forward pass, `y = conv(x, w) + b`, on packed weights ([`Packing::OutputInner`]).
 
 use super::packing::operand;
-use super::{align, bias_arg, chunks, packed_len, pass_kernel, Conv2d, Packing, Params, Pass, Storage, Tile, WG};
+use super::{align, bias_arg, chunks, packed_len, pass_kernel, Conv2d, Packing, Params, Pass, Share, Storage, Tile, STAGED, WG};
 use crate::error::Result;
 use crate::gpu::{Arg, Gpu, GpuTensor, Launch, Step};
 use crate::ops::{check_numel, check_shape};
@@ -12,8 +12,9 @@ use crate::ops::{check_numel, check_shape};
 ///
 /// Packed weights in a texture select `grouped_conv_forward_textured`, which reads x as texels:
 /// `x` may then be packed already ([`super::pack_activation`]) or a buffer that the launch packs
-/// into a scratch texture first. A `subgroup` tile selects `grouped_conv_forward_subgroup`, the
-/// same on adapters where [`Gpu::shares_subgroups`] (else an error before any work).
+/// into a scratch texture first. A subgroup tile selects `grouped_conv_forward_subgroup`, the
+/// same on adapters where [`Gpu::shares_subgroups`] (else an error before any work); a
+/// workgroup tile `grouped_conv_forward_workgroup` (packed weights in a buffer).
 pub fn forward(
     gpu: &Gpu,
     spec: &Conv2d,
@@ -62,10 +63,10 @@ pub fn forward(
 }
 
 /// The kernel's override constants at `spec` for `tile`.
-pub(super) fn overrides(spec: &Conv2d, tile: Tile) -> [(&'static str, f64); 8] {
+pub(super) fn overrides(spec: &Conv2d, tile: Tile) -> Vec<(&'static str, f64)> {
     let (tp, sw) = (tile.pixels, spec.stride.1);
     let edges = (spec.k / spec.groups) % (4 * tile.channels4) != 0;
-    [
+    let mut overrides = vec![
         ("EDGES", edges as u32 as f64),
         ("R", spec.r as f64),
         ("S", spec.s as f64),
@@ -74,5 +75,10 @@ pub(super) fn overrides(spec: &Conv2d, tile: Tile) -> [(&'static str, f64); 8] {
         ("TP", tp as f64),
         ("TK4", tile.channels4 as f64),
         ("SPAN", ((tp - 1) * sw + spec.s) as f64),
-    ]
+    ];
+    if tile.share == Share::Workgroup {
+        let chunk = STAGED / (spec.r * spec.s * tile.channels4);
+        overrides.push(("CHUNK", chunk as f64));
+    }
+    overrides
 }

@@ -44,7 +44,7 @@ pub use backward_input::backward_input;
 pub use backward_weight::{backward_weight, partials_shape};
 pub use forward::forward;
 pub use packing::{pack_activation, pack_weight, pack_weight_pair, packed_activation_shape, packed_len, Packing, Prologue};
-pub use tiles::{tiles, Pass, Tile};
+pub use tiles::{tiles, Pass, Share, Tile};
 
 use crate::error::{Error, Result};
 use crate::gpu::{batch_chunks, Arg, Gpu, GpuTensor, Kernel};
@@ -326,14 +326,16 @@ impl Params {
 /// Invocations per workgroup of the conv kernels.
 const WG: usize = 64;
 
+/// The weight vec4s the forward and input-gradient `_workgroup` kernels stage at once (`wsh`).
+const STAGED: usize = 512;
+
 /// The lanes each channel tile's pixel tiles are rounded up to (the shaders' `out_tile` and
-/// `in_tile`): a whole workgroup for the subgroup kernels, so that no subgroup spans two
-/// channel tiles.
+/// `in_tile`): a whole workgroup for the kernels that share loads, so that no subgroup or
+/// workgroup spans two channel tiles.
 fn align(tile: Tile) -> usize {
-    if tile.subgroup {
-        WG
-    } else {
-        1
+    match tile.share {
+        Share::Lane => 1,
+        Share::Subgroup | Share::Workgroup => WG,
     }
 }
 
@@ -348,7 +350,7 @@ fn pass_kernel(gpu: &Gpu, pass: Pass, spec: &Conv2d, storage: Storage, tile: Til
     if !tiles(pass, spec, storage).contains(&tile) {
         return Err(Error::invalid(op, format!("{tile} is not one of its tiles for this shape")));
     }
-    if tile.subgroup && !gpu.shares_subgroups() {
+    if kernel.needs_subgroups() && !gpu.shares_subgroups() {
         return Err(Error::invalid(
             op,
             format!("needs subgroups of 8 to 64 lanes, which {} does not offer", gpu.describe()),

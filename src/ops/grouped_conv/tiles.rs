@@ -29,14 +29,32 @@ impl Pass {
     }
 
     /// The kernel that runs the pass with `tile` on operands in `storage`: [`Pass::kernel`], or
-    /// for a subgroup tile the pass's `_subgroup` kernel.
+    /// for a tile that shares its loads the pass's `_subgroup` or `_workgroup` kernel.
     pub fn tile_kernel(self, storage: Storage, tile: Tile) -> Kernel {
-        match (self, tile.subgroup) {
-            (Pass::Forward, true) => Kernel::GroupedConvForwardSubgroup,
-            (Pass::BackwardInput, true) => Kernel::GroupedConvBackwardInputSubgroup,
+        match (self, tile.share) {
+            (Pass::Forward, Share::Subgroup) => Kernel::GroupedConvForwardSubgroup,
+            (Pass::BackwardInput, Share::Subgroup) => Kernel::GroupedConvBackwardInputSubgroup,
+            (Pass::Forward, Share::Workgroup) => Kernel::GroupedConvForwardWorkgroup,
+            (Pass::BackwardInput, Share::Workgroup) => Kernel::GroupedConvBackwardInputWorkgroup,
+            (Pass::BackwardWeight, Share::Workgroup) => Kernel::GroupedConvBackwardWeightWorkgroup,
             _ => self.kernel(storage),
         }
     }
+}
+
+/// Which loads the invocations of a tile share, and so which kernel runs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Share {
+    /// None: each lane loads all it reads (the buffer and `_textured` kernels).
+    #[default]
+    Lane,
+    /// The weights, across the subgroup (`_subgroup` kernels: 1x1, 16 channels, on texels, on
+    /// adapters where [`Gpu::shares_subgroups`]).
+    Subgroup,
+    /// Operand tiles staged in workgroup memory (`_workgroup` kernels, on storage buffers): the
+    /// forward's and input gradient's weights, the weight gradient's x and dy. Shaped for GPUs, where a workgroup's
+    /// lanes share a fast on-chip memory; they run on any adapter.
+    Workgroup,
 }
 
 /// A register tile of a conv kernel (its override constants): `pixels` outputs along a row
@@ -44,17 +62,15 @@ impl Pass {
 /// the textured weight gradient reads it as kernel taps per invocation, `TAPS`), `channels4`
 /// vec4s of the channels an invocation produces (forward and weight gradient `TK4`, input
 /// gradient `TC4`), `inputs` input channels per invocation (weight gradient `CB`, or `4*CB4`
-/// textured). `subgroup` selects the kernels that share their weight loads across the subgroup
-/// (`grouped_conv_forward_subgroup` and `grouped_conv_backward_input_subgroup`: 1x1, 16
-/// channels, on texels, on adapters where [`Gpu::shares_subgroups`]). Tiles change only which
-/// invocation computes which outputs, never the order of any sum, so every tile gives bitwise
-/// the same result.
+/// textured). `share` selects the kernels that share loads across invocations ([`Share`]). Tiles
+/// change only which invocation computes which outputs, never the order of any sum, so every
+/// tile gives bitwise the same result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     pub pixels: usize,
     pub channels4: usize,
     pub inputs: usize,
-    pub subgroup: bool,
+    pub share: Share,
 }
 
 impl Tile {
@@ -64,16 +80,23 @@ impl Tile {
             pixels,
             channels4,
             inputs,
-            subgroup: false,
+            share: Share::Lane,
         }
+    }
+
+    /// The same tile run by the kernel that shares `share`.
+    pub fn shared(self, share: Share) -> Tile {
+        Tile { share, ..self }
     }
 }
 
 impl std::fmt::Display for Tile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "pixels={} channels4={} inputs={}", self.pixels, self.channels4, self.inputs)?;
-        if self.subgroup {
-            write!(f, " subgroup")?;
+        match self.share {
+            Share::Lane => {}
+            Share::Subgroup => write!(f, " subgroup")?,
+            Share::Workgroup => write!(f, " workgroup")?,
         }
         Ok(())
     }
@@ -91,15 +114,13 @@ impl std::str::FromStr for Tile {
             (Some(p), Some(c), Some(i)) => (p, c, i),
             _ => return Err(()),
         };
-        let subgroup = match (words.next(), words.next()) {
-            (None, None) => false,
-            (Some("subgroup"), None) => true,
+        let share = match (words.next(), words.next()) {
+            (None, None) => Share::Lane,
+            (Some("subgroup"), None) => Share::Subgroup,
+            (Some("workgroup"), None) => Share::Workgroup,
             _ => return Err(()),
         };
-        Ok(Tile {
-            subgroup,
-            ..Tile::new(pixels, channels4, inputs)
-        })
+        Ok(Tile::new(pixels, channels4, inputs).shared(share))
     }
 }
 
@@ -119,7 +140,7 @@ pub fn tiles(pass: Pass, spec: &Conv2d, storage: Storage) -> Vec<Tile> {
 /// translation test, `tests/translate.rs`, compiles each one).
 pub fn overrides(pass: Pass, spec: &Conv2d, storage: Storage, tile: Tile) -> Vec<Vec<(&'static str, f64)>> {
     match pass {
-        Pass::Forward => vec![super::forward::overrides(spec, tile).to_vec()],
+        Pass::Forward => vec![super::forward::overrides(spec, tile)],
         Pass::BackwardInput => super::backward_input::phases(spec, tile)
             .iter()
             .map(|p| p.overrides.to_vec())
@@ -159,18 +180,19 @@ fn forward(spec: &Conv2d, textured: bool) -> Vec<Tile> {
     if textured && spec.r * spec.s == 1 && four == 4 {
         tiles.extend(subgroup_tiles(q));
     }
+    // The workgroup kernel's, sized for a GPU's registers: 4 pixels x 16 channels, 8 x 8.
+    if !textured {
+        let shared = [(four, 4), (two, 8)].map(|(tk4, tp)| Tile::new(tp.min(q), tk4, 1).shared(Share::Workgroup));
+        tiles.extend(shared.into_iter().filter(|t| (t.pixels - 1) * sw + spec.s <= 17));
+        unique(&mut tiles);
+    }
     tiles
 }
 
 /// The tiles of the subgroup kernels, 6 or 4 pixels (at most `cols`) x 16 channels: on lavapipe
 /// 1.2-2x the textured kernels' 1x1 rows (8 pixels run at a tenth of that).
 fn subgroup_tiles(cols: usize) -> Vec<Tile> {
-    let mut tiles: Vec<Tile> = [6, 4]
-        .map(|tp| Tile {
-            subgroup: true,
-            ..Tile::new(tp.min(cols), 4, 1)
-        })
-        .to_vec();
+    let mut tiles: Vec<Tile> = [6, 4].map(|tp| Tile::new(tp.min(cols), 4, 1).shared(Share::Subgroup)).to_vec();
     unique(&mut tiles);
     tiles
 }
@@ -206,6 +228,10 @@ fn backward_input(spec: &Conv2d, textured: bool) -> Vec<Tile> {
         ],
         false => vec![tile(0, 4), tile(0, 8)],
     };
+    // The workgroup kernel's: 16 channels, or 8 with rows of up to 8 pixels.
+    if !textured {
+        tiles.extend([tile(4, 4), tile(8, 2)].map(|t| t.shared(Share::Workgroup)));
+    }
     // The subgroup kernel takes the one phase of a 1x1 at stride 1.
     if textured && spec.r * spec.s == 1 && spec.stride == (1, 1) && tile4 >= 4 {
         tiles.extend(subgroup_tiles(spec.w));
@@ -261,9 +287,21 @@ fn backward_weight(spec: &Conv2d, textured: bool) -> Vec<Tile> {
             tile(4, 1, 1),
         ],
     };
-    unique(&mut tiles);
     let first = tiles[0];
     let taps = |t: &Tile| if textured { t.pixels } else { rs };
     tiles.retain(|t| *t == first || t.inputs * taps(t) * t.channels4 <= 48);
+    // The workgroup kernel's, 8 x 8 lanes a block: for a 1x1 8 input x 8 output channels a
+    // lane (a 64 x 64 block) or 4 x 8; for a 3x3 one input channel's 9 taps x 8 output channels,
+    // or 2 x 4. They stage at most 2048 x values (8*CB channels x R rows x 15*SW + S columns).
+    if !textured {
+        let pairs: &[(usize, usize)] = if rs == 1 { &[(8, 2), (4, 2)] } else { &[(1, 2), (2, 1)] };
+        let block = |t: &Tile| 8 * t.inputs * spec.r * (15 * spec.stride.1 + spec.s) <= 2048;
+        let shared = pairs.iter().map(|&(inputs, channels4)| {
+            let inputs = inputs.min(cg.div_ceil(8));
+            Tile::new(0, channels4.min(kg.div_ceil(32)), inputs).shared(Share::Workgroup)
+        });
+        tiles.extend(shared.filter(block));
+    }
+    unique(&mut tiles);
     tiles
 }

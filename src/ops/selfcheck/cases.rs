@@ -10,7 +10,7 @@ use crate::ops::dropout::{self, Dropout, Granularity};
 use crate::ops::ema;
 use crate::ops::global_pool::{self, GlobalPool};
 use crate::ops::grad_accumulate;
-use crate::ops::grouped_conv::{self, standalone, Conv2d, Packing, Pass, Storage};
+use crate::ops::grouped_conv::{self, standalone, Conv2d, Packing, Pass, Share, Storage, Tile};
 use crate::ops::linear::{self, Linear};
 use crate::ops::residual::{self, Residual};
 use crate::ops::scaled_act::{self, Activation, ScaledAct};
@@ -111,7 +111,8 @@ pub(super) fn subgroup_conv_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g>
         c.launch(grouped_conv::pack_weight_pair(gpu, s, &tw, &out_inner, &in_inner))?;
         let subgroup_tile = |pass| {
             let tiles = grouped_conv::tiles(pass, s, Storage::Texture);
-            (tiles.into_iter().find(|t| t.subgroup)).ok_or_else(|| crate::Error::invalid(name, "no subgroup tile at this shape"))
+            (tiles.into_iter().find(|t| t.share == Share::Subgroup))
+                .ok_or_else(|| crate::Error::invalid(name, "no subgroup tile at this shape"))
         };
         c.launch(grouped_conv::forward(
             gpu,
@@ -124,6 +125,55 @@ pub(super) fn subgroup_conv_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g>
         ))?;
         let tile = subgroup_tile(Pass::BackwardInput)?;
         c.launch(grouped_conv::backward_input(gpu, s, &tdy, &in_inner, &tdx, true, tile))?;
+        Ok(c)
+    })
+}
+
+/// The three passes that stage their operands in workgroup memory, on buffers, each with its
+/// first workgroup tile at `s`: the input gradient accumulated into a start value, the bias
+/// gradient by its own kernel (as with every buffer tile).
+pub(super) fn workgroup_conv_case<'g>(gpu: &'g Gpu, data: &mut Data, s: &Conv2d) -> Built<'g> {
+    build("grouped_conv workgroup".into(), |name| {
+        let fan = s.w_shape()[1..].iter().product::<usize>();
+        let (xs, ws, ys) = (s.x_shape(), s.w_shape(), s.y_shape());
+        let x = data.normal(xs.iter().product(), 1.0);
+        let w = data.normal(ws.iter().product(), 1.0 / (fan as f64).sqrt());
+        let b = data.normal(s.k, 1.0);
+        let dy = data.normal(ys.iter().product(), 1.0);
+        let old = data.normal(xs.iter().product(), 1.0);
+        let (p, q) = s.out_hw();
+        let dx = grouped_conv::cpu::backward_input(s, &dy, &w);
+        let (dw, db) = grouped_conv::cpu::backward_weight(s, &x, &dy);
+        let mut c = Case::new(gpu, name);
+        let (tx, tw, tdy, tb) = (
+            c.input("x", &xs, &x)?,
+            c.input("w", &ws, &w)?,
+            c.input("dy", &ys, &dy)?,
+            c.input("b", &[s.k], &b)?,
+        );
+        let ty = c.output("y", &ys, grouped_conv::cpu::forward(s, &x, &w, Some(&b)), tol_for_terms(fan))?;
+        let tdw = c.output("dw", &ws, dw, tol_for_terms(s.n * p * q))?;
+        let tdb = c.output("db", &[s.k], db, tol_for_terms(s.n * p * q))?;
+        let tdx = c.in_place("dx accumulated", &xs, &old, add(&dx, &old), 1e-5)?;
+        let workgroup_tile = |pass| -> crate::Result<Tile> {
+            let tiles = grouped_conv::tiles(pass, s, Storage::Buffer);
+            (tiles.into_iter().find(|t| t.share == Share::Workgroup))
+                .ok_or_else(|| crate::Error::invalid(name, "no workgroup tile at this shape"))
+        };
+        let len = |packing| [grouped_conv::packed_len(s, packing)];
+        let out_inner = Storage::Buffer.tensor(gpu, "w output-inner", &len(Packing::OutputInner))?;
+        let in_inner = Storage::Buffer.tensor(gpu, "w input-inner", &len(Packing::InputInner))?;
+        c.launch(grouped_conv::pack_weight_pair(gpu, s, &tw, &out_inner, &in_inner))?;
+        let tile = workgroup_tile(Pass::Forward)?;
+        c.launch(grouped_conv::forward(gpu, s, &tx, &out_inner, Some(&tb), &ty, tile))?;
+        let tile = workgroup_tile(Pass::BackwardInput)?;
+        c.launch(grouped_conv::backward_input(gpu, s, &tdy, &in_inner, &tdx, true, tile))?;
+        let part = grouped_conv::partials_shape(&gpu.limits, s)
+            .map(|shape| GpuTensor::zeros(gpu, "partials", &shape))
+            .transpose()?;
+        let tile = workgroup_tile(Pass::BackwardWeight)?;
+        let db = s.bias.then_some(&tdb);
+        c.launch(grouped_conv::backward_weight(gpu, s, &tx, &tdy, &tdw, db, part.as_ref(), tile))?;
         Ok(c)
     })
 }
