@@ -4,9 +4,9 @@
 //! prelude (`shaders/common/*.wgsl`, joined at compile time: WGSL has no `#include`) followed by
 //! the kernel's own file. The conv kernels come twice: reading storage buffers, and (suffix
 //! `_textured`) reading their activation and packed weights as texels, for adapters where a
-//! texel fetch costs less than a buffer load; the 1x1 forward and input gradient also come as
-//! `_subgroup`, the textured kernels sharing their weight loads across the subgroup (adapter
-//! feature `SUBGROUP`, requested whenever offered), and all three passes as `_workgroup`, the
+//! texel fetch costs less than a buffer load; the 1x1 passes also come as `_subgroup`, the
+//! textured kernels sharing their weight (or, for the weight gradient, dy) loads across the
+//! subgroup (adapter feature `SUBGROUP`, requested whenever offered), and all three passes as `_workgroup`, the
 //! buffer kernels staging shared operands in workgroup memory (shaped for GPUs). Weight packing writes either storage
 //! through the `packed_buffer_out` or `packed_texture_out` prelude (the paired packing through
 //! `packed_pair_buffer_out` or `packed_pair_texture_out`). `bindings()` is the contract with the
@@ -67,7 +67,7 @@ macro_rules! kernels {
 
             /// Whether the kernel needs the adapter's subgroups ([`super::Gpu::shares_subgroups`]).
             pub fn needs_subgroups(self) -> bool {
-                self.preludes().contains(&"subgroup_quad")
+                self.name().ends_with("_subgroup")
             }
 
             /// The access of each binding, in binding order.
@@ -95,7 +95,8 @@ kernels! {
     GroupedConvBackwardInputSubgroup => "grouped_conv_backward_input_subgroup", ["index", "conv_params", "conv_backward_input_tile", "texels", "subgroup_quad"], (TextureRead, TextureRead, ReadWrite);
     GroupedConvBackwardInputWorkgroup => "grouped_conv_backward_input_workgroup", ["index", "conv_params", "conv_backward_input_tile", "packed_buffer"], (Read, Read, ReadWrite);
     GroupedConvBackwardWeight => "grouped_conv_backward_weight", ["index", "conv_params"], (Read, Read, ReadWrite);
-    GroupedConvBackwardWeightTextured => "grouped_conv_backward_weight_textured", ["index", "conv_params", "texels"], (TextureRead, TextureRead, ReadWrite, ReadWrite);
+    GroupedConvBackwardWeightTextured => "grouped_conv_backward_weight_textured", ["index", "conv_params", "conv_backward_weight_tile", "texels"], (TextureRead, TextureRead, ReadWrite, ReadWrite);
+    GroupedConvBackwardWeightSubgroup => "grouped_conv_backward_weight_subgroup", ["index", "conv_params", "conv_backward_weight_tile", "texels"], (TextureRead, TextureRead, ReadWrite, ReadWrite);
     GroupedConvBackwardWeightWorkgroup => "grouped_conv_backward_weight_workgroup", ["index", "conv_params"], (Read, Read, ReadWrite);
     GroupedConvBackwardBias => "grouped_conv_backward_bias", ["index", "conv_params"], (Read, ReadWrite);
     SumPartials => "sum_partials", ["index"], (Read, ReadWrite);

@@ -21,11 +21,16 @@ struct WeightGradPlan {
 }
 
 /// Workgroups in x for `tile`: the textured kernel works in channel quads and spreads the taps;
-/// the workgroup kernel's workgroups each take a block of 8 x 8 lanes' channels.
+/// the workgroup kernel's workgroups each take a block of 8 x 8 lanes' channels; the subgroup
+/// kernel's a run of input tiles of one output tile.
 fn xgroups(spec: &Conv2d, tile: Tile, storage: Storage) -> usize {
     let (cg, kg) = (spec.c / spec.groups, spec.k / spec.groups);
     match storage {
         _ if tile.share == Share::Workgroup => cg.div_ceil(8 * tile.inputs) * kg.div_ceil(32 * tile.channels4),
+        // The subgroup kernel rounds each output tile's input tiles up to the workgroup.
+        _ if tile.share == Share::Subgroup => {
+            cg.div_ceil(4).div_ceil(tile.inputs / 4).div_ceil(WG) * kg.div_ceil(4).div_ceil(tile.channels4)
+        }
         Storage::Texture => {
             let quads = cg.div_ceil(4).div_ceil(tile.inputs / 4) * kg.div_ceil(4).div_ceil(tile.channels4);
             (quads * spec.r * spec.s / tile.pixels).div_ceil(WG)

@@ -34,6 +34,7 @@ impl Pass {
         match (self, tile.share) {
             (Pass::Forward, Share::Subgroup) => Kernel::GroupedConvForwardSubgroup,
             (Pass::BackwardInput, Share::Subgroup) => Kernel::GroupedConvBackwardInputSubgroup,
+            (Pass::BackwardWeight, Share::Subgroup) => Kernel::GroupedConvBackwardWeightSubgroup,
             (Pass::Forward, Share::Workgroup) => Kernel::GroupedConvForwardWorkgroup,
             (Pass::BackwardInput, Share::Workgroup) => Kernel::GroupedConvBackwardInputWorkgroup,
             (Pass::BackwardWeight, Share::Workgroup) => Kernel::GroupedConvBackwardWeightWorkgroup,
@@ -48,8 +49,8 @@ pub enum Share {
     /// None: each lane loads all it reads (the buffer and `_textured` kernels).
     #[default]
     Lane,
-    /// The weights, across the subgroup (`_subgroup` kernels: 1x1, 16 channels, on texels, on
-    /// adapters where [`Gpu::shares_subgroups`]).
+    /// The weights (the weight gradient: dy), across the subgroup (`_subgroup` kernels: 1x1,
+    /// on texels, on adapters where [`Gpu::shares_subgroups`]).
     Subgroup,
     /// Operand tiles staged in workgroup memory (`_workgroup` kernels, on storage buffers): the
     /// forward's and input gradient's weights, the weight gradient's x and dy. Shaped for GPUs, where a workgroup's
@@ -287,6 +288,13 @@ fn backward_weight(spec: &Conv2d, textured: bool) -> Vec<Tile> {
             tile(4, 1, 1),
         ],
     };
+    // The subgroup kernel's (1x1 on texels), whose dy loads are shared: on lavapipe the tuner
+    // picked it for the 1x1 128 -> 128 at 48x48 (1.7x the textured kernel's time there). With 3
+    // or 4 input quads a lane its dispatch never returned on llvmpipe: not offered.
+    if textured && rs == 1 {
+        let shared = [tile(8, 4, 1), tile(8, 2, 1), tile(4, 4, 1)];
+        tiles.extend(shared.map(|t| t.shared(Share::Subgroup)));
+    }
     let first = tiles[0];
     let taps = |t: &Tile| if textured { t.pixels } else { rs };
     tiles.retain(|t| *t == first || t.inputs * taps(t) * t.channels4 <= 48);

@@ -3,7 +3,7 @@
 //! and returns its launches unrun.
 
 use super::{add, build, tol_for_terms, Built, Case, Data};
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Gpu, GpuTensor, Launch};
 use crate::ops::agc::{self, Agc};
 use crate::ops::avg_pool::{self, AvgPool};
 use crate::ops::dropout::{self, Dropout, Granularity};
@@ -84,9 +84,9 @@ pub(super) fn conv_pair_case<'g>(gpu: &'g Gpu, data: &mut Data, s: &Conv2d, stor
     })
 }
 
-/// The 1x1 forward and input gradient whose weight loads the subgroup shares, on texels
-/// (groups of 18 input and 20 output channels: no whole texel, no whole tile of 16; 35 pixel
-/// tiles), the input gradient accumulated into a start value.
+/// The 1x1 passes whose weight (or dy) loads the subgroup shares, on texels (groups of 18 input
+/// and 20 output channels: no whole texel, no whole tile of 16; 35 pixel tiles, rows of 7), the
+/// input gradient accumulated into a start value.
 pub(super) fn subgroup_conv_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g> {
     build("grouped_conv subgroup 1x1".into(), |name| {
         let s = &Conv2d::same([3, 36, 5, 7], 40, 1, 1).groups(2).with_bias(true);
@@ -97,6 +97,8 @@ pub(super) fn subgroup_conv_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g>
         let dy = data.normal(ys.iter().product(), 1.0);
         let old = data.normal(xs.iter().product(), 1.0);
         let dx = grouped_conv::cpu::backward_input(s, &dy, &w);
+        let (dw, db) = grouped_conv::cpu::backward_weight(s, &x, &dy);
+        let (p, q) = s.out_hw();
         let mut c = Case::new(gpu, name);
         let (tx, tw, tb, tdy) = (
             c.input("x", &xs, &x)?,
@@ -108,6 +110,8 @@ pub(super) fn subgroup_conv_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g>
         let in_inner = Storage::Texture.tensor(gpu, "w input-inner", &[grouped_conv::packed_len(s, Packing::InputInner)])?;
         let ty = c.output("y", &ys, grouped_conv::cpu::forward(s, &x, &w, Some(&b)), 1e-5)?;
         let tdx = c.in_place("dx accumulated", &xs, &old, add(&dx, &old), 1e-5)?;
+        let tdw = c.output("dw", &ws, dw, tol_for_terms(s.n * p * q))?;
+        let tdb = c.output("db", &[s.k], db, tol_for_terms(s.n * p * q))?;
         c.launch(grouped_conv::pack_weight_pair(gpu, s, &tw, &out_inner, &in_inner))?;
         let subgroup_tile = |pass| {
             let tiles = grouped_conv::tiles(pass, s, Storage::Texture);
@@ -125,6 +129,24 @@ pub(super) fn subgroup_conv_case<'g>(gpu: &'g Gpu, data: &mut Data) -> Built<'g>
         ))?;
         let tile = subgroup_tile(Pass::BackwardInput)?;
         c.launch(grouped_conv::backward_input(gpu, s, &tdy, &in_inner, &tdx, true, tile))?;
+        let tile = subgroup_tile(Pass::BackwardWeight)?;
+        let part = grouped_conv::partials_shape(&gpu.limits, s)
+            .map(|shape| GpuTensor::zeros(gpu, "partials", &shape))
+            .transpose()?;
+        // x packed as texels selects the textured kernels (dy is packed by the launch).
+        let mut pack = Launch::new();
+        let x_texels = standalone::texels(gpu, s.groups, &tx, &mut pack)?;
+        c.launch(Ok(pack))?;
+        c.launch(grouped_conv::backward_weight(
+            gpu,
+            s,
+            &x_texels,
+            &tdy,
+            &tdw,
+            Some(&tdb),
+            part.as_ref(),
+            tile,
+        ))?;
         Ok(c)
     })
 }
