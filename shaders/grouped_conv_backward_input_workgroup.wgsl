@@ -45,7 +45,8 @@ fn grouped_conv_backward_input_workgroup(@builtin(global_invocation_id) gid: vec
             let kk = k0 + m / max(taps, 1u);
             let r = R0 + ir * SH;
             let s = S0 + tap * SW;
-            wsh[i] = load_packed(((g * kg + kk) * R * S + r * S + s) * ws + o.c0 / 4u + j);   // o.c0: the same in every lane
+            // o.c0: the same in every lane.
+            wsh[i] = load_packed(((g * kg + kk) * R * S + r * S + s) * ws + o.c0 / 4u + j);
         }
         workgroupBarrier();
         for (var kc = 0u; kc < min(CHUNK, kg - k0); kc++) {

@@ -21,12 +21,12 @@
 @group(0) @binding(1) var xt: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var dyt: texture_storage_2d<rgba32float, read>;
 
-// The x texels of the lane's input quads at the current pixel, [cc].
-var<private> xq: array<vec4<f32>, 4>;
+// The bias gradient's sums of the tile's output quads, [j] (private for GL, see `acc`).
 var<private> bacc: array<vec4<f32>, 4>;
 
-// Where the current row of the lane's first input quad and the row's dy texels start, the
-// quads' plane stride and the clamps past the group's quads, set per row.
+// The current input row: where it starts in the group's first input quad (xrow; quad b is
+// b * hw further), whether it lies inside the image, the lane's first quad b0, and the group's
+// quad count cq (quads past it are clamped to the last: loaded, never stored).
 struct Row {
     xrow: u32, hw: u32, row_ok: bool, b0: u32, cq: u32,
 }

@@ -4,14 +4,15 @@
 //! prelude (`shaders/common/*.wgsl`, joined at compile time: WGSL has no `#include`) followed by
 //! the kernel's own file. The conv kernels come twice: reading storage buffers, and (suffix
 //! `_textured`) reading their activation and packed weights as texels, for adapters where a
-//! texel fetch costs less than a buffer load; the 1x1 passes also come as `_subgroup`, the
+//! texel fetch costs less than a buffer load. The 1x1 passes also come as `_subgroup`: the
 //! textured kernels sharing their weight (or, for the weight gradient, dy) loads across the
-//! subgroup (adapter feature `SUBGROUP`, requested whenever offered), and all three passes as `_workgroup`, the
-//! buffer kernels staging shared operands in workgroup memory (shaped for GPUs). Weight packing writes either storage
-//! through the `packed_buffer_out` or `packed_texture_out` prelude (the paired packing through
-//! `packed_pair_buffer_out` or `packed_pair_texture_out`). `bindings()` is the contract with the
-//! shader's `@binding`s: binding 0 is always the uniform `Params`, then the inputs
-//! (read-only), then the outputs (read-write).
+//! subgroup (adapter feature `SUBGROUP`, requested whenever offered). All three passes come as
+//! `_workgroup`: the buffer kernels staging shared operands in workgroup memory (shaped for
+//! GPUs). Weight packing writes either storage through the `packed_buffer_out` or
+//! `packed_texture_out` prelude (the paired packing through `packed_pair_buffer_out` or
+//! `packed_pair_texture_out`). `bindings()` is the contract with the shader's `@binding`s:
+//! binding 0 is always the uniform `Params`, then the inputs (read-only), then the outputs
+//! (read-write).
 //! The naga test validates every source in `Kernel::ALL` without a GPU.
 
 /// How a shader accesses one binding.

@@ -24,8 +24,11 @@
 //! Every launcher takes its choices as data: where the operands live ([`Storage`]: storage
 //! buffers, or packed 4-channel texels read by the `_textured` kernels, several times faster on
 //! a software device such as lavapipe) follows from the tensors it is given, and the register
-//! tile ([`Tile`]) is an argument. Both change which invocation computes what, never the order of
-//! a sum, so every storage and tile gives bitwise the same result. The plan packs each operand
+//! tile ([`Tile`]) is an argument. A tile may also name a kernel whose invocations share loads
+//! ([`Share`]): `_subgroup` kernels broadcast the operand every lane of a subgroup needs (1x1,
+//! on texels), `_workgroup` kernels stage operand tiles in workgroup memory (on buffers, shaped
+//! for GPUs). All of these change which invocation computes what, never the order of a sum, so
+//! every storage and tile gives bitwise the same result. The plan packs each operand
 //! once per step and asks the tuner (`crate::tune`) for the tiles.
 //!
 //! The weight and bias gradients contract over N*P*Q: the rows (n, p) are cut into splits, each

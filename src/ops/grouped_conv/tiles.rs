@@ -53,8 +53,8 @@ pub enum Share {
     /// on texels, on adapters where [`Gpu::shares_subgroups`]).
     Subgroup,
     /// Operand tiles staged in workgroup memory (`_workgroup` kernels, on storage buffers): the
-    /// forward's and input gradient's weights, the weight gradient's x and dy. Shaped for GPUs, where a workgroup's
-    /// lanes share a fast on-chip memory; they run on any adapter.
+    /// forward's and input gradient's weights, the weight gradient's x and dy. Shaped for GPUs,
+    /// where a workgroup's lanes share a fast on-chip memory; they run on any adapter.
     Workgroup,
 }
 
